@@ -1,0 +1,101 @@
+"""The extension points. Each is a small Protocol; implementations live in their stage.
+
+Policy      agentrm.rollout.policies   (OpenAI endpoint, vLLM, transformers, scripted)
+Sandbox     agentrm.sandboxes          (Docker)
+Scorer      agentrm.verifiers          (PRMs, verifiers, turn rewards)
+TraceStore  agentrm.traces             (SQLAlchemy: SQLite, PostgreSQL)
+AdvantageEstimator agentrm.advantages  (GRPO, RLOO, GiGPO, IGPO, min-form)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from agentrm.types import ExecResult, ExitStatus, Message, Score, Trajectory, Turn
+
+
+@dataclass
+class PolicyOutput:
+    """One assistant message plus what the backend could tell about its tokens."""
+
+    message: Message  # {"role": "assistant", "content": ..., "tool_calls": [...]}
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    logprobs: list[float] | None = None  # per completion token, when the backend gives them
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    name: str
+
+    def act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
+        """Return the next assistant message for the conversation so far."""
+        ...
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """An isolated machine to run an agent's commands in. Use it as a context manager."""
+
+    def exec(self, cmd: str, timeout: float | None = None) -> ExecResult:
+        """Run `cmd`; raise only when the sandbox itself is gone (SandboxGone)."""
+        ...
+
+    def read_file(self, path: str) -> bytes: ...
+
+    def write_file(self, path: str, data: bytes | str) -> None: ...
+
+    def snapshot(self) -> str:
+        """Commit the current state; return a reference new sandboxes can start from."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Sandbox: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Batched scoring of trajectories. May abstain (Score.value None) or return nothing."""
+
+    name: str
+    version: str
+
+    def config(self) -> dict[str, Any]:
+        """Everything that changes the scores; hashed into Score.config_hash."""
+        ...
+
+    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]: ...
+
+
+@runtime_checkable
+class TraceStore(Protocol):
+    """Where every turn lands as it completes. Writes are idempotent on (trajectory, turn index)."""
+
+    def begin_trajectory(self, trajectory: Trajectory) -> None: ...
+
+    def append_turn(self, trajectory_id: str, turn: Turn) -> None: ...
+
+    def end_trajectory(
+        self, trajectory_id: str, status: ExitStatus, reward: float | None = None
+    ) -> None: ...
+
+    def get_trajectory(self, trajectory_id: str) -> Trajectory: ...
+
+    def iter_trajectories(self, **filters: Any) -> Iterator[Trajectory]: ...
+
+    def write_scores(self, scores: Iterable[Score]) -> int: ...
+
+
+@runtime_checkable
+class AdvantageEstimator(Protocol):
+    """Pure function of step rows (column arrays) to per-row advantages (numpy, no torch)."""
+
+    name: str
+
+    def __call__(self, rows: Any) -> Any: ...

@@ -1,0 +1,105 @@
+"""Shared test set-up: component markers and the fixtures that bring the components up.
+
+A test that needs Docker, PostgreSQL, a model or vLLM carries the matching marker and uses the
+fixture below. When the component is missing the test is skipped on a developer's laptop but
+FAILS when CI=true: CI must never pass by silently testing less.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_URL_DEFAULT = "postgresql+psycopg://agentrm:agentrm@127.0.0.1:5432/agentrm_test"
+
+
+def missing(component: str, why: str) -> None:
+    """Skip locally, fail in CI."""
+    message = f"{component} unavailable: {why}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: components are required)", pytrace=False)
+    pytest.skip(message)
+
+
+def _start_service(name: str) -> str | None:
+    script = REPO / ".ci" / "start-services"
+    try:
+        proc = subprocess.run(["bash", str(script), name], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if proc.returncode == 0 else (proc.stderr.strip() or proc.stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A client of a running Docker engine (started by the set-up if installed but stopped)."""
+    try:
+        import docker
+    except ImportError as exc:
+        missing("docker", f"python package: {exc}")
+    def ping():
+        try:
+            client = docker.from_env()
+            client.ping()
+            return client
+        except Exception as exc:  # noqa: BLE001 - any failure means no engine
+            return exc
+    client = ping()
+    if isinstance(client, Exception) and shutil.which("dockerd"):
+        _start_service("docker")
+        client = ping()
+    if isinstance(client, Exception):
+        missing("docker", str(client).splitlines()[0][:200])
+    return client
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a reachable PostgreSQL test database (AGENTRM_TEST_PG overrides the default)."""
+    url = os.environ.get("AGENTRM_TEST_PG", PG_URL_DEFAULT)
+    try:
+        import sqlalchemy as sa
+    except ImportError as exc:
+        missing("postgres", str(exc))
+
+    def reachable():
+        try:
+            engine = sa.create_engine(url)
+            with engine.connect() as conn:
+                conn.execute(sa.text("select 1"))
+            engine.dispose()
+            return None
+        except Exception as exc:  # noqa: BLE001
+            return str(exc).splitlines()[0][:200]
+
+    error = reachable()
+    if error and "AGENTRM_TEST_PG" not in os.environ and shutil.which("pg_ctlcluster"):
+        _start_service("postgres")
+        error = reachable()
+    if error:
+        missing("postgres", error)
+    return url
+
+
+@pytest.fixture(scope="session")
+def vllm_module():
+    try:
+        import vllm  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - vllm import can fail in many ways
+        missing("vllm", f"import vllm failed: {exc}")
+    return vllm
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep marker hygiene: a test using a component fixture must carry its marker."""
+    needs = {"docker_client": "docker", "postgres_url": "postgres", "vllm_module": "vllm"}
+    for item in items:
+        for fixture, marker in needs.items():
+            if fixture in getattr(item, "fixturenames", ()) and marker not in item.keywords:
+                item.add_marker(getattr(pytest.mark, marker))
