@@ -24,7 +24,8 @@ COMMAND_MODULES = [
     "traces",      # agentrm traces import|export|list|show
     "sandbox",     # agentrm sandbox run|build|images|prune|cleanup
     "run",         # agentrm run
-    "score",       # agentrm score, agentrm rewards
+    "score",       # agentrm score
+    "rewards",     # agentrm rewards --combine
     "advantages",  # agentrm advantages, agentrm filter, agentrm export
     "eval",        # agentrm eval swe-bench
     "replay",      # agentrm replay
