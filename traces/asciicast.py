@@ -1,0 +1,98 @@
+"""asciicast v2 export of a replay (FORMATS.md §2.1): `asciinema play FILE.cast` plays it.
+
+v2 keeps absolute event times, which is what lets one "m" marker per turn be merged in at
+the turn's start (EVAL_HARNESS_LESSONS.md §11). Command output is emitted chunk by chunk at
+its recorded offsets, so the recording shows what the agent saw as it saw it. The file is
+written to a temporary name and renamed, so a failed export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.text import Text
+
+from agentrm.traces.replay import ReplayView, clean_text
+from agentrm.traces.replay_render import (header_renderable, scores_table, to_ansi,
+                                          turn_renderable, turn_title)
+from agentrm.traces.replay_timing import schedule
+
+Event = tuple[float, str, str]
+
+
+def _crlf(text: str) -> str:
+    """Terminals in raw mode need CR LF; recorded output usually has bare LF."""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def _marker_label(view: ReplayView, pos: int) -> str:
+    turn = view.turns[pos]
+    what = next((c.command or c.name for c in turn.calls), "") or turn.reasoning
+    first = (what.strip().splitlines() or [""])[0]
+    return f"turn {pos + 1}: {first[:60]}"
+
+
+def cast_events(view: ReplayView, width: int, colour: str | None = "256") -> Iterator[Event]:
+    """(time, code, data) events of the whole replay, times non-decreasing."""
+    timings = schedule(view)
+    yield 0.0, "o", _crlf(to_ansi(header_renderable(view), width, colour))
+    for pos, timing in enumerate(timings):
+        turn = view.turns[pos]
+        yield timing.start, "m", _marker_label(view, pos)
+        title = to_ansi(turn_title(view, turn, pos) + Text("  thinking…", style="dim"), width, colour)
+        yield timing.start, "o", _crlf(title)
+        # The turn as the model produced it (reasoning + calls), outputs not yet shown.
+        without_output = turn_renderable(view, pos, outputs=[None] * len(turn.calls))
+        action = to_ansi(without_output, width, colour).split("\n", 1)[-1]  # title already shown
+        yield timing.action_at, "o", _crlf(action)
+        for call, call_timing in zip(turn.calls, timing.calls):
+            yield call_timing.start, "o", _crlf(f"\x1b[2m── {call.name} output ──\x1b[0m\n")
+            last = ""
+            for t, chunk in call_timing.events:
+                text = clean_text(chunk)
+                if text:
+                    last = text
+                    yield t, "o", _crlf(text)
+            facts = [] if call.exit_code is None else [f"exit {call.exit_code}"]
+            if call.timed_out:
+                facts.append("TIMED OUT")
+            tail = "" if not last or last.endswith("\n") else "\n"
+            yield call_timing.end, "o", _crlf(f"{tail}\x1b[2m── {' · '.join(facts)} ──\x1b[0m\n")
+        if turn.scores:
+            yield timing.end, "o", _crlf(to_ansi(scores_table(turn.scores, view.score_ranges),
+                                                 width, colour))
+
+
+def write_cast(view: ReplayView, path: str | Path, width: int = 110, height: int = 32,
+               title: str | None = None, idle_time_limit: float | None = 2.0,
+               started_at: float | None = None) -> int:
+    """Write the replay as asciicast v2; returns the number of events written."""
+    path = Path(path)
+    events = list(cast_events(view, width))
+    start = started_at or next((t.started_at for t in view.turns if t.started_at), None)
+    header: dict = {
+        "version": 2, "width": width, "height": height,
+        "timestamp": int(start if start else time.time()),
+        "duration": round(max((t for t, _, _ in events), default=0.0), 6),
+        "title": title or f"agentrm replay {view.title}",
+        "env": {"TERM": "xterm-256color", "SHELL": "/bin/bash"},
+    }
+    if idle_time_limit:
+        header["idle_time_limit"] = idle_time_limit
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps(header, ensure_ascii=False) + "\n")
+            for t, code, data in events:
+                out.write(json.dumps([round(t, 6), code, data], ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(events)
