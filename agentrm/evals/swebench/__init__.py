@@ -1,0 +1,1 @@
+"""SWE-bench-compatible evaluation in local Docker (offline), with an agent mode."""
