@@ -51,7 +51,8 @@ def _chunks(items: Iterable[Trajectory], size: int) -> Iterator[list[Trajectory]
 
 
 def bulk_import(conn: sa.Connection, trajs: Iterable[Trajectory], run_id: str | None,
-                on_progress: Callable[[int], None] | None = None) -> int:
+                on_progress: Callable[[int], None] | None = None,
+                run_config: dict[str, Any] | None = None) -> int:
     from agentrm.traces.store import _insert, upsert
 
     raw = conn.dialect.name == "sqlite"
@@ -61,7 +62,7 @@ def bulk_import(conn: sa.Connection, trajs: Iterable[Trajectory], run_id: str | 
         traj_rows = [R.trajectory_row(t, run_id) for t in chunk]
         turn_rows = [R.turn_row(t.id, turn) for t in chunk for turn in t.turns]
         for rid in {r["run_id"] for r in traj_rows} - seen_runs - {None}:
-            upsert(conn, runs, {"id": rid, "kind": "import", "config": None, "status": "finished",
+            upsert(conn, runs, {"id": rid, "kind": "import", "config": run_config, "status": "finished",
                                 "started_at": traj_rows[0]["started_at"]}, ["id"], update=[])
             seen_runs.add(rid)
         ids = [r["id"] for r in traj_rows]

@@ -218,10 +218,20 @@ class SQLStore:
         return self.read(lambda c: summaries(c, **kwargs))
 
     def import_trajectories(self, trajs: Iterable[Trajectory], run_id: str | None = None,
-                            on_progress: Callable[[int], None] | None = None) -> int:
-        """Bulk path for files: all trajectories in ONE transaction (all or nothing)."""
+                            on_progress: Callable[[int], None] | None = None,
+                            run_config: dict[str, Any] | None = None) -> int:
+        """Bulk path for files: all trajectories in ONE transaction (all or nothing).
+
+        `trajs` may be a lazy reader: an error raised while iterating rolls everything back.
+        Not retried on lock contention (a lazy reader cannot be replayed); the writer waits
+        up to busy_timeout for the lock instead."""
         from agentrm.traces.bulk import bulk_import
-        return self.write(lambda c: bulk_import(c, trajs, run_id, on_progress))
+
+        def go(conn):
+            return bulk_import(conn, trajs, run_id, on_progress, run_config)
+        with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
+            with conn.begin():
+                return go(conn)
 
     # -- scores and advantages ------------------------------------------------------------
     def write_scores(self, items: Iterable[Score]) -> int:

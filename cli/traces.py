@@ -1,0 +1,219 @@
+"""`agentrm traces import|export|list|show|runs`: the trace store from the command line."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agentrm.cli.common import (DbOption, JsonOption, console, db_url, err_console, print_json,
+                                progress, rich_table)
+
+app = typer.Typer(help="Import, export, list and inspect stored trajectories.", no_args_is_help=True)
+
+RunOpt = Annotated[Optional[str], typer.Option("--run", help="Only this run id.")]
+TaskOpt = Annotated[Optional[str], typer.Option("--task", help="Only this task id.")]
+GroupOpt = Annotated[Optional[str], typer.Option("--group", help="Only this group id.")]
+StatusOpt = Annotated[Optional[str], typer.Option("--status", help="Only this exit status (submitted, turn_limit, …).")]
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="traces")
+
+
+def _store(db: str | None):
+    from agentrm.traces import open_store
+
+    return open_store(db_url(db))
+
+
+class _LazyProgress:
+    """A progress bar that appears only once the work has taken more than a second."""
+
+    def __init__(self, total: int | None, label: str):
+        self.total, self.label, self.start = total, label, time.monotonic()
+        self.done, self.bar, self.task = 0, None, None
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.bar is None and time.monotonic() - self.start > 1.0:
+            self.bar = progress()
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total, completed=self.done)
+        elif self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _count_lines(path: Path) -> int | None:
+    if not path.name.endswith(".jsonl") or not path.is_file():
+        return None
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="A .jsonl, ATIF .json, SWE-agent .traj or mini-swe-agent .traj.json file.")],
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Store under this run id (default: a new import-… id).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="jsonl | atif | swe-agent | mini-swe-agent (default: by name and content).")] = None,
+    db: DbOption = None, as_json: JsonOption = False,
+) -> None:
+    """Import trajectories from FILE in one transaction: all of it, or nothing."""
+    from agentrm.traces.io import read_trajectories
+
+    run_id = run_id or f"import-{time.strftime('%Y%m%d-%H%M%S')}-{file.stem[:40]}"
+    counted = {"turns": 0}
+
+    def counting(trajs):
+        for t in trajs:
+            counted["turns"] += len(t.turns)
+            yield t
+
+    store = _store(db)
+    bar = _LazyProgress(_count_lines(file), f"importing {file.name}")
+    try:
+        n = store.import_trajectories(counting(read_trajectories(file, fmt)), run_id=run_id,
+                                      on_progress=bar, run_config={"source": str(file)})
+    finally:
+        bar.close()
+        store.close()
+    result = {"imported": n, "turns": counted["turns"], "run_id": run_id, "db": store.url}
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"imported {n} trajectories ({counted['turns']} turns) from {file} "
+                      f"as run [bold]{run_id}[/] into {store.url}")
+
+
+@app.command("export")
+def export(
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here (default: stdout).")] = None,
+    run: RunOpt = None, task: TaskOpt = None, group: GroupOpt = None, status: StatusOpt = None,
+    db: DbOption = None, as_json: JsonOption = False,
+) -> None:
+    """Export trajectories as JSONL (the format `traces import` reads)."""
+    import sys
+
+    from agentrm.traces.io import write_jsonl
+
+    store = _store(db)
+    trajs = store.iter_trajectories(run_id=run, task_id=task, group_id=group,
+                                    exit_status=_status(status))
+    try:
+        n = write_jsonl(trajs, output if output is not None else sys.stdout)
+    finally:
+        store.close()
+    if output is not None:
+        if as_json:
+            print_json({"exported": n, "path": str(output)})
+        else:
+            err_console.print(f"exported {n} trajectories to {output}")
+
+
+def _status(value: str | None):
+    from agentrm.errors import InputError
+    from agentrm.types import ExitStatus
+
+    if value is None:
+        return None
+    try:
+        return ExitStatus(value)
+    except ValueError:
+        raise InputError(f"--status {value!r} is not one of: "
+                         f"{', '.join(s.value for s in ExitStatus)}") from None
+
+
+@app.command("list")
+def list_(
+    run: RunOpt = None, task: TaskOpt = None, group: GroupOpt = None, status: StatusOpt = None,
+    scorer: Annotated[Optional[str], typer.Option("--scorer", help="Show and filter by this scorer's score (else the outcome reward).")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Keep score (or reward) ≥ this.")] = None,
+    max_score: Annotated[Optional[float], typer.Option("--max-score", help="Keep score (or reward) ≤ this.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many rows.")] = None,
+    db: DbOption = None, as_json: JsonOption = False,
+) -> None:
+    """List trajectories from their summary columns (turns are not loaded)."""
+    store = _store(db)
+    try:
+        rows = store.summaries(run_id=run, task_id=task, group_id=group,
+                               exit_status=_status(status), scorer=scorer,
+                               min_score=min_score, max_score=max_score, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        print_json(rows)
+        return
+    cols = ["id", "run_id", "task_id", "group_id", "exit_status", "failure_kind", "reward", "n_turns"]
+    cols += ["score"] if scorer else []
+    table = rich_table(f"{len(rows)} trajectories", cols,
+                       [[_fmt(r.get(c)) for c in cols] for r in rows])
+    console.print(table)
+
+
+def _fmt(value):
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
+def _clip(text, width: int = 60) -> str:
+    if text is None:
+        return ""
+    text = text if isinstance(text, str) else str(text)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@app.command("show")
+def show(
+    trajectory_id: Annotated[str, typer.Argument(metavar="ID", help="Trajectory id.")],
+    db: DbOption = None, as_json: JsonOption = False,
+) -> None:
+    """Show one trajectory turn by turn."""
+    store = _store(db)
+    try:
+        traj = store.get_trajectory(trajectory_id)
+    finally:
+        store.close()
+    if as_json:
+        data = asdict(traj)
+        data["failure_kind"] = traj.failure_kind
+        print_json(data)
+        return
+    console.print(f"[bold]{traj.id}[/]  task={traj.task_id}  group={traj.group_id}  "
+                  f"run={traj.run_id}  status={traj.exit_status.value}  "
+                  f"failure={traj.failure_kind.value if traj.failure_kind else '-'}  reward={traj.reward}",
+                  highlight=False)
+    rows = []
+    for t in traj.turns:
+        obs = t.observation[-1].get("content") if t.observation else ""
+        calls = ", ".join(c.name + ("" if c.valid else "(invalid)") for c in t.tool_calls)
+        tokens = f"{t.prompt_tokens or '-'}/{t.completion_tokens or '-'}"
+        rows.append([t.index, t.anchor_key[:8], "yes" if t.valid else "NO", _clip(obs, 40),
+                     _clip(t.assistant.get("content"), 50), calls, tokens,
+                     _fmt(t.duration_s)])
+    console.print(rich_table(f"{len(traj.turns)} turns", ["#", "anchor", "valid", "observation",
+                  "assistant", "tool calls", "tokens p/c", "s"], rows))
+    if traj.tail:
+        console.print(f"tail: {len(traj.tail)} message(s) after the last turn")
+
+
+@app.command("runs")
+def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List runs (id, kind, status, start/end)."""
+    store = _store(db)
+    try:
+        rows = store.list_runs()
+    finally:
+        store.close()
+    if as_json:
+        print_json(rows)
+        return
+    cols = ["id", "kind", "status", "started_at", "ended_at"]
+    fmt = lambda v: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v)) if isinstance(v, float) else v  # noqa: E731
+    console.print(rich_table(f"{len(rows)} runs", cols, [[fmt(r[c]) for c in cols] for r in rows]))

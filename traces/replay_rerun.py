@@ -1,0 +1,178 @@
+"""Re-execution replay: feed the recorded actions to a fresh sandbox and compare observations.
+
+A determinism check before training on a trace (EVAL_HARNESS_LESSONS.md §10): same image,
+same task setup, then every recorded tool call through the runtime's `execute_tool_call`.
+Observations are compared after `normalise_observation_text`, which removes the volatile
+fragments (times, temp paths, pids, hex ids, durations) that anchor keys ignore too. The
+first call whose normalised observation differs is the divergence; replay stops there,
+because later actions were chosen for a state that no longer exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from agentrm.errors import AgentrmError, InfrastructureError
+from agentrm.hashing import normalise_observation_text
+from agentrm.traces.replay import CallView, build_view, clean_text
+from agentrm.types import Task, Trajectory
+
+log = logging.getLogger("agentrm.traces.replay_rerun")
+DIFF_LINES = 16
+
+
+@dataclass
+class Divergence:
+    turn_index: int
+    turn_position: int  # 0-based position in the trajectory (turn_index may not start at 0)
+    call_position: int
+    tool: str
+    command: str
+    diff: str
+    recorded: str
+    observed: str
+
+
+@dataclass
+class RerunReport:
+    trajectory_id: str
+    image: str | None
+    turns_total: int
+    turns_replayed: int = 0
+    calls_compared: int = 0
+    calls_unrecorded: int = 0  # recorded trajectory had no observation to compare with
+    divergence: Divergence | None = None
+    setup_commands: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def diverged(self) -> bool:
+        return self.divergence is not None
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["diverged"] = self.diverged
+        return out
+
+
+def short_diff(recorded: str, observed: str, limit: int = DIFF_LINES) -> str:
+    lines = list(difflib.unified_diff(recorded.splitlines(), observed.splitlines(),
+                                      "recorded", "rerun", n=1, lineterm=""))
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"… {len(lines) - limit} more diff lines"]
+    return "\n".join(lines)
+
+
+def same_observation(recorded: str, observed: str) -> bool:
+    return normalise_observation_text(clean_text(recorded)) == \
+        normalise_observation_text(clean_text(observed))
+
+
+def find_task(traj: Trajectory, store_url: str | None) -> Task | None:
+    """The recorded task (image, setup) from the store, else a bundled task of the same id."""
+    if store_url:
+        try:
+            from agentrm.traces import open_store
+
+            return open_store(store_url).get_task(traj.task_id)
+        except AgentrmError:
+            pass
+    try:
+        from agentrm.tasks import bundled_tasks
+
+        return next((t for t in bundled_tasks() if t.id == traj.task_id), None)
+    except ImportError:
+        return None
+
+
+def recorded_image(traj: Trajectory, task: Task | None, override: str | None) -> str | None:
+    """--image, else the trajectory's recorded image, else the task's; None = base image."""
+    if override:
+        return override
+    for key in ("image_digest", "image_id", "image"):
+        value = traj.metadata.get(key) if isinstance(traj.metadata, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return task.image if task else None
+
+
+def _compare(report: RerunReport, pos: int, turn_index: int, k: int, call: CallView,
+             observed: str) -> bool:
+    """Record the comparison; True when the call diverged."""
+    if call.output is None:
+        report.calls_unrecorded += 1
+        return False
+    report.calls_compared += 1
+    if same_observation(call.output, observed):
+        return False
+    recorded, new = clean_text(call.output), clean_text(observed)
+    report.divergence = Divergence(turn_index, pos, k, call.name, call.command or call.arguments,
+                                   short_diff(recorded, new), recorded, new)
+    return True
+
+
+def rerun_trajectory(traj: Trajectory, image: str | None = None, store_url: str | None = None,
+                     timeout: float = 60.0, on_progress: Callable[[int, int], None] | None = None,
+                     ) -> RerunReport:
+    """Replay every recorded tool call in a fresh sandbox; stop at the first divergence."""
+    from agentrm.rollout.tools import execute_tool_call
+    from agentrm.sandboxes import DockerSandbox, SandboxConfig
+
+    task = find_task(traj, store_url)
+    view = build_view(traj)
+    report = RerunReport(traj.id, recorded_image(traj, task, image), len(traj.turns))
+    if task is None:
+        report.notes.append(f"task {traj.task_id!r} unknown: base image, no setup commands")
+    started = time.monotonic()
+    config = SandboxConfig(image=report.image, network=bool(task and task.network),
+                           run_id=f"replay-{traj.id}"[:60])
+    with DockerSandbox(config) as sandbox:
+        for command in (task.setup if task else []):
+            result = sandbox.exec(command, timeout=timeout)
+            report.setup_commands += 1
+            if not result.ok:
+                raise InfrastructureError(f"task setup failed in rerun (exit {result.exit_code}): "
+                                          f"{command[:80]}")
+        for pos, (turn, turn_view) in enumerate(zip(traj.turns, view.turns)):
+            for k, (call, call_view) in enumerate(zip(turn.tool_calls, turn_view.calls)):
+                observed = execute_tool_call(sandbox, call, timeout=timeout)
+                if _compare(report, pos, turn.index, k, call_view, observed.content):
+                    break
+            report.turns_replayed = pos + 1
+            if on_progress:
+                on_progress(pos + 1, len(traj.turns))
+            if report.diverged:
+                break
+    report.seconds = time.monotonic() - started
+    log.info("rerun %s: %d turns, diverged=%s", traj.id, report.turns_replayed, report.diverged)
+    return report
+
+
+def render_report(report: RerunReport):
+    """A rich renderable of the report (the CLI prints it)."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    facts = Text(f"trajectory {report.trajectory_id} · image {report.image or 'base image'} · "
+                 f"{report.turns_replayed}/{report.turns_total} turns replayed · "
+                 f"{report.calls_compared} observations compared · {report.seconds:.1f}s")
+    notes = [Text(n, style="dim") for n in report.notes]
+    if report.calls_unrecorded:
+        notes.append(Text(f"{report.calls_unrecorded} calls had no recorded observation",
+                          style="yellow"))
+    d = report.divergence
+    if d is None:
+        return Group(Text("no divergence: every observation matched", style="bold green"),
+                     facts, *notes)
+    head = Text(f"DIVERGED at turn {d.turn_index} (call {d.call_position + 1}, {d.tool}): "
+                f"{d.command.splitlines()[0][:80] if d.command else ''}", style="bold red")
+    return Group(head, facts, *notes, Panel(Syntax(d.diff or "(whitespace only)", "diff",
+                                                   background_color="default"),
+                                            title="recorded → rerun", title_align="left"))
