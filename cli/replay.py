@@ -112,7 +112,12 @@ def _export(view, cast: Path | None, page: Path | None, width: int, height: int,
 def _rerun(traj, url: str, image: str | None, json_out: bool) -> None:
     from agentrm.traces.replay_rerun import rerun_trajectory
 
-    report = rerun_trajectory(traj, image=image, store_url=url)
+    from agentrm.cli.common import progress
+
+    with progress() as bar:
+        task = bar.add_task(f"rerun {traj.id}", total=len(traj.turns))
+        report = rerun_trajectory(traj, image=image, store_url=url,
+                                  on_progress=lambda done, total: bar.update(task, completed=done))
     if json_out:
         print_json(report.as_dict())
     else:

@@ -62,7 +62,8 @@ def cast_events(view: ReplayView, width: int, colour: str | None = "256") -> Ite
             if call.timed_out:
                 facts.append("TIMED OUT")
             tail = "" if not last or last.endswith("\n") else "\n"
-            yield call_timing.end, "o", _crlf(f"{tail}\x1b[2m── {' · '.join(facts)} ──\x1b[0m\n")
+            end = " · ".join(facts) or "end of output"
+            yield call_timing.end, "o", _crlf(f"{tail}\x1b[2m── {end} ──\x1b[0m\n")
         if turn.scores:
             yield timing.end, "o", _crlf(to_ansi(scores_table(turn.scores, view.score_ranges),
                                                  width, colour))

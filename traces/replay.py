@@ -223,10 +223,15 @@ def load_trajectory(source: str, db_url: str | None, index: int = 0) -> tuple[Tr
 
         if path.is_dir():
             raise InputError("is a directory, expected a trajectory file", path=source)
-        for pos, traj in enumerate(read_trajectories(path)):
-            if pos == index:
-                return require_turns(traj, source), False
-        raise InputError(f"no trajectory at --index {index}", path=source)
+        chosen, count = None, 0
+        for traj in read_trajectories(path):  # read to the end: a truncated file is an error
+            if count == index:
+                chosen = traj
+            count += 1
+        if chosen is None:
+            raise InputError(f"no trajectory at --index {index} (the file has {count})",
+                             path=source)
+        return require_turns(chosen, source), False
     if path.suffix in (".jsonl", ".json", ".traj", ".gz"):
         raise InputError("no such file", path=source)
     from agentrm.traces import open_store

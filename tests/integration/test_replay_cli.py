@@ -1,0 +1,103 @@
+"""`agentrm replay` from the CLI: store ids and files, printed view, exports, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from asciinema.asciicast import v2
+
+from agentrm.traces import open_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from test_replay_view import DATA, demo_scores, load_demo  # noqa: E402
+
+
+def agentrm(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "agentrm.cli.main", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "COLUMNS": "120", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> str:
+    """A SQLite store holding the demo trajectory, its turn scores and advantages."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('replay') / 'store.db'}"
+    store = open_store(url)
+    traj = load_demo()
+    traj.run_id = store.begin_run({"purpose": "replay tests"})
+    store.begin_trajectory(traj)
+    for turn in traj.turns:
+        store.append_turn(traj.id, turn)
+    store.set_tail(traj.id, traj.tail)
+    store.end_trajectory(traj.id, traj.exit_status, traj.reward)
+    scores, advs = demo_scores(traj.id)
+    store.write_scores([s for s in scores if s.trajectory_id == traj.id])
+    store.write_advantages(advs)
+    store.close()
+    return url
+
+
+def test_store_trajectory_prints_everything_when_piped(db):
+    proc = agentrm("replay", "traj-demo", "--db", db)  # stdout is a pipe: non-interactive
+    assert proc.returncode == 0, proc.stderr
+    for needle in ["turn 1/4", "turn 4/4", "ls /workspace", "README.md", "prm", "advantage",
+                   "-1.200", "tests", "INVALID ACTION", "lines folded"]:
+        assert needle in proc.stdout, needle
+
+
+def test_json_view_has_turn_scores(db):
+    proc = agentrm("replay", "traj-demo", "--db", db, "--json")
+    view = json.loads(proc.stdout)
+    assert [t["index"] for t in view["turns"]] == [0, 1, 2, 3]
+    assert view["turns"][1]["scores"] == {"prm": 0.2, "info_gain": -0.3, "advantage": -1.2}
+
+
+def test_exports_from_store_and_from_file(db, tmp_path):
+    cast, page = tmp_path / "a.cast", tmp_path / "a.html"
+    proc = agentrm("replay", "traj-demo", "--db", db, "--export-cast", str(cast),
+                   "--export-html", str(page), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert {w["kind"] for w in json.loads(proc.stdout)} == {"asciicast", "html"}
+    with open(cast, encoding="utf-8") as f, v2.open_from_file(f.readline(), f) as parsed:
+        events = list(parsed.events())
+    assert sum(e[1] == "m" for e in events) == 4
+    assert all(f'id="turn-{i}"' in page.read_text() for i in range(4))
+
+    cast2 = tmp_path / "imported.cast"
+    proc = agentrm("replay", str(DATA / "imported.jsonl"), "--index", "1", "--export-cast", str(cast2))
+    assert proc.returncode == 0, proc.stderr
+    with open(cast2, encoding="utf-8") as f, v2.open_from_file(f.readline(), f) as parsed:
+        assert "hello" in parsed.v2_header["title"]
+        events = list(parsed.events())
+    assert [e[1] for e in events].count("m") == 1
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "".join(e[2] for e in events if e[1] == "o"))
+    assert "echo hello" in shown and "\r\nhello\r\n" in shown
+
+
+def test_imported_file_prints_all_turns():
+    proc = agentrm("replay", str(DATA / "imported.jsonl"), "--no-interactive")
+    assert proc.returncode == 0, proc.stderr
+    assert "turn 3/3" in proc.stdout and "expr 1 + 2 + 3" in proc.stdout
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["no-such-trajectory"], 4, "no-such-trajectory"),
+    ([str(DATA / "no_turns.jsonl")], 2, "has no turns"),
+    ([str(DATA / "truncated.jsonl")], 2, "truncated.jsonl:2"),
+    ([str(DATA / "missing.jsonl")], 2, "no such file"),
+    ([str(DATA / "imported.jsonl"), "--index", "7"], 2, "--index 7"),
+    ([str(DATA / "imported.jsonl"), "--speed", "0"], 2, "--speed"),
+])
+def test_bad_input_is_one_clear_line(db, tmp_path, args, code, message):
+    out = tmp_path / "never.cast"
+    proc = agentrm("replay", *args, "--db", db, "--export-cast", str(out))
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing half-written

@@ -1,0 +1,162 @@
+"""The interactive player and the exported cast, driven in a real terminal (tmux)."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_replay_cli import db  # noqa: E402,F401  (the store fixture)
+from test_replay_view import DATA  # noqa: E402
+
+from tests.conftest import missing  # noqa: E402
+
+
+class Pane:
+    """One detached tmux session of fixed size running a command."""
+
+    def __init__(self, command: str, width: int = 110, height: int = 32):
+        if not shutil.which("tmux"):
+            missing("tmux", "not installed")
+        self.name = f"replay-{uuid.uuid4().hex[:8]}"
+        # remain-on-exit keeps the pane (and its exit status) after the command ends
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width),
+                        "-y", str(height), "bash", "-c", f"{command}; echo EXIT=$?; sleep 60"],
+                       check=True)
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], check=True,
+                              capture_output=True, text=True).stdout
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; screen:\n{screen}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.fixture
+def pane_factory():
+    panes = []
+
+    def make(command: str, **kw) -> Pane:
+        panes.append(Pane(command, **kw))
+        return panes[-1]
+
+    yield make
+    for pane in panes:
+        pane.close()
+
+
+def replay_cmd(*args: str) -> str:
+    return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "agentrm.cli.main", "replay",
+                                               *args])
+
+
+def status_line(screen: str) -> str:
+    return screen.splitlines()[0]
+
+
+def test_step_forward_back_and_quit(pane_factory, db):
+    pane = pane_factory(replay_cmd("traj-demo", "--db", db))
+    screen = pane.wait_for("turn 1/4 ·")
+    assert "ls /workspace" in screen and "README.md" in screen and "prm" in screen
+    assert "advantage" in screen and "+0.400" in screen and "q quit" in screen
+    pane.keys("n")
+    screen = pane.wait_for("turn 2/4 ·")
+    assert "seq 200" in screen and "-1.200" in screen and "ls /workspace" not in screen
+    pane.keys("Right")
+    screen = pane.wait_for("turn 3/4 ·")
+    assert "INVALID ACTION" in screen and "bad JSON" in screen
+    pane.keys("Left")
+    pane.wait_for("turn 2/4 ·")
+    pane.keys("p")
+    pane.wait_for("turn 1/4 ·")
+    pane.keys("p")  # already at the first turn: stays there
+    time.sleep(0.3)
+    assert "turn 1/4 ·" in status_line(pane.screen())
+    pane.keys("G")
+    screen = pane.wait_for("turn 4/4 ·")
+    assert "There are 2 python files." in screen
+    pane.keys("q")
+    screen = pane.wait_for("EXIT=0")
+    assert "turn 4/4 ·" not in screen  # the alternate screen is gone, the shell is back
+
+
+def test_scroll_and_unfold_long_output(pane_factory, db):
+    pane = pane_factory(replay_cmd("traj-demo", "--db", db), height=24)
+    pane.wait_for("turn 1/4 ·")
+    pane.keys("n")
+    screen = pane.wait_for("turn 2/4 ·")
+    assert "line 199" not in screen  # below the fold of a 24-line screen
+    pane.keys("o")  # unfold, then page down to the end of the output
+    for _ in range(12):
+        pane.keys("PageDown")
+    screen = pane.wait_for("line 199")
+    assert "turn 2/4 ·" in status_line(screen) and "lines folded" not in screen
+    pane.keys("q")
+    pane.wait_for("EXIT=0")
+
+
+def test_play_with_recorded_timing_reaches_the_end(pane_factory, db):
+    # Recorded: 6.5 s in total. At 4x the whole replay takes well under 3 s.
+    pane = pane_factory(replay_cmd("traj-demo", "--db", db, "--speed", "4", "--play"))
+    screen = pane.wait_for("▶ playing")
+    started = time.monotonic()
+    screen = pane.wait_for("turn 4/4 ·", timeout=15)
+    screen = pane.wait_for("⏸ paused", timeout=15)
+    elapsed = time.monotonic() - started
+    assert "turn 4/4 ·" in status_line(screen) and "There are 2 python files." in screen
+    assert 0.5 < elapsed < 10, elapsed  # it took time (played), but was sped up
+    pane.keys("q")
+    pane.wait_for("EXIT=0")
+
+
+def test_imported_file_is_interactive_too(pane_factory):
+    pane = pane_factory(replay_cmd(str(DATA / "imported.jsonl")))
+    screen = pane.wait_for("turn 1/3 ·")
+    assert "sum-numbers" in screen and "print(1+2+3)" in screen
+    pane.keys("n", "n")
+    screen = pane.wait_for("turn 3/3 ·")
+    assert "submit" in screen
+    pane.keys("q")
+    pane.wait_for("EXIT=0")
+
+
+def test_no_interactive_on_a_terminal_prints_everything(pane_factory, db):
+    pane = pane_factory(replay_cmd("traj-demo", "--db", db, "--no-interactive", "--max-lines",
+                                   "4") + " | tail -n 12", height=40)
+    screen = pane.wait_for("EXIT=0")
+    assert "There are 2 python files." in screen and "q quit" not in screen
+
+
+def test_exported_cast_plays_in_asciinema(pane_factory, db, tmp_path):
+    cast = tmp_path / "demo.cast"
+    exported = subprocess.run([sys.executable, "-m", "agentrm.cli.main", "replay", "traj-demo",
+                               "--db", db, "--export-cast", str(cast)], capture_output=True,
+                              text=True, timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    pane = pane_factory(f"asciinema play -s 8 {shlex.quote(str(cast))}", height=40)
+    screen = pane.wait_for("EXIT=0", timeout=30)
+    assert "There are 2 python files." in screen and "advantage" in screen
+    cat = pane_factory(f"asciinema cat {shlex.quote(str(cast))} | grep -c 'line 1[0-9][0-9]'")
+    screen = cat.wait_for("EXIT=0", timeout=30)
+    assert "100" in screen.split("EXIT=0")[0]  # every line of the long output is recorded
