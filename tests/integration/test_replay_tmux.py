@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_replay_cli import db  # noqa: E402,F401  (the store fixture)
 from test_replay_view import DATA  # noqa: E402
 
-from tests.conftest import missing  # noqa: E402
+from conftest import missing  # noqa: E402
 
 
 class Pane:
