@@ -59,7 +59,9 @@ def main() -> None:
     from agentrm.cli.common import err_console
 
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns typer.Exit(code) here instead of exiting
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except AgentrmError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
