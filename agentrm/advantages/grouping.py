@@ -87,8 +87,13 @@ def group_stats(values: np.ndarray, codes: np.ndarray, n: int, std: str, eps_var
     """(count, mean, sigma) per group; sigma = sqrt(var + eps_var), var with ddof 1 ("sample",
     σ₁) or 0 ("population", σ₀). Groups too small for the chosen ddof get sigma NaN."""
     count = np.bincount(codes, minlength=n).astype(np.float64)
+    # Shift by the group minimum: a tied group then has a mean exactly equal to its members, so
+    # tied scores give A ≡ 0 exactly (dynamic sampling and IGPO's "z = 0" tests rely on it).
+    shift = np.full(n, np.inf)
+    np.minimum.at(shift, codes, values)
+    shift[~np.isfinite(shift)] = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(codes, weights=values, minlength=n) / count
+        mean = shift + np.bincount(codes, weights=values - shift[codes], minlength=n) / count
         dev = values - mean[codes]
         ddof = 1.0 if std == "sample" else 0.0
         var = np.bincount(codes, weights=dev * dev, minlength=n) / (count - ddof)
