@@ -1,0 +1,38 @@
+"""The one place that talks to the Docker engine: a shared client with a clear error when absent."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import docker
+from docker.errors import DockerException
+
+from agentrm.errors import PrerequisiteError
+
+log = logging.getLogger("agentrm.sandboxes")
+
+LABEL = "agentrm"  # every container, volume and image we make carries this label
+LABEL_RUN = "agentrm.run_id"
+LABEL_PID = "agentrm.owner_pid"
+LABEL_KIND = "agentrm.kind"
+
+_lock = threading.Lock()
+_client: docker.DockerClient | None = None
+
+
+def client() -> docker.DockerClient:
+    """A process-wide client (DOCKER_HOST or the default socket); PrerequisiteError if no engine."""
+    global _client
+    with _lock:
+        if _client is None:
+            try:
+                c = docker.from_env(timeout=120)
+                c.ping()
+            except DockerException as exc:
+                raise PrerequisiteError(
+                    f"no Docker engine reachable ({str(exc).splitlines()[0][:160]}); "
+                    "start one (.ci/start-services docker) or set DOCKER_HOST"
+                ) from exc
+            _client = c
+        return _client

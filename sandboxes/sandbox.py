@@ -1,0 +1,298 @@
+"""DockerSandbox: one container with safe defaults, a persistent shell and stateless exec."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shlex
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+from docker.errors import APIError, ImageNotFound, NotFound
+
+from agentrm.errors import InputError, SandboxGone
+from agentrm.sandboxes import reaper as _cleanup
+from agentrm.sandboxes.attach import AttachedExec
+from agentrm.sandboxes.config import SandboxConfig
+from agentrm.sandboxes.engine import LABEL_KIND, client
+from agentrm.sandboxes.images import base_image
+from agentrm.sandboxes.output import OutputRecorder
+from agentrm.sandboxes.shell import KILL_GRACE_S, KILL_SCRIPT, PersistentShell
+from agentrm.types import ExecResult
+
+log = logging.getLogger("agentrm.sandboxes")
+
+READ_CAP = 100 << 20  # read_file refuses files larger than this (inspect's limit)
+KILL_AFTER_S = 2  # `timeout -k`: SIGKILL this long after SIGTERM
+
+
+class SandboxExpired(SandboxGone):
+    """The sandbox's wall-clock limit ran out and the container ended."""
+
+
+class DockerSandbox:
+    """A Docker container to run an agent's commands in. See docs/sandboxes.md."""
+
+    def __init__(self, cfg: SandboxConfig | None = None, **overrides):
+        cfg = (cfg or SandboxConfig()).with_(**overrides) if overrides else (cfg or SandboxConfig())
+        self.cfg = cfg.validated()
+        self.image = cfg.image or base_image()
+        self._lock = threading.RLock()  # one command at a time per sandbox
+        self._closed = False
+        self._snapshots = 0
+        self.started_at = time.monotonic()
+        self.container = self._create()
+        self.id = self.container.id
+        _cleanup.register(self)
+        self.shell = PersistentShell(client().api, self.id, cfg.user, cfg.workdir,
+                                     dict(cfg.env))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _create(self):
+        cfg = self.cfg
+        mem = cfg.memory_bytes
+        disk = cfg.disk_bytes
+        tmpfs_opts = f"rw,nosuid,nodev,size={disk}"
+        labels = {**_cleanup.owner_labels(cfg.run_id), LABEL_KIND: "sandbox", **cfg.labels}
+        try:
+            return client().containers.run(
+                self.image, ["sleep", str(int(cfg.wall_clock_s))], detach=True, init=True,
+                auto_remove=True, user=cfg.user, working_dir=cfg.workdir, hostname="sandbox",
+                environment=dict(cfg.env), labels=labels,
+                network_mode="bridge" if cfg.network else "none",
+                mem_limit=mem, memswap_limit=mem, nano_cpus=int(cfg.cpus * 1e9),
+                pids_limit=cfg.pids, security_opt=["no-new-privileges"],
+                cap_drop=["NET_RAW", "MKNOD", "AUDIT_WRITE", "SYS_CHROOT", "SETFCAP", "SETPCAP",
+                          "NET_BIND_SERVICE"],
+                tmpfs={"/tmp": tmpfs_opts + ",mode=1777", "/var/tmp": tmpfs_opts + ",mode=1777"},
+                ulimits=[_ulimit("core", 0), _ulimit("nofile", 4096)],
+            )
+        except ImageNotFound as exc:
+            raise InputError(f"image {self.image!r} not found (agentrm sandbox images)") from exc
+
+    def close(self) -> None:
+        """Remove the container (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.shell.close()
+            try:
+                _cleanup.remove_container(self.id)
+            finally:
+                _cleanup.unregister(self)
+
+    def __enter__(self) -> DockerSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def name(self) -> str:
+        return self.container.name
+
+    def remaining_s(self) -> float:
+        return self.cfg.wall_clock_s - (time.monotonic() - self.started_at)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise SandboxGone(f"sandbox {self.id[:12]} was closed")
+        if self.remaining_s() <= 0:
+            raise SandboxExpired(f"sandbox {self.id[:12]} reached its wall-clock limit "
+                                 f"({self.cfg.wall_clock_s:g} s)")
+
+    def _gone(self, why: str) -> SandboxGone:
+        """Decide whether a failure means the container is gone, and say which."""
+        try:
+            state = client().api.inspect_container(self.id)["State"]
+            if state.get("Running"):
+                return SandboxGone(f"sandbox {self.id[:12]}: {why}")
+            detail = "out of memory" if state.get("OOMKilled") else f"exit {state.get('ExitCode')}"
+        except (NotFound, APIError):
+            detail = "removed"
+        if self.remaining_s() <= 1:
+            return SandboxExpired(f"sandbox {self.id[:12]} reached its wall-clock limit")
+        return SandboxGone(f"sandbox {self.id[:12]} is gone ({detail}): {why}")
+
+    # -- commands --------------------------------------------------------------------------
+    def exec(self, cmd: str | list[str], timeout: float | None = None, *, stateless: bool = False,
+             user: str | None = None, input: bytes | str | None = None, on_output=None,
+             env: dict[str, str] | None = None, workdir: str | None = None) -> ExecResult:
+        """Run a command. Persistent shell by default (cd/env persist); `stateless=True`, a list
+        command, `user`, `input`, `env` or `workdir` run a separate process instead.
+        Raises only SandboxGone; a timeout kills the command and returns exit code 124."""
+        timeout = self._timeout(timeout)
+        if stateless or isinstance(cmd, list) or user or input is not None or env or workdir:
+            return self._exec_stateless(cmd, timeout, user=user, input=input,
+                                        on_output=on_output, env=env, workdir=workdir)
+        with self._lock:
+            self._check()
+            try:
+                result = self.shell.run(cmd, timeout, self.cfg.output_cap, self._kill,
+                                        on_output=on_output)
+            except SandboxGone:
+                raise
+            except (OSError, APIError) as exc:
+                raise self._gone(str(exc)) from exc
+            if result.exit_code == -1 or "[agentrm: the shell exited" in result.stderr:
+                self._raise_if_gone()
+            return result
+
+    def _timeout(self, timeout: float | None) -> float:
+        t = self.cfg.default_timeout if timeout is None else float(timeout)
+        if t <= 0:
+            raise InputError(f"timeout must be positive, got {timeout}")
+        return max(0.01, min(t, self.remaining_s()))
+
+    def _raise_if_gone(self) -> None:
+        try:
+            running = client().api.inspect_container(self.id)["State"].get("Running")
+        except (NotFound, APIError):
+            running = False
+        if not running:
+            raise self._gone("the container stopped")
+
+    def _kill(self, match: str) -> None:
+        """Kill (TERM, grace, KILL) every process whose environment holds `match`."""
+        try:
+            proc = AttachedExec(client().api, self.id,
+                                ["bash", "-c", KILL_SCRIPT, "kill", match, str(KILL_GRACE_S)],
+                                user=self.cfg.user, workdir="/")
+            for _ in proc.frames(time.monotonic() + 15):
+                pass
+            proc.close()
+        except (TimeoutError, SandboxGone, APIError, OSError) as exc:
+            log.warning("could not kill %s in %s: %s", match, self.id[:12], exc)
+
+    def _exec_stateless(self, cmd, timeout, *, user, input, on_output, env, workdir,
+                        cap: int | None = None, record: bool = True) -> ExecResult:
+        """A separate process under `timeout -k`; the host stops waiting a little later."""
+        self._check()
+        argv = list(cmd) if isinstance(cmd, list) else ["bash", "-c", cmd]
+        if not argv:
+            raise InputError("empty command")
+        token = os.urandom(12).hex()
+        wrapped = ["timeout", "-k", str(KILL_AFTER_S), f"{timeout:.3f}", *argv]
+        envs = {**self.cfg.env, **(env or {}), "AGENTRM_CMD": token}
+        rec = OutputRecorder(cap or self.cfg.output_cap, record_events=record, on_output=on_output)
+        try:
+            proc = AttachedExec(client().api, self.id, wrapped, user=user or self.cfg.user,
+                                workdir=workdir or self.cfg.workdir, env=envs)
+        except SandboxGone:
+            raise self._gone("exec could not start") from None
+        try:
+            if input is not None:
+                proc.send(input.encode() if isinstance(input, str) else input)
+            proc.close_stdin()
+            host_deadline = rec.start + timeout + KILL_AFTER_S + 3
+            try:
+                for stream, data in proc.frames(host_deadline):
+                    rec.add(stream, data)
+                rc = proc.exit_code()
+            except TimeoutError:
+                self._kill(f"AGENTRM_CMD={token}")
+                rc = 124
+        except (OSError, EOFError, APIError) as exc:
+            raise self._gone(str(exc)) from exc
+        finally:
+            proc.close()
+        if rc is None:
+            self._raise_if_gone()
+            rc = -1
+        timed_out = rc in (124, 137) and rec.elapsed() >= timeout
+        if rc == 126 and b"" == bytes(rec.streams[1].head) and rec.elapsed() < timeout:
+            pass  # command not executable: keep bash's 126
+        return ExecResult(exit_code=124 if timed_out else rc, stdout=rec.streams[1].text(),
+                          stderr=rec.streams[2].text(), timed_out=timed_out,
+                          truncated=rec.truncated, duration_s=rec.elapsed(),
+                          output_events=rec.events)
+
+    # -- files -----------------------------------------------------------------------------
+    def write_file(self, path: str, data: bytes | str, mode: int | None = None) -> None:
+        """Write a file (parents created) as the sandbox user."""
+        script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
+        if mode is not None:
+            script += f' && chmod {mode:o} "$1"'
+        r = self._exec_stateless(["sh", "-c", script, "sh", path], self.cfg.default_timeout,
+                                 user=None, input=data, on_output=None, env=None, workdir="/",
+                                 record=False)
+        if r.exit_code != 0:
+            raise OSError(f"write_file {path}: {r.stderr.strip() or r.exit_code}")
+
+    def read_file(self, path: str) -> bytes:
+        """Read a file; FileNotFoundError if absent, OSError above 100 MiB."""
+        r = self._exec_raw(["sh", "-c", 'test -f "$1" || exit 66; cat -- "$1"', "sh", path])
+        if r[0] == 66:
+            raise FileNotFoundError(f"{path} (in sandbox {self.id[:12]})")
+        if r[0] != 0:
+            raise OSError(f"read_file {path}: {r[2].decode(errors='replace').strip()}")
+        return r[1]
+
+    def _exec_raw(self, argv: list[str], input: bytes | None = None,
+                  user: str | None = None) -> tuple[int, bytes, bytes]:
+        self._check()
+        proc = AttachedExec(client().api, self.id, argv, user=user or self.cfg.user, workdir="/")
+        out, err = bytearray(), bytearray()
+        try:
+            if input is not None:
+                proc.send(input)
+            proc.close_stdin()
+            for stream, data in proc.frames(time.monotonic() + self.cfg.default_timeout):
+                (out if stream == 1 else err).extend(data)
+                if len(out) > READ_CAP:
+                    raise OSError(f"{argv[-1]}: larger than {READ_CAP >> 20} MiB")
+            rc = proc.exit_code()
+        except TimeoutError as exc:
+            raise OSError(f"{argv[-1]}: timed out") from exc
+        finally:
+            proc.close()
+        return (rc if rc is not None else -1), bytes(out), bytes(err)
+
+    def upload(self, host_dir: str | Path, container_dir: str) -> None:
+        """Copy a host directory's contents into `container_dir` (created), owned by the user."""
+        src = Path(host_dir)
+        if not src.is_dir():
+            raise InputError("upload: not a directory", path=str(src))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(src, arcname=".")
+        q = shlex.quote(container_dir)
+        rc, _, err = self._exec_raw(
+            ["sh", "-c", f"mkdir -p {q} && tar -x --no-same-owner -C {q}"], buf.getvalue())
+        if rc != 0:
+            raise OSError(f"upload to {container_dir}: {err.decode(errors='replace').strip()}")
+
+    def download(self, container_dir: str, host_dir: str | Path) -> None:
+        """Copy `container_dir`'s contents into a host directory (created)."""
+        rc, data, err = self._exec_raw(["tar", "-c", "-C", container_dir, "."])
+        if rc != 0:
+            raise OSError(f"download {container_dir}: {err.decode(errors='replace').strip()}")
+        dest = Path(host_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(dest, filter="data")
+
+    # -- snapshots -------------------------------------------------------------------------
+    def snapshot(self) -> str:
+        """Commit the container's filesystem (not /tmp, a tmpfs) as an image; return its tag."""
+        with self._lock:
+            self._check()
+            self._snapshots += 1
+            repo, tag = "agentrm/snapshot", f"{self.id[:12]}-{self._snapshots}"
+            labels = {**_cleanup.owner_labels(self.cfg.run_id), LABEL_KIND: "snapshot",
+                      "agentrm.parent_image": self.image}
+            try:
+                self.container.commit(repository=repo, tag=tag, conf={"Labels": labels})
+            except (NotFound, APIError) as exc:
+                raise self._gone(f"commit failed: {exc}") from exc
+            return f"{repo}:{tag}"
+
+
+def _ulimit(name: str, value: int):
+    from docker.types import Ulimit
+
+    return Ulimit(name=name, soft=value, hard=value)
