@@ -23,6 +23,9 @@ from agentrm.traces.replay_render import (header_renderable, scores_table, to_an
 from agentrm.traces.replay_timing import schedule
 
 Event = tuple[float, str, str]
+# The header stays alone on screen briefly; it also keeps the first marker off t=0, where
+# asciinema 2.x's pause-on-markers does not pause (it tests the pause time for truthiness).
+LEAD_IN_S = 0.5
 
 
 def _crlf(text: str) -> str:
@@ -39,9 +42,8 @@ def _marker_label(view: ReplayView, pos: int) -> str:
 
 def cast_events(view: ReplayView, width: int, colour: str | None = "256") -> Iterator[Event]:
     """(time, code, data) events of the whole replay, times non-decreasing."""
-    timings = schedule(view)
     yield 0.0, "o", _crlf(to_ansi(header_renderable(view), width, colour))
-    for pos, timing in enumerate(timings):
+    for pos, timing in enumerate(schedule(view, offset=LEAD_IN_S)):
         turn = view.turns[pos]
         yield timing.start, "m", _marker_label(view, pos)
         title = to_ansi(turn_title(view, turn, pos) + Text("  thinking…", style="dim"), width, colour)

@@ -50,10 +50,12 @@ def _events(call: CallView, start: float) -> list[tuple[float, str]]:
     return []
 
 
-def schedule(view: ReplayView) -> list[TurnTiming]:
-    """One TurnTiming per turn of `view`, in order."""
+def schedule(view: ReplayView, offset: float = 0.0) -> list[TurnTiming]:
+    """One TurnTiming per turn of `view`, in order; the first turn starts at `offset`."""
     origin = next((t.started_at for t in view.turns if t.started_at is not None), None)
-    clock = 0.0
+    if origin is not None:
+        origin -= offset
+    clock = offset
     out = []
     for turn in view.turns:
         start = clock

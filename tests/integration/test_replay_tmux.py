@@ -160,3 +160,19 @@ def test_exported_cast_plays_in_asciinema(pane_factory, db, tmp_path):
     cat = pane_factory(f"asciinema cat {shlex.quote(str(cast))} | grep -c 'line 1[0-9][0-9]'")
     screen = cat.wait_for("EXIT=0", timeout=30)
     assert "100" in screen.split("EXIT=0")[0]  # every line of the long output is recorded
+
+
+def test_asciinema_pauses_on_the_turn_markers(pane_factory, db, tmp_path):
+    cast = tmp_path / "markers.cast"
+    subprocess.run([sys.executable, "-m", "agentrm.cli.main", "replay", "traj-demo", "--db", db,
+                    "--export-cast", str(cast)], check=True, capture_output=True, timeout=60)
+    pane = pane_factory(f"asciinema play -m {shlex.quote(str(cast))}", height=60)
+    screen = pane.wait_for("agentrm replay")  # header printed, paused on the turn 1 marker
+    time.sleep(1.0)
+    assert "turn 1/4" not in pane.screen()
+    pane.keys("]")  # play up to the next marker: turn 1 in full, paused before turn 2
+    screen = pane.wait_for("README.md")
+    assert "turn 1/4" in screen and "turn 2/4" not in screen
+    pane.keys("]")
+    screen = pane.wait_for("line 199")
+    assert "turn 3/4" not in screen

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from asciinema.asciicast import v2
 
-from agentrm.traces.asciicast import write_cast
+from agentrm.traces.asciicast import LEAD_IN_S, write_cast
 from agentrm.traces.html import render_html, write_html
 from agentrm.traces.replay import build_view, clean_text
 from agentrm.traces.replay_render import bar, fold, full_renderable, to_ansi
@@ -155,13 +155,13 @@ def test_asciicast_v2_parses_with_markers_and_recorded_timing(tmp_path):
     markers = [e for e in events if e[1] == "m"]
     assert len(markers) == 4
     # Independent check: markers sit at each turn's recorded start relative to the first.
-    expected = [t.started_at - traj.turns[0].started_at for t in traj.turns]
+    expected = [LEAD_IN_S + t.started_at - traj.turns[0].started_at for t in traj.turns]
     assert [m[0] for m in markers] == pytest.approx(expected)
     assert markers[0][2].startswith("turn 1: ls /workspace")
     # The chunked output of turn 0 comes at action time (2.0 - 0.3) + each recorded offset.
     chunks = {e[2]: e[0] for e in events if e[1] == "o"}
-    assert chunks["a.py\r\n"] == pytest.approx(1.7 + 0.1)
-    assert chunks["b.py\r\nREADME.md\r\n"] == pytest.approx(1.7 + 0.25)
+    assert chunks["a.py\r\n"] == pytest.approx(LEAD_IN_S + 1.7 + 0.1)
+    assert chunks["b.py\r\nREADME.md\r\n"] == pytest.approx(LEAD_IN_S + 1.7 + 0.25)
     assert header["duration"] == pytest.approx(times[-1])
     output = "".join(e[2] for e in events if e[1] == "o")
     assert "line 199" in output
