@@ -1,0 +1,79 @@
+"""The transformers policy on a tiny random-weight model built here: token counts, log-probs
+checked against an independent forward pass, and a short rollout that closes cleanly."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "data" / "rollout"))
+from fakes import DirSandbox  # noqa: E402
+from tiny_model import build_tiny_model  # noqa: E402
+
+from agentrm.rollout.loop import Limits, run_trajectory  # noqa: E402
+from agentrm.rollout.policies import make_policy  # noqa: E402
+from agentrm.rollout.policies.chat import prompt_ids, render_prompt  # noqa: E402
+from agentrm.rollout.tools import TOOL_SCHEMAS  # noqa: E402
+from agentrm.traces import open_store  # noqa: E402
+from agentrm.types import ExitStatus, Task  # noqa: E402
+
+pytestmark = pytest.mark.model
+MESSAGES = [{"role": "system", "content": "You are an agent."},
+            {"role": "user", "content": "How many lines does data.txt have?"}]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_logprobs_match_an_independent_forward_pass(tiny):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    policy = make_policy(f"transformers:{tiny}?max_new_tokens=12&temperature=1.0&seed=3")
+    out = policy.act(MESSAGES, TOOL_SCHEMAS)
+    ids = out.raw["token_ids"]
+    assert out.completion_tokens == len(ids) == len(out.logprobs) > 0
+    tok = AutoTokenizer.from_pretrained(tiny)
+    prompt = prompt_ids(tok, render_prompt(tok, MESSAGES, TOOL_SCHEMAS))
+    assert out.prompt_tokens == len(prompt)
+    assert "<tool_call>" in tok.decode(prompt)  # tools were described in the prompt (no native tools)
+    model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + ids])).logits[0]
+    expected = torch.log_softmax(logits[len(prompt) - 1:-1].float(), -1)
+    expected = expected[torch.arange(len(ids)), torch.tensor(ids)].tolist()
+    assert out.logprobs == pytest.approx(expected, abs=1e-4)
+
+
+def test_greedy_is_deterministic_and_sampling_differs_across_a_group(tiny):
+    greedy = make_policy(f"transformers:{tiny}?max_new_tokens=8&temperature=0")
+    assert greedy.act(MESSAGES, TOOL_SCHEMAS).raw["token_ids"] == greedy.act(MESSAGES, TOOL_SCHEMAS).raw["token_ids"]
+    sampler = make_policy(f"transformers:{tiny}?max_new_tokens=8&temperature=1.0&seed=0")
+    outs = {tuple(sampler.act(MESSAGES, TOOL_SCHEMAS).raw["token_ids"]) for _ in range(3)}
+    assert len(outs) > 1  # identical prompts of a group must not get identical samples
+
+
+def test_context_overflow_ends_token_limit(tiny, tmp_path):
+    policy = make_policy(f"transformers:{tiny}?max_new_tokens=8&max_context=64")
+    traj = run_trajectory(Task(id="t", instruction="x", answer="1"), policy, DirSandbox(tmp_path))
+    assert traj.exit_status is ExitStatus.TOKEN_LIMIT and traj.turns == []
+
+
+def test_short_rollout_records_tokens_and_closes(tiny, tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    policy = make_policy(f"transformers:{tiny}?max_new_tokens=8&seed=1")
+    task = Task(id="t", instruction="How many lines?", answer="3")
+    traj = run_trajectory(task, policy, DirSandbox(tmp_path / "ws"), store, Limits(max_turns=2),
+                          trajectory_id="tx", run_id=store.begin_run({}, "r"))
+    saved = store.get_trajectory("tx")
+    assert saved.exit_status is traj.exit_status
+    assert saved.exit_status in {ExitStatus.TURN_LIMIT, ExitStatus.FORMAT_ERROR, ExitStatus.SUBMITTED}
+    assert len(saved.turns) >= 1 and saved.policy == policy.name
+    for turn in saved.turns:
+        assert turn.prompt_tokens > 0 and turn.completion_tokens == len(turn.logprobs)
+        assert turn.anchor_key
+    assert saved.turns[-1].prompt_tokens > saved.turns[0].prompt_tokens or len(saved.turns) == 1
