@@ -124,9 +124,9 @@ def _text(content: Any) -> str:
     return content or ""
 
 
-def extract_answer(trajectory: Trajectory) -> str | None:
+def extract_answer(trajectory: Trajectory, strict: bool = False) -> str | None:
     """The agent's final answer: a submit-style tool call's argument, else an <answer> tag or
-    \\boxed{} in the last assistant message, else that message's text."""
+    \\boxed{} in the last assistant message, else (unless `strict`) that message's text."""
     for turn in reversed(trajectory.turns):
         for call in reversed(turn.tool_calls):
             if call.name in _SUBMIT_TOOLS and call.arguments:
@@ -141,6 +141,8 @@ def extract_answer(trajectory: Trajectory) -> str | None:
             found = pattern.findall(text)
             if found:
                 return found[-1].strip()
+        if strict:
+            return None
         if text.strip():
             return text.strip()
     return None
