@@ -33,6 +33,11 @@ BASE_PACKAGES = (
     "ca-certificates", "coreutils", "findutils", "grep", "sed", "diffutils",
 )
 AGENT_UID = 1000
+LABEL_SEED = "agentrm.seed"  # image carries SEED_TAR: the agent's tmpfs dirs to restore at start
+SEED_TAR = "/.agentrm/seed.tar"
+SEED_SCRIPT = (f"mkdir -p /.agentrm && tar -C / -cpf {SEED_TAR} --ignore-failed-read "
+               "workspace home/agent 2>&1 | grep -v 'Removing leading' >&2; "
+               f"test -f {SEED_TAR}")
 BASE_LAYER = """FROM {rootfs}
 RUN useradd --create-home --uid {uid} --shell /bin/bash agent \\
  && mkdir -p /workspace && chown agent:agent /workspace && chmod 0755 /workspace
@@ -210,6 +215,10 @@ def build_image(dockerfile: str, context: Path | dict[str, bytes] | None = None,
     `name:<hash of dockerfile and context>`; reused when it exists."""
     if "{base}" in dockerfile:
         dockerfile = dockerfile.replace("{base}", base_image())
+    # Sandboxes mount tmpfs over /workspace and /home/agent; keep their built content in a
+    # seed archive that DockerSandbox restores at start.
+    dockerfile = dockerfile.rstrip("\n") + (
+        f"\nUSER root\nRUN {SEED_SCRIPT}\nLABEL {LABEL_SEED}=\"1\"\n")
     files = _context_files(context)
     digest = recipe_hash(dockerfile, sorted((k, hashlib.sha256(v).hexdigest(), m)
                                             for k, (v, m) in files.items()))

@@ -18,7 +18,7 @@ from agentrm.sandboxes import reaper as _cleanup
 from agentrm.sandboxes.attach import AttachedExec
 from agentrm.sandboxes.config import SandboxConfig
 from agentrm.sandboxes.engine import LABEL_KIND, client
-from agentrm.sandboxes.images import base_image
+from agentrm.sandboxes.images import AGENT_UID, LABEL_SEED, SEED_SCRIPT, SEED_TAR, base_image
 from agentrm.sandboxes.output import OutputRecorder
 from agentrm.sandboxes.shell import KILL_GRACE_S, KILL_SCRIPT, PersistentShell
 from agentrm.types import ExecResult
@@ -49,13 +49,17 @@ class DockerSandbox:
         _cleanup.register(self)
         self.shell = PersistentShell(client().api, self.id, cfg.user, cfg.workdir,
                                      dict(cfg.env))
+        try:
+            self._seed()
+        except BaseException:
+            self.close()
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------
     def _create(self):
         cfg = self.cfg
         mem = cfg.memory_bytes
         disk = cfg.disk_bytes
-        tmpfs_opts = f"rw,nosuid,nodev,size={disk}"
         labels = {**_cleanup.owner_labels(cfg.run_id), LABEL_KIND: "sandbox", **cfg.labels}
         try:
             return client().containers.run(
@@ -67,11 +71,39 @@ class DockerSandbox:
                 pids_limit=cfg.pids, security_opt=["no-new-privileges"],
                 cap_drop=["NET_RAW", "MKNOD", "AUDIT_WRITE", "SYS_CHROOT", "SETFCAP", "SETPCAP",
                           "NET_BIND_SERVICE"],
-                tmpfs={"/tmp": tmpfs_opts + ",mode=1777", "/var/tmp": tmpfs_opts + ",mode=1777"},
+                tmpfs=self._tmpfs(disk),
                 ulimits=[_ulimit("core", 0), _ulimit("nofile", 4096)],
             )
         except ImageNotFound as exc:
             raise InputError(f"image {self.image!r} not found (agentrm sandbox images)") from exc
+
+    def _tmpfs(self, disk: int) -> dict[str, str]:
+        """Sized tmpfs mounts for every place the agent user can write: this engine's storage
+        driver cannot limit the writable layer, so these sizes are the disk limit."""
+        opts = "rw,exec,nosuid,nodev,size={}"
+        mounts = {"/tmp": opts.format(disk // 2) + ",mode=1777",
+                  "/var/tmp": opts.format(64 << 20) + ",mode=1777"}
+        if self.cfg.user == "agent":  # our images' user; other users write the writable layer
+            owner = f",uid={AGENT_UID},gid={AGENT_UID},mode=0755"
+            mounts[self.cfg.workdir] = opts.format(disk) + owner
+            mounts["/home/agent"] = opts.format(disk // 2) + owner
+        return mounts
+
+    def _seed(self) -> None:
+        """Restore /workspace and /home/agent from an image's seed archive (snapshots and
+        built images carry one, since tmpfs content is not part of an image)."""
+        try:
+            labels = client().api.inspect_image(self.image)["Config"].get("Labels") or {}
+        except (NotFound, APIError):
+            return
+        if labels.get(LABEL_SEED) != "1" or self.cfg.user != "agent":
+            return
+        # As the agent: in a container started as a non-root user, an exec'd root has no
+        # capabilities on this engine, and everything restored belongs to the agent anyway.
+        rc, _, err = self._exec_raw(
+            ["sh", "-c", f"tar -xpf {SEED_TAR} --no-same-owner -C / 2>&1 || exit 1"])
+        if rc != 0:
+            raise self._gone(f"could not restore the workspace seed: {err[:200]!r}")
 
     def close(self) -> None:
         """Remove the container (idempotent)."""
@@ -278,13 +310,17 @@ class DockerSandbox:
 
     # -- snapshots -------------------------------------------------------------------------
     def snapshot(self) -> str:
-        """Commit the container's filesystem (not /tmp, a tmpfs) as an image; return its tag."""
+        """Commit the container's filesystem as an image; return its tag. /workspace and
+        /home/agent (tmpfs) travel in a seed archive; /tmp and /var/tmp are not kept."""
         with self._lock:
             self._check()
             self._snapshots += 1
             repo, tag = "agentrm/snapshot", f"{self.id[:12]}-{self._snapshots}"
             labels = {**_cleanup.owner_labels(self.cfg.run_id), LABEL_KIND: "snapshot",
-                      "agentrm.parent_image": self.image}
+                      "agentrm.parent_image": self.image, LABEL_SEED: "1"}
+            rc, _, err = self._exec_raw(["sh", "-c", SEED_SCRIPT], user="root")
+            if rc != 0:
+                raise self._gone(f"could not archive the workspace: {err[:200]!r}")
             try:
                 self.container.commit(repository=repo, tag=tag, conf={"Labels": labels})
             except (NotFound, APIError) as exc:

@@ -1,0 +1,116 @@
+"""`agentrm sandbox run|build|images|prune|cleanup`: thin wrappers over agentrm.sandboxes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agentrm.cli.common import JsonOption, console, err_console, print_json, rich_table
+
+app = typer.Typer(help="Docker sandboxes: run a command, build and list images, clean up.",
+                  no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="sandbox")
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    cmd: Annotated[list[str], typer.Argument(help="Command (after --); one word runs via bash -c.")],
+    image: Annotated[Optional[str], typer.Option(help="Image (default: the base image).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds before the command is killed (exit 124).")] = 600.0,
+    memory: Annotated[str, typer.Option(help="Memory limit, e.g. 512m, 2g.")] = "1g",
+    cpus: Annotated[float, typer.Option(help="CPU limit.")] = 1.0,
+    network: Annotated[bool, typer.Option("--network", help="Give the sandbox network access.")] = False,
+    disk: Annotated[str, typer.Option(help="Size of the writable workspace (tmpfs).")] = "512m",
+    user: Annotated[str, typer.Option(help="User inside the sandbox.")] = "agent",
+) -> None:
+    """Run one command in a fresh sandbox, stream its output, exit with its exit code."""
+    from agentrm.sandboxes import DockerSandbox, SandboxConfig
+
+    cfg = SandboxConfig(image=image, memory=memory, cpus=cpus, network=network, disk=disk,
+                        user=user, wall_clock_s=timeout + 60, default_timeout=timeout)
+
+    def stream(fd: int, data: bytes) -> None:
+        out = sys.stdout if fd == 1 else sys.stderr
+        out.buffer.write(data)
+        out.flush()
+
+    argv = ["bash", "-c", cmd[0]] if len(cmd) == 1 else list(cmd)
+    with DockerSandbox(cfg) as box:
+        result = box.exec(argv, timeout=timeout, on_output=stream)
+    if result.truncated:
+        err_console.print("[yellow]output was truncated in the recorded result[/]")
+    if result.timed_out:
+        err_console.print(f"[red]timed out after {timeout:g} s[/]")
+    raise typer.Exit(result.exit_code if result.exit_code >= 0 else 1)
+
+
+@app.command()
+def build(
+    dockerfile: Annotated[Optional[Path], typer.Argument(help="Dockerfile (FROM {base} = the base image); none: the base image.")] = None,
+    context: Annotated[Optional[Path], typer.Option(help="Build context directory.")] = None,
+    name: Annotated[str, typer.Option(help="Image repository name.")] = "agentrm/env",
+    packages: Annotated[Optional[str], typer.Option(help="Extra Debian packages for the base, comma-separated.")] = None,
+    pip: Annotated[Optional[str], typer.Option(help="Python requirements, comma-separated: wheels fetched on the host.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Build (or reuse) an image; print its content-hashed tag."""
+    from agentrm.errors import InputError
+    from agentrm.sandboxes import base_image, build_image
+    from agentrm.sandboxes.wheels import python_image
+
+    extra = [p.strip() for p in (packages or "").split(",") if p.strip()]
+    with err_console.status("building image (the first base build takes a minute or two)"):
+        if dockerfile is not None:
+            if not dockerfile.is_file():
+                raise InputError("Dockerfile not found", path=str(dockerfile))
+            tag = build_image(dockerfile.read_text(), context, name=name)
+        elif pip:
+            tag = python_image([r for r in pip.split(",") if r.strip()], name=name)
+        else:
+            tag = base_image(extra)
+    print_json({"image": tag}) if json_out else console.print(tag)
+
+
+@app.command()
+def images(json_out: JsonOption = False) -> None:
+    """List agentrm images with their sizes."""
+    from agentrm.sandboxes.admin import list_images
+
+    rows = list_images()
+    if json_out:
+        print_json(rows)
+        return
+    console.print(rich_table("agentrm images", ["tag", "kind", "size MB", "created"],
+                             [[r["tag"], r["kind"], f"{r['size'] / 1e6:.0f}", r["created"]]
+                              for r in rows]))
+
+
+@app.command()
+def prune(
+    all_images: Annotated[bool, typer.Option("--all", help="Also base and environment images.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Remove snapshot images (with --all: every agentrm image) not used by a container."""
+    from agentrm.sandboxes.admin import prune_images
+
+    removed = prune_images(all_images)
+    print_json({"removed": removed}) if json_out else console.print(f"removed {len(removed)} image(s)")
+
+
+@app.command()
+def cleanup(
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Only this run's sandboxes.")] = None,
+    force: Annotated[bool, typer.Option(help="Also sandboxes of processes still running.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Remove leftover sandbox containers (whose owning process has ended)."""
+    from agentrm.sandboxes import cleanup as do_cleanup
+
+    removed = do_cleanup(run_id=run_id, force=force)
+    print_json({"removed": removed}) if json_out else console.print(f"removed {len(removed)} container(s)")
