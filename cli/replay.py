@@ -59,7 +59,7 @@ def replay(
     view = build_view(traj, scores, advantages)
 
     if rerun:
-        _rerun(traj, url, image, json_out)
+        _rerun(traj, url if (from_store or db) else None, image, json_out)
         return
     if export_cast or export_html:
         _export(view, export_cast, export_html, width, height, idle_limit, max_lines, json_out)
@@ -109,7 +109,7 @@ def _export(view, cast: Path | None, page: Path | None, width: int, height: int,
         console.print(f"wrote {item['kind']} {item['path']} ({extra})", highlight=False)
 
 
-def _rerun(traj, url: str, image: str | None, json_out: bool) -> None:
+def _rerun(traj, url: str | None, image: str | None, json_out: bool) -> None:
     from agentrm.traces.replay_rerun import rerun_trajectory
 
     from agentrm.cli.common import progress

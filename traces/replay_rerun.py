@@ -73,32 +73,83 @@ def same_observation(recorded: str, observed: str) -> bool:
         normalise_observation_text(clean_text(observed))
 
 
-def find_task(traj: Trajectory, store_url: str | None) -> Task | None:
-    """The recorded task (image, setup) from the store, else a bundled task of the same id."""
-    if store_url:
-        try:
-            from agentrm.traces import open_store
+@dataclass
+class RerunPlan:
+    """Everything needed to rebuild the initial state the trajectory started from."""
 
-            return open_store(store_url).get_task(traj.task_id)
+    image: str | None
+    sandbox: dict  # SandboxConfig fields recorded with the run (limits, workdir, env)
+    setup: list[str]
+    workdir: str = "/workspace"
+    repo_dir: str | None = None
+    timeout: float = 60.0
+    network: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _recorded_run(store, traj: Trajectory) -> dict:
+    if store is None or not traj.run_id:
+        return {}
+    try:
+        config = store.get_run(traj.run_id).get("config") or {}
+    except AgentrmError:
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _find_task(store, task_id: str) -> Task | None:
+    """The recorded task (image, setup) from the store, else a bundled task of the same id."""
+    if store is not None:
+        try:
+            return store.get_task(task_id)
         except AgentrmError:
             pass
     try:
         from agentrm.tasks import bundled_tasks
 
-        return next((t for t in bundled_tasks() if t.id == traj.task_id), None)
+        return next((t for t in bundled_tasks() if t.id == task_id), None)
     except ImportError:
         return None
 
 
-def recorded_image(traj: Trajectory, task: Task | None, override: str | None) -> str | None:
-    """--image, else the trajectory's recorded image, else the task's; None = base image."""
-    if override:
-        return override
-    for key in ("image_digest", "image_id", "image"):
-        value = traj.metadata.get(key) if isinstance(traj.metadata, dict) else None
-        if isinstance(value, str) and value:
-            return value
-    return task.image if task else None
+def plan_rerun(traj: Trajectory, store_url: str | None = None, image: str | None = None
+               ) -> RerunPlan:
+    """Image: --image, else the trajectory's recorded image, else the task's, else the run's
+    sandbox image, else the base image (None). Setup: the task's setup commands."""
+    store = None
+    if store_url:
+        from agentrm.traces import open_store
+
+        store = open_store(store_url)
+    task = _find_task(store, traj.task_id)
+    run = _recorded_run(store, traj)
+    sandbox = run.get("sandbox") if isinstance(run.get("sandbox"), dict) else {}
+    meta = traj.metadata if isinstance(traj.metadata, dict) else {}
+    candidates = [image, *(meta.get(k) for k in ("image_digest", "image_id", "image")),
+                  task.image if task else None, sandbox.get("image")]
+    chosen = next((c for c in candidates if isinstance(c, str) and c), None)
+    limits = run.get("limits") if isinstance(run.get("limits"), dict) else {}
+    plan = RerunPlan(chosen, sandbox, list(task.setup) if task else [],
+                     workdir=sandbox.get("workdir") or "/workspace",
+                     repo_dir=(task.metadata or {}).get("repo_dir") if task else None,
+                     timeout=float(limits.get("command_timeout") or 60.0),
+                     network=task.network if task else bool(sandbox.get("network")))
+    if task is None:
+        plan.notes.append(f"task {traj.task_id!r} unknown: no setup commands replayed")
+    if chosen is None and not run:
+        plan.notes.append("no image recorded: using the base image")
+    return plan
+
+
+def _sandbox_config(plan: RerunPlan, traj: Trajectory, network: bool):
+    from dataclasses import fields
+
+    from agentrm.sandboxes import SandboxConfig
+
+    known = {f.name for f in fields(SandboxConfig)} - {"image", "run_id", "network", "labels"}
+    recorded = {k: v for k, v in plan.sandbox.items() if k in known and v is not None}
+    return SandboxConfig(**recorded).with_(image=plan.image, network=network,
+                                           run_id=f"replay-{traj.id}"[:60]).validated()
 
 
 def _compare(report: RerunReport, pos: int, turn_index: int, k: int, call: CallView,
@@ -117,32 +168,31 @@ def _compare(report: RerunReport, pos: int, turn_index: int, k: int, call: CallV
 
 
 def rerun_trajectory(traj: Trajectory, image: str | None = None, store_url: str | None = None,
-                     timeout: float = 60.0, on_progress: Callable[[int, int], None] | None = None,
-                     ) -> RerunReport:
+                     on_progress: Callable[[int, int], None] | None = None) -> RerunReport:
     """Replay every recorded tool call in a fresh sandbox; stop at the first divergence."""
-    from agentrm.rollout.tools import execute_tool_call
-    from agentrm.sandboxes import DockerSandbox, SandboxConfig
+    from agentrm.rollout.tools import SUBMIT, call_error, execute_tool_call
+    from agentrm.sandboxes import DockerSandbox
 
-    task = find_task(traj, store_url)
+    plan = plan_rerun(traj, store_url, image)
     view = build_view(traj)
-    report = RerunReport(traj.id, recorded_image(traj, task, image), len(traj.turns))
-    if task is None:
-        report.notes.append(f"task {traj.task_id!r} unknown: base image, no setup commands")
+    report = RerunReport(traj.id, plan.image, len(traj.turns), notes=list(plan.notes))
     started = time.monotonic()
-    config = SandboxConfig(image=report.image, network=bool(task and task.network),
-                           run_id=f"replay-{traj.id}"[:60])
+    config = _sandbox_config(plan, traj, network=plan.network)
     with DockerSandbox(config) as sandbox:
-        for command in (task.setup if task else []):
-            result = sandbox.exec(command, timeout=timeout)
+        for command in plan.setup:
+            result = sandbox.exec(command, timeout=300)
             report.setup_commands += 1
             if not result.ok:
                 raise InfrastructureError(f"task setup failed in rerun (exit {result.exit_code}): "
                                           f"{command[:80]}")
         for pos, (turn, turn_view) in enumerate(zip(traj.turns, view.turns)):
             for k, (call, call_view) in enumerate(zip(turn.tool_calls, turn_view.calls)):
-                observed = execute_tool_call(sandbox, call, timeout=timeout)
+                observed = execute_tool_call(sandbox, call, timeout=plan.timeout,
+                                             workdir=plan.workdir, repo_dir=plan.repo_dir)
                 if _compare(report, pos, turn.index, k, call_view, observed.content):
                     break
+                if call.name == SUBMIT and call_error(call) is None:
+                    break  # the runtime runs no call after a submit
             report.turns_replayed = pos + 1
             if on_progress:
                 on_progress(pos + 1, len(traj.turns))

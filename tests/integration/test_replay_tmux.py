@@ -133,7 +133,7 @@ def test_play_with_recorded_timing_reaches_the_end(pane_factory, db):
 def test_imported_file_is_interactive_too(pane_factory):
     pane = pane_factory(replay_cmd(str(DATA / "imported.jsonl")))
     screen = pane.wait_for("turn 1/3 ·")
-    assert "sum-numbers" in screen and "print(1+2+3)" in screen
+    assert "add-small-numbers" in screen and "print(1+2+3)" in screen
     pane.keys("n", "n")
     screen = pane.wait_for("turn 3/3 ·")
     assert "submit" in screen
