@@ -1,0 +1,144 @@
+"""The in-container evaluation script of the test verifier, and the patch checks it relies on.
+
+Kept apart from tests_verifier.py so the script can be read on its own: it is what a grading
+container runs, and what the run directory keeps as eval.sh.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+START = ">>>>> Start Test Output"
+END = ">>>>> End Test Output"
+EXIT_TIMEOUT = 124  # GNU timeout's exit status
+
+DEFAULT_PROTECTED = [
+    # Files whose change would let the code under test grade itself (EVAL_HARNESS_LESSONS §3.3):
+    # pytest hooks and configuration, interpreter start-up hooks, and the tests themselves.
+    # A touched one is reset to base_commit (or removed if the patch created it).
+    "**/conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml",
+    "**/sitecustomize.py", "**/usercustomize.py", "**/*.pth",
+    "tests/**", "test/**", "testing/**", "**/test_*.py", "**/*_test.py",
+]
+
+_SCRIPT = """#!/bin/bash
+# agentrm test verifier: apply the model patch, protect the tests, run them.
+exec 2>&1
+set -u
+cd {workdir} || {{ echo ">>>>> Reset Failed: no {workdir}"; exit 90; }}
+export TZ=UTC PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
+unset PYTEST_ADDOPTS PYTEST_PLUGINS PYTHONPATH PYTHONSTARTUP PYTHONHOME
+D={tmp}
+BASE=$(git rev-parse --verify -q {base}) || {{ echo ">>>>> Reset Failed: unknown base commit"; exit 90; }}
+git reset -q --hard "$BASE" && git clean -qfd || {{ echo ">>>>> Reset Failed"; exit 90; }}
+restore() {{ if git cat-file -e "$BASE:$1" 2>/dev/null; then git checkout -q "$BASE" -- "$1"; else rm -rf -- "$1"; fi; }}
+if [ -s "$D/model.patch" ]; then
+  ok=""
+  for m in "git apply --verbose" "git apply --verbose --reject" \\
+           "patch --batch --fuzz=5 -p1 --no-backup-if-mismatch -i"; do
+    echo ">>>>> Trying: $m"
+    if $m "$D/model.patch"; then ok="$m"; break; fi
+    git reset -q --hard "$BASE"; git clean -qfd
+  done
+  [ -n "$ok" ] || {{ echo ">>>>> Patch Apply Failed"; exit 91; }}
+  echo ">>>>> Applied Patch ($ok)"
+fi
+for f in {reset}; do restore "$f" && echo ">>>>> Reset protected file $f"; done
+for f in {test_files}; do restore "$f"; done
+if [ -s "$D/test.patch" ]; then
+  git apply --verbose "$D/test.patch" || {{ echo ">>>>> Test Patch Apply Failed"; exit 92; }}
+fi
+echo "{start}"
+exec timeout -k 5 {timeout} {command} </dev/null
+"""
+
+
+def _words(items: Iterable[str]) -> str:
+    return " ".join(shlex.quote(i) for i in items) or ""
+
+
+def test_command(spec: Any, junit: str) -> str:
+    """The test command: pytest gets junit output, no cache, and the test files appended."""
+    files = spec.test_files if spec.test_files is not None else sorted(touched_paths(spec.test_patch))
+    cmd = spec.test_cmd
+    if "pytest" in cmd and spec.log_parser.removeprefix("parse_log_") in ("pytest", "pytest_v2"):
+        cmd += f" -p no:cacheprovider -o junit_family=xunit1 --junitxml={shlex.quote(junit)}"
+    return f"{cmd} {_words(files)}".strip()
+
+
+def eval_script(spec: Any, tmp: str, junit: str, reset: Sequence[str]) -> str:
+    if spec.eval_script:
+        command = f"bash {shlex.quote(tmp)}/v5_eval.sh"
+        test_files: list[str] = []
+    else:
+        command = test_command(spec, junit)
+        test_files = sorted(touched_paths(spec.test_patch))
+    return _SCRIPT.format(workdir=shlex.quote(spec.workdir), tmp=shlex.quote(tmp),
+                          base=shlex.quote(f"{spec.base_commit}^{{commit}}"), reset=_words(reset),
+                          test_files=_words(test_files), start=START,
+                          timeout=f"{float(spec.timeout):g}", command=command)
+
+
+_DIFF_GIT = re.compile(r"^diff --git (\"?a/.+?\"?) (\"?b/.+?\"?)$")
+_FILE_LINE = re.compile(r"^(?:---|\+\+\+) (\"?[^\t]+?\"?)(?:\t.*)?$")
+_RENAME = re.compile(r"^(?:rename|copy) (?:from|to) (.+)$")
+
+
+def _clean(path: str, strip: bool = True) -> str | None:
+    path = path.strip()
+    if path.startswith('"') and path.endswith('"'):
+        path = path[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
+    if path == "/dev/null":
+        return None
+    if strip and (path.startswith("a/") or path.startswith("b/")):
+        path = path[2:]
+    return path.lstrip("/") or None
+
+
+def touched_paths(patch: str) -> set[str]:
+    """Every repository path a unified diff creates, edits, deletes, renames or copies."""
+    paths: set[str] = set()
+    for line in (patch or "").splitlines():
+        for regex, strip in ((_DIFF_GIT, True), (_FILE_LINE, True), (_RENAME, False)):
+            match = regex.match(line)
+            if match:
+                paths.update(p for p in (_clean(g, strip) for g in match.groups()) if p)
+                break
+    return paths
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+def protected_paths(paths: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    regexes = [_glob_regex(p) for p in patterns]
+    return sorted(p for p in paths if any(r.match(p) for r in regexes))
+
+
+def patch_problem(patch: str) -> str | None:
+    """Why a patch cannot be applied as text, or None. Binary hunks need the repository's blobs
+    and are refused (SWE-bench patches are text)."""
+    if "\x00" in patch:
+        return "patch contains NUL bytes (binary content)"
+    if "GIT binary patch" in patch or re.search(r"^Binary files .* differ$", patch, re.M):
+        return "binary patch (GIT binary patch / Binary files differ) is not supported"
+    if not touched_paths(patch):
+        return "not a unified diff (no file headers)"
+    return None

@@ -1,0 +1,280 @@
+"""Test verifier: grade a patch by running tests in a fresh sandbox from the pristine image.
+
+One implementation serves `agentrm eval swe-bench` and the "tests" scorer. Per run:
+fresh container → apply the patch (git apply, then --reject, then patch --fuzz) → reset every
+protected file the patch touched (test files, conftest.py, pytest config, start-up hooks) →
+reset the files the test patch touches and apply it → run the test command → statuses from
+junit XML, cross-checked with the text log and the exit code → grade (FORMATS.md §1.4).
+
+Trust: everything the script prints before the tests start is ours; after that only the exec's
+exit code (from the engine) and the junit file are used, and stdout only as a cross-check, since
+code under test can print anything (EVAL_HARNESS_LESSONS.md §3). "patch_failed", "timeout" and
+"error" (infrastructure) are kept apart from a model's unresolved result; the last two never
+become a reward of 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agentrm.hashing import stable_hash
+from agentrm.types import Score, Trajectory
+from agentrm.verifiers import log_parsers
+from agentrm.verifiers.base import ScorerBase
+from agentrm.verifiers.tests_script import (DEFAULT_PROTECTED, END, EXIT_TIMEOUT, START,
+                                             eval_script, patch_problem, protected_paths,
+                                             touched_paths)
+
+log = logging.getLogger("agentrm.verifiers.tests")
+
+VERSION = "1"
+RESOLVED, UNRESOLVED, PATCH_FAILED, TIMEOUT, ERROR, EMPTY = (
+    "resolved", "unresolved", "patch_failed", "timeout", "error", "empty_patch")
+FULL, PARTIAL, NO = "RESOLVED_FULL", "RESOLVED_PARTIAL", "RESOLVED_NO"
+_INFRA_SIGNS = ("No module named pytest", "command not found", "No space left on device",
+                "Cannot allocate memory", "exec format error", "OCI runtime")
+
+
+@dataclass
+class TestSpec:
+    """Everything needed to check one task's patch; stored in trajectory metadata for re-scoring."""
+
+    image: str
+    fail_to_pass: list[str]
+    pass_to_pass: list[str]
+    test_patch: str = ""
+    base_commit: str = "HEAD"
+    test_cmd: str = "python -m pytest -rA"
+    test_files: list[str] | None = None  # None = the files the test patch touches
+    log_parser: str = "pytest"
+    eval_script: str | None = None  # a v5 row's literal script replaces test patch + command
+    protected: list[str] = field(default_factory=lambda: list(DEFAULT_PROTECTED))
+    workdir: str = "/workspace"
+    timeout: float = 1800.0
+    cpus: float = 1.0
+    memory: str = "2g"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def hash(self) -> str:
+        """What changes a verdict (not resources): the resume key's spec part."""
+        d = self.to_dict()
+        for key in ("cpus", "memory"):
+            d.pop(key)
+        return stable_hash({"verifier": VERSION, **d})
+
+
+@dataclass
+class TestRun:
+    status: str
+    resolution: str = NO
+    patch_applied: bool = False
+    tests: dict[str, str] = field(default_factory=dict)
+    tests_status: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    exit_code: int | None = None
+    apply_method: str | None = None
+    reset_files: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+    log: str = field(default="", repr=False)
+    junit: str | None = field(default=None, repr=False)
+
+    @property
+    def resolved(self) -> bool:
+        return self.status == RESOLVED
+
+    @property
+    def failure_kind(self) -> str | None:
+        if self.status in (ERROR, TIMEOUT):
+            return "infrastructure"
+        return "model" if self.status in (UNRESOLVED, PATCH_FAILED, EMPTY) else None
+
+    @property
+    def reward(self) -> float | None:
+        """1 resolved, 0 a model failure, None when the environment failed (never 0)."""
+        if self.status == RESOLVED:
+            return 1.0
+        return 0.0 if self.failure_kind == "model" else None
+
+    def details(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("log", "junit")}
+        d["failure_kind"] = self.failure_kind
+        return d
+
+
+def grade(statuses: dict[str, str], fail_to_pass: Sequence[str], pass_to_pass: Sequence[str]
+          ) -> tuple[dict[str, dict[str, list[str]]], str]:
+    """SWE-bench resolution: a test passes iff reported PASSED or XFAIL (missing = failed,
+    SKIPPED = failed); RESOLVED_FULL iff every F2P and P2P test passes."""
+    def split(tests: Sequence[str]) -> dict[str, list[str]]:
+        ok = [t for t in tests if statuses.get(t) in (log_parsers.PASSED, log_parsers.XFAIL)]
+        return {"success": ok, "failure": [t for t in tests if t not in set(ok)]}
+
+    f2p, p2p = split(fail_to_pass), split(pass_to_pass)
+    tests_status = {"FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p,
+                    "FAIL_TO_FAIL": {"success": [], "failure": []},
+                    "PASS_TO_FAIL": {"success": [], "failure": []}}
+    f2p_rate = len(f2p["success"]) / len(fail_to_pass) if fail_to_pass else 1.0
+    p2p_rate = len(p2p["success"]) / len(pass_to_pass) if pass_to_pass else 1.0
+    if f2p_rate == 1.0 and p2p_rate == 1.0:
+        return tests_status, FULL
+    return tests_status, PARTIAL if 0 < f2p_rate < 1 and p2p_rate == 1.0 else NO
+
+
+def run_tests(spec: TestSpec, patch: str | None, sandbox_factory: Any = None) -> TestRun:
+    """Grade `patch` against `spec` in a fresh sandbox. Never raises for a bad patch or a broken
+    environment: those come back as statuses."""
+    started = time.monotonic()
+    if not patch or not patch.strip():
+        return TestRun(EMPTY, duration_s=0.0)
+    problem = patch_problem(patch)
+    if problem:
+        return TestRun(PATCH_FAILED, error=problem)
+    try:
+        run = _run_in_sandbox(spec, patch if patch.endswith("\n") else patch + "\n", sandbox_factory)
+    except Exception as exc:  # noqa: BLE001 - any engine failure is an infrastructure error
+        log.warning("test run failed in the environment: %s", exc)
+        run = TestRun(ERROR, error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    run.duration_s = round(time.monotonic() - started, 3)
+    return run
+
+
+def _sandbox(spec: TestSpec, factory: Any):
+    if factory is not None:
+        return factory(spec)
+    from agentrm.sandboxes import DockerSandbox, SandboxConfig
+
+    cfg = SandboxConfig(image=spec.image, workdir=spec.workdir, network=False, cpus=spec.cpus,
+                        memory=spec.memory, wall_clock_s=spec.timeout + 600, output_cap=16 << 20)
+    return DockerSandbox(cfg)
+
+
+def _run_in_sandbox(spec: TestSpec, patch: str, factory: Any) -> TestRun:
+    nonce = secrets.token_hex(8)
+    tmp = f"/tmp/agentrm-{nonce}"
+    junit = f"{tmp}/{secrets.token_hex(8)}.xml"
+    reset = protected_paths(touched_paths(patch), spec.protected)
+    script = eval_script(spec, tmp, junit, reset)
+    with _sandbox(spec, factory) as sb:
+        sb.write_file(f"{tmp}/model.patch", patch)
+        sb.write_file(f"{tmp}/test.patch", "" if spec.eval_script else spec.test_patch or "")
+        if spec.eval_script:
+            sb.write_file(f"{tmp}/v5_eval.sh", spec.eval_script)
+        sb.write_file(f"{tmp}/eval.sh", script)
+        result = sb.exec(["bash", f"{tmp}/eval.sh"], timeout=spec.timeout + 60, stateless=True)
+        junit_text = None
+        if _uses_junit(spec):
+            try:
+                junit_text = sb.read_file(junit).decode("utf-8", errors="replace")
+            except Exception:  # noqa: BLE001 - missing file: the suite never finished
+                junit_text = None
+    return interpret(spec, result.stdout + (result.stderr or ""), result.exit_code,
+                     bool(result.timed_out), junit_text, reset)
+
+
+def _uses_junit(spec: TestSpec) -> bool:
+    return spec.eval_script is None and spec.log_parser.removeprefix("parse_log_") in (
+        "pytest", "pytest_v2") and "pytest" in spec.test_cmd
+
+
+def interpret(spec: TestSpec, output: str, exit_code: int, timed_out: bool,
+              junit_text: str | None, reset: list[str]) -> TestRun:
+    """Turn the script's output, the exec's exit code and the junit file into a TestRun."""
+    pre, started, rest = output.partition(START)
+    run = TestRun(UNRESOLVED, log=output, junit=junit_text, reset_files=reset, exit_code=exit_code)
+    run.apply_method = next((ln.split("(", 1)[1].rstrip(")") for ln in pre.splitlines()
+                             if ln.startswith(">>>>> Applied Patch (")), None)
+    if ">>>>> Patch Apply Failed" in pre:
+        run.status, run.error = PATCH_FAILED, "patch did not apply (git apply, --reject, patch --fuzz)"
+        return run
+    run.patch_applied = True
+    for marker, why in ((">>>>> Test Patch Apply Failed", "test patch did not apply"),
+                        (">>>>> Reset Failed", "could not reset the repository")):
+        if marker in pre:
+            run.status, run.error = ERROR, why
+            return run
+    if not started:
+        run.status, run.error = ERROR, f"eval script ended before the tests (exit {exit_code})"
+        return run
+    if timed_out or exit_code == EXIT_TIMEOUT:
+        run.status, run.error = TIMEOUT, f"tests exceeded {spec.timeout:g}s"
+        return run
+    test_log = rest.split(END)[0] if END in rest else rest
+    run.tests = _statuses(spec, test_log, exit_code, junit_text, run.flags)
+    if not run.tests and (exit_code in (126, 127) or any(s in test_log for s in _INFRA_SIGNS)):
+        run.status, run.error = ERROR, f"test command could not run (exit {exit_code})"
+        return run
+    run.tests_status, run.resolution = grade(run.tests, spec.fail_to_pass, spec.pass_to_pass)
+    run.status = RESOLVED if run.resolution == FULL else UNRESOLVED
+    return run
+
+
+def _statuses(spec: TestSpec, test_log: str, exit_code: int, junit_text: str | None,
+              flags: list[str]) -> dict[str, str]:
+    """Structured results first; the text log may only confirm them; the exit code must agree."""
+    text = log_parsers.parse(spec.log_parser, test_log)
+    if _uses_junit(spec):
+        if junit_text is None:
+            flags.append("no_junit")
+            return {}
+        try:
+            final = log_parsers.parse_junit(junit_text)
+        except ValueError:
+            flags.append("bad_junit")
+            return {}
+        if any(s == log_parsers.PASSED and final.get(t) != log_parsers.PASSED for t, s in text.items()):
+            flags.append("log_claims_unconfirmed_passes")
+    else:
+        final = text
+    failing = any(s in (log_parsers.FAILED, log_parsers.ERROR) for s in final.values())
+    if exit_code != 0 and not failing:
+        flags.append("exit_code_without_failures")  # forged or never-ran: trust nothing
+        return {}
+    if exit_code == 0 and failing:
+        flags.append("failures_with_exit_code_0")
+    return final
+
+
+class TestVerifier(ScorerBase):
+    """The "tests" scorer: re-grades a trajectory's patch from the TestSpec in its metadata
+    (metadata["tests_verifier"]) and its patch (metadata["model_patch"])."""
+
+    name = "tests"
+    version = VERSION
+
+    def __init__(self, timeout: float | None = None, sandbox_factory: Any = None):
+        self.timeout = timeout
+        self.sandbox_factory = sandbox_factory
+
+    def config(self) -> dict[str, Any]:
+        return {"timeout": self.timeout}
+
+    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+        out = []
+        for traj in trajectories:
+            spec_data = traj.metadata.get("tests_verifier")
+            if not spec_data:
+                out.append(self.trajectory_score(traj.id, None, status="no_test_spec"))
+                continue
+            spec = TestSpec.from_dict(spec_data)
+            if self.timeout:
+                spec.timeout = float(self.timeout)
+            run = run_tests(spec, traj.metadata.get("model_patch"), self.sandbox_factory)
+            out.append(self.trajectory_score(traj.id, run.reward, **run.details()))
+        return out
+
+
+def make_scorer(**options: Any) -> TestVerifier:
+    return TestVerifier(**options)
