@@ -19,6 +19,7 @@ SCORERS: dict[str, str] = {
     "judge": "agentrm.verifiers.judge:make_scorer",
     "info-gain": "agentrm.verifiers.info_gain:make_scorer",
     "progress": "agentrm.verifiers.progress:make_scorer",
+    "tests": "agentrm.verifiers.tests_verifier:make_scorer",
 }
 
 
