@@ -178,7 +178,15 @@ def rerun_trajectory(traj: Trajectory, image: str | None = None, store_url: str 
     report = RerunReport(traj.id, plan.image, len(traj.turns), notes=list(plan.notes))
     started = time.monotonic()
     config = _sandbox_config(plan, traj, network=plan.network)
-    with DockerSandbox(config) as sandbox:
+    try:
+        sandbox = DockerSandbox(config)
+    except AgentrmError:
+        raise
+    except Exception as exc:  # the engine's own errors (no such image, ...): one clear line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise InfrastructureError(f"cannot start a rerun sandbox from image "
+                                  f"{plan.image or 'base image'!r}: {first}") from exc
+    with sandbox:
         for command in plan.setup:
             result = sandbox.exec(command, timeout=300)
             report.setup_commands += 1

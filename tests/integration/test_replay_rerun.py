@@ -113,3 +113,11 @@ def test_imported_file_reruns_in_the_base_image():
     report = json.loads(proc.stdout)
     assert report["diverged"] is False and report["calls_compared"] == 3
     assert any("base image" in n for n in report["notes"])
+
+
+def test_missing_image_is_one_clear_infrastructure_error(docker_client):
+    proc = agentrm("replay", str(DATA / "imported.jsonl"), "--rerun",
+                   "--image", "agentrm-test/no-such-image:missing")
+    assert proc.returncode == 5, (proc.stdout, proc.stderr)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no-such-image" in errors[0] and "Traceback" not in proc.stderr
