@@ -188,11 +188,13 @@ class DockerSandbox:
         if not running:
             raise self._gone("the container stopped")
 
-    def _kill(self, match: str) -> None:
-        """Kill (TERM, grace, KILL) every process whose environment holds `match`."""
+    def _kill(self, match: str, shell_pid: int | None = None) -> None:
+        """Kill (TERM, grace, KILL) every process whose environment holds `match`, after
+        interrupting the shell's current command list (USR1) when `shell_pid` is given."""
         try:
             proc = AttachedExec(client().api, self.id,
-                                ["bash", "-c", KILL_SCRIPT, "kill", match, str(KILL_GRACE_S)],
+                                ["bash", "-c", KILL_SCRIPT, "kill", match, str(KILL_GRACE_S),
+                                 str(shell_pid or "")],
                                 user=self.cfg.user, workdir="/")
             for _ in proc.frames(time.monotonic() + 15):
                 pass
@@ -220,12 +222,8 @@ class DockerSandbox:
             if input is not None:
                 proc.send(input.encode() if isinstance(input, str) else input)
             proc.close_stdin()
-            host_deadline = rec.start + timeout + KILL_AFTER_S + 3
-            try:
-                for stream, data in proc.frames(host_deadline):
-                    rec.add(stream, data)
-                rc = proc.exit_code()
-            except TimeoutError:
+            rc = self._drain(proc, rec, rec.start + timeout + KILL_AFTER_S + 3)
+            if rc is None:  # the host deadline passed: `timeout` itself did not end it
                 self._kill(f"AGENTRM_CMD={token}")
                 rc = 124
         except (OSError, EOFError, APIError) as exc:
@@ -242,6 +240,27 @@ class DockerSandbox:
                           stderr=rec.streams[2].text(), timed_out=timed_out,
                           truncated=rec.truncated, duration_s=rec.elapsed(),
                           output_events=rec.events)
+
+    @staticmethod
+    def _drain(proc: AttachedExec, rec: OutputRecorder, deadline: float) -> int | None:
+        """Read until EOF; if the command ended but a background child still holds its output
+        open, stop after a short drain instead of waiting for the child. None: deadline."""
+        ended_at = None
+        while True:
+            now = time.monotonic()
+            step = min(deadline, now + 0.25, ended_at + 0.2 if ended_at else deadline)
+            try:
+                for stream, data in proc.frames(step):
+                    rec.add(stream, data)
+                return proc.exit_code()
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    return None
+                if ended_at is not None:
+                    return proc.exit_code()
+                info = proc.api.exec_inspect(proc.exec_id)
+                if not info.get("Running"):
+                    ended_at = time.monotonic()
 
     # -- files -----------------------------------------------------------------------------
     def write_file(self, path: str, data: bytes | str, mode: int | None = None) -> None:

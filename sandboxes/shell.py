@@ -25,7 +25,7 @@ KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL, like `timeout -k`
 # Kill every process whose environment carries the token: TERM, a grace period, then KILL
 # until none is left (a fork bomb needs several rounds). Runs as the sandbox user.
 KILL_SCRIPT = r"""
-t="$1"; grace="$2"
+t="$1"; grace="$2"; [ -n "$3" ] && kill -USR1 "$3" 2>/dev/null
 find_pids() { grep -lsaF "$t" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | grep -vx "$$"; }
 p=$(find_pids); [ -n "$p" ] && kill -TERM $p 2>/dev/null
 end=$(( $(date +%s%N) + ${grace%.*}000000000 ))
@@ -33,6 +33,9 @@ while [ -n "$(find_pids)" ] && [ "$(date +%s%N)" -lt "$end" ]; do sleep 0.05; do
 for i in $(seq 1 50); do p=$(find_pids); [ -z "$p" ] && exit 0; kill -KILL $p 2>/dev/null; done
 exit 1
 """
+
+
+PRELUDE = "__agentrm_f() { eval \"$1\"; }\ntrap 'return 124 2>/dev/null' USR1\n"
 
 
 def ansi_c_quote(text: str) -> str:
@@ -65,8 +68,11 @@ class _Scanner:
             return b""  # late output (background jobs) is not this command's
         self.pending += data
         idx = self.pending.find(self.marker)
-        if idx < 0:
-            cut = max(0, len(self.pending) - len(self.marker) + 1)
+        if idx < 0:  # hold back only a tail that could be the start of the marker
+            cut = len(self.pending)
+            start = self.pending.rfind(self.marker[:1], max(0, cut - len(self.marker) + 1))
+            if start >= 0 and self.marker.startswith(bytes(self.pending[start:])):
+                cut = start
             out = bytes(self.pending[:cut])
             del self.pending[:cut]
             return out
@@ -96,6 +102,20 @@ class PersistentShell:
         env = {**self.env, "AGENTRM_SHELL": self.shell_token}
         self.proc = AttachedExec(self.api, self.container_id, cmd, user=self.user,
                                  workdir=self.cwd, env=env)
+        # Commands run inside a function so that a timeout can end the rest of a command list:
+        # the killer sends USR1 and the trap returns from the function (exit code 124).
+        token = os.urandom(8).hex()
+        self.proc.send((PRELUDE + f"printf '\\037%s\\037%d\\n' {token} $$\n").encode())
+        marker = f"\x1f{token}\x1f".encode()
+        scanner = _Scanner(marker)
+        for stream, data in self.proc.frames(time.monotonic() + 30):
+            if stream == 1:
+                scanner.feed(data)
+                if scanner.done:
+                    break
+        if not scanner.done:
+            raise OSError("the shell did not start")
+        self.pid = int(scanner.trailer)
 
     def alive(self) -> bool:
         return self.proc is not None and not self.proc.eof
@@ -106,8 +126,8 @@ class PersistentShell:
             self.proc = None
 
     def run(self, cmd: str, timeout: float, cap: int, killer, on_output=None) -> ExecResult:
-        """Run `cmd` in the shell. `killer("VAR=token")` kills the processes whose environment
-        holds that entry (used on timeout)."""
+        """Run `cmd` in the shell. On timeout `killer("VAR=token", shell_pid)` interrupts the
+        shell and kills the processes whose environment holds that entry."""
         note = ""
         if not self.alive():
             if self.proc is not None:
@@ -116,7 +136,7 @@ class PersistentShell:
             self._start()
         token = os.urandom(12).hex()
         marker = b"\x1f" + token.encode() + b"\x1f"
-        line = (f"export AGENTRM_CMD={token}; {{ eval {ansi_c_quote(cmd)}; }} </dev/null; "
+        line = (f"export AGENTRM_CMD={token}; __agentrm_f {ansi_c_quote(cmd)} </dev/null; "
                 f"__agentrm_rc=$?; export -n AGENTRM_CMD; unset AGENTRM_CMD; "
                 f"printf '\\037%s\\037%d %s\\n' {token} \"$__agentrm_rc\" \"$PWD\"; "
                 f"printf '\\037%s\\037\\n' {token} >&2\n")
@@ -144,7 +164,7 @@ class PersistentShell:
                     self._kill_shell(killer, token)
                     return self._result(rec, 124, True, note + "[agentrm: shell restarted]\n")
                 timed_out = True
-                killer(f"AGENTRM_CMD={token}")
+                killer(f"AGENTRM_CMD={token}", self.pid)
                 deadline = time.monotonic() + 2.0
         m = re.match(rb"(-?\d+) (.*)", scanners[1].trailer, re.S)
         rc = int(m.group(1)) if m else -1
@@ -155,7 +175,7 @@ class PersistentShell:
     def _kill_shell(self, killer, token: str) -> None:
         """The command was a shell builtin loop (no child to kill): end the shell itself."""
         self.close()
-        killer(f"AGENTRM_SHELL={self.shell_token}")
+        killer(f"AGENTRM_SHELL={self.shell_token}", None)
         self.proc = None
 
     def _died(self, rec: OutputRecorder, note: str) -> ExecResult:
