@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from typing import Any
 
 from agentrm.hashing import anchor_key
@@ -12,11 +11,12 @@ from agentrm.types import (Advantage, ExitStatus, Score, ScoreLevel, Task, ToolR
 from agentrm.traces.schema import TRAJECTORY_LEVEL
 
 
-def tool_result_dict(result: ToolResult) -> dict[str, Any]:
-    out = asdict(result)
-    if result.output_events is not None:
-        out["output_events"] = [[t, chunk] for t, chunk in result.output_events]
-    return out
+def tool_result_dict(r: ToolResult) -> dict[str, Any]:
+    # explicit rather than dataclasses.asdict, which deep-copies and dominated bulk imports
+    events = None if r.output_events is None else [[t, chunk] for t, chunk in r.output_events]
+    return {"call_id": r.call_id, "content": r.content, "exit_code": r.exit_code,
+            "timed_out": r.timed_out, "truncated": r.truncated, "duration_s": r.duration_s,
+            "output_events": events}
 
 
 def tool_result_from_dict(data: dict[str, Any]) -> ToolResult:

@@ -251,3 +251,12 @@ def test_summary_score_filters(store):
     by_reward = [r["id"] for r in store.summaries(min_score=0.25)]
     assert by_reward == [f"t{i}" for i, r in enumerate(rewards) if r is not None and r >= 0.25]
     assert [r["id"] for r in store.summaries(limit=2)] == ["t0", "t1"]
+
+
+def test_migration_matches_declared_schema(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from agentrm.traces.schema import metadata
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
