@@ -260,3 +260,19 @@ def test_migration_matches_declared_schema(store):
     from agentrm.traces.schema import metadata
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_export_round_trip_is_byte_identical(store, store_url, tmp_path):
+    from pathlib import Path
+
+    from agentrm.traces.io import read_trajectories, write_jsonl
+    data = Path(__file__).resolve().parents[1] / "data" / "traces"
+    first, second = tmp_path / "1.jsonl", tmp_path / "2.jsonl"
+    store.import_trajectories(read_trajectories(data / "good.jsonl"), run_id="a")
+    store.import_trajectories(read_trajectories(data / "sample.atif.json"), run_id="a")
+    write_jsonl(store.iter_trajectories(), first)
+    store.import_trajectories(read_trajectories(first), run_id="b")  # re-import over itself
+    write_jsonl(store.iter_trajectories(), second)
+    assert first.read_bytes() == second.read_bytes() and first.read_bytes().count(b"\n") == 4
+    atif = store.get_trajectory("atif-traj-7")
+    assert atif.turns[0].logprobs == [-0.1, -0.5, -0.02] and atif.turns[0].prompt_tokens == 120
