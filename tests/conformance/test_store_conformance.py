@@ -270,9 +270,9 @@ def test_export_round_trip_is_byte_identical(store, store_url, tmp_path):
     first, second = tmp_path / "1.jsonl", tmp_path / "2.jsonl"
     store.import_trajectories(read_trajectories(data / "good.jsonl"), run_id="a")
     store.import_trajectories(read_trajectories(data / "sample.atif.json"), run_id="a")
+    atif = store.get_trajectory("atif-traj-7")
+    assert atif.turns[0].logprobs == [-0.1, -0.5, -0.02] and atif.turns[0].prompt_tokens == 120
     write_jsonl(store.iter_trajectories(), first)
     store.import_trajectories(read_trajectories(first), run_id="b")  # re-import over itself
     write_jsonl(store.iter_trajectories(), second)
     assert first.read_bytes() == second.read_bytes() and first.read_bytes().count(b"\n") == 4
-    atif = store.get_trajectory("atif-traj-7")
-    assert atif.turns[0].logprobs == [-0.1, -0.5, -0.02] and atif.turns[0].prompt_tokens == 120
