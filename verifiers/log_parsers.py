@@ -41,9 +41,11 @@ def parse(name: str, log: str) -> dict[str, str]:
 
 
 # pytest -rA short summary: "PASSED tests/a.py::t", "FAILED tests/a.py::t - AssertionError: ..."
-_PYTEST_SUMMARY = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED)\s+(\S+::\S.*?)(?:\s+-\s.*)?$")
+# a test id: no spaces outside its parameter brackets, which may hold anything ("[a - b]")
+_ID = r"[^\s\[]+::[^\s\[]+(?:\[.*?\](?=\s+-\s|\s*$|\s+(?:PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED)))?"
+_PYTEST_SUMMARY = re.compile(rf"^(PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED)\s+({_ID})(?:\s+-\s.*)?$")
 # pytest -v progress: "tests/a.py::t PASSED  [ 50%]"
-_PYTEST_VERBOSE = re.compile(r"^(\S+::\S.*?)\s+(PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED)(?:\s+\[\s*\d+%\])?\s*$")
+_PYTEST_VERBOSE = re.compile(rf"^({_ID})\s+(PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED)(?:\s+\[\s*\d+%\])?\s*$")
 _NORMALISE = {"XPASS": PASSED}
 
 

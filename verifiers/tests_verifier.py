@@ -44,6 +44,8 @@ _INFRA_SIGNS = ("No module named pytest", "command not found", "No space left on
 class TestSpec:
     """Everything needed to check one task's patch; stored in trajectory metadata for re-scoring."""
 
+    __test__ = False  # not a pytest test class
+
     image: str
     fail_to_pass: list[str]
     pass_to_pass: list[str]
@@ -77,6 +79,7 @@ class TestSpec:
 
 @dataclass
 class TestRun:
+    __test__ = False
     status: str
     resolution: str = NO
     patch_applied: bool = False
@@ -251,6 +254,7 @@ class TestVerifier(ScorerBase):
     """The "tests" scorer: re-grades a trajectory's patch from the TestSpec in its metadata
     (metadata["tests_verifier"]) and its patch (metadata["model_patch"])."""
 
+    __test__ = False
     name = "tests"
     version = VERSION
 

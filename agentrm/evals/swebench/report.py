@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ class InstanceResult:
 
 
 def model_dir_name(model: str) -> str:
-    return model.replace("/", "__") or "unknown"
+    """SWE-bench's `/` → `__`, and anything else unsafe in a file name → `_`."""
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", model.replace("/", "__")).strip(".") or "unknown"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
