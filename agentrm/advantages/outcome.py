@@ -29,7 +29,7 @@ def scores_and_returns(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> tup
 
 
 def episode_pool(score: np.ndarray, lay: Layout, cfg: AdvantageConfig):
-    """Per-row (count, sum, mean, sigma, own entry) of the row's episode pool (§3.3).
+    """Per-group (count, sum, mean, sigma) of the episode pool and each row's own entry (§3.3).
 
     "step": every step row is an entry (verl-agent since 2025-06). "trajectory": one entry per
     trajectory, the mean of its rows' scores (= R(τ) minus its mean penalty; order-free, where
@@ -37,19 +37,18 @@ def episode_pool(score: np.ndarray, lay: Layout, cfg: AdvantageConfig):
     if cfg.baseline == "step":
         codes, values, own = lay.uid, score, score
     else:
-        length = np.bincount(lay.traj, minlength=lay.n_traj)
-        values = lay.traj_sum(score) / length
+        values = lay.traj_sum(score) / lay.length
         codes, own = lay.traj_uid, values[lay.traj]
     count, mean, sigma = group_stats(values, codes, lay.n_groups, cfg.std, float(cfg.eps_var))
     total = np.bincount(codes, weights=values, minlength=lay.n_groups)
-    u = lay.uid
-    return count[u], total[u], mean[u], sigma[u], own
+    return count, total, mean, sigma, own
 
 
-def _normalise(centred: np.ndarray, sigma: np.ndarray, cfg: AdvantageConfig) -> np.ndarray:
+def _scale(sigma: np.ndarray, single: np.ndarray, cfg: AdvantageConfig) -> np.ndarray:
+    """Per-group factor: 1 ("mean") or 1/(σ + ε) ("mean_std"), with σ = 1 for singletons."""
     if cfg.norm == "mean":
-        return centred
-    return centred / (sigma + float(cfg.eps))
+        return np.ones_like(sigma)
+    return 1.0 / (np.where(single, 1.0, sigma) + float(cfg.eps))
 
 
 def grpo(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> Parts:
@@ -63,8 +62,7 @@ def _episode_advantage(score: np.ndarray, lay: Layout, cfg: AdvantageConfig) -> 
     count, _, mean, sigma, _ = episode_pool(score, lay, cfg)
     single = count == 1
     mean = np.where(single, 0.0, mean)
-    sigma = np.where(single, 1.0, sigma)
-    return _normalise(score - mean, sigma, cfg)
+    return (score - mean[lay.uid]) * _scale(sigma, single, cfg)[lay.uid]
 
 
 def rloo(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> Parts:
@@ -72,11 +70,11 @@ def rloo(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> Parts:
     n counts trajectories ("trajectory", textbook) or step rows ("step", verl-agent)."""
     score, _ = scores_and_returns(rows, lay, cfg)
     count, total, _, sigma, own = episode_pool(score, lay, cfg)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loo_mean = (total - own) / (count - 1)
     single = count == 1
-    centred = score - np.where(single, 0.0, loo_mean)
-    adv = _normalise(centred, np.where(single, 1.0, sigma), cfg)
+    u = lay.uid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loo_mean = np.where(single[u], 0.0, (total[u] - own) / (count[u] - 1))
+    adv = (score - loo_mean) * _scale(sigma, single, cfg)[u]
     return {"advantage": adv, "episode_advantage": adv, "score": score}
 
 
@@ -92,9 +90,9 @@ def gigpo(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> Parts:
         cluster = cluster_similar(lay, rows.anchor, rows.step, threshold)
     n_clusters = int(cluster.max()) + 1 if len(cluster) else 0
     count, mean, sigma = group_stats(ret, cluster, n_clusters, cfg.std, float(cfg.eps_var))
-    single = (count == 1)[cluster]
-    a_s = _normalise(ret - mean[cluster], np.where(single, 1.0, sigma[cluster]), cfg)
-    a_s = np.where(single, 0.0, a_s)
+    single = count == 1
+    factor = np.where(single, 0.0, _scale(sigma, single, cfg))  # one-row cluster: A_S = 0
+    a_s = (ret - mean[cluster]) * factor[cluster]
     return {"advantage": a_e + float(cfg.omega) * a_s, "episode_advantage": a_e,
             "step_advantage": a_s, "score": score, "return": ret,
             "step_group": cluster, "step_group_size": count[cluster].astype(np.int64)}

@@ -78,17 +78,21 @@ def compute(rows: StepRows, config: AdvantageConfig) -> AdvantageResult:
         raise InputError(f"--invalid-penalty is not defined for {cfg.estimator}: leave it at 0")
     fn = get(cfg.estimator)
     n = len(rows)
-    traj_codes = np.unique(rows.traj_uid, return_inverse=True)[1].reshape(-1) if n else np.zeros(0, int)
-    unknown = np.bincount(traj_codes[np.isnan(rows.reward)], minlength=int(traj_codes.max(initial=-1)) + 1)
-    keep = unknown[traj_codes] == 0 if n else np.zeros(0, bool)
-    sub = rows if keep.all() else rows.take(np.flatnonzero(keep))
-    lay = Layout.build(sub)
+    lay = Layout.build(rows)
+    unknown = np.bincount(lay.traj[np.isnan(rows.reward)], minlength=lay.n_traj)
+    keep = unknown[lay.traj] == 0
+    sub = rows
+    if not keep.all():
+        sub = rows.take(np.flatnonzero(keep))
+        lay = Layout.build(sub)
     parts = fn(sub, lay, cfg) if len(sub) else {"advantage": np.zeros(0)}
-    columns = {}
-    for name, values in parts.items():
-        full = np.full(n, np.nan if values.dtype.kind == "f" else -1, dtype=values.dtype)
-        full[keep] = values
-        columns[name] = full
+    columns = parts
+    if len(sub) != n:
+        columns = {}
+        for name, values in parts.items():
+            full = np.full(n, np.nan if values.dtype.kind == "f" else -1, dtype=values.dtype)
+            full[keep] = values
+            columns[name] = full
     meta = cfg.metadata()
     meta.update(rows=n, groups=lay.n_groups, trajectories=lay.n_traj,
                 excluded_trajectories=int((unknown > 0).sum()), config_hash=cfg.config_hash())

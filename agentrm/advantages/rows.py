@@ -54,12 +54,12 @@ class StepRows:
                      turn_reward: Sequence | None = None) -> StepRows:
         n = len(step)
         rows = cls(
-            uid=np.asarray(uid).astype(str),
-            traj_uid=np.asarray(traj_uid).astype(str),
+            uid=_id_array(uid),
+            traj_uid=_id_array(traj_uid),
             step=np.asarray(step, dtype=np.int64),
             reward=np.asarray(reward, dtype=np.float64),
             valid=np.ones(n, bool) if valid is None else np.asarray(valid, dtype=bool),
-            anchor=np.full(n, None, object) if anchor is None else _object_array(anchor),
+            anchor=np.full(n, None, object) if anchor is None else _anchor_array(anchor),
             turn_reward=(np.full(n, np.nan) if turn_reward is None
                          else np.asarray(turn_reward, dtype=np.float64)),
         )
@@ -70,6 +70,20 @@ class StepRows:
 
     def take(self, index: np.ndarray) -> StepRows:
         return StepRows(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
+
+
+def _id_array(values: Sequence) -> np.ndarray:
+    """Integer id arrays stay integers (fast grouping); anything else becomes strings."""
+    arr = np.asarray(values)
+    return arr if arr.dtype.kind in "iu" else arr.astype(str)
+
+
+def _anchor_array(values: Sequence) -> np.ndarray:
+    """Numeric or fixed-width string arrays (no missing anchors) stay as they are: grouping them
+    is a C-level np.unique. Anything else becomes an object array (str | None)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iuUS":
+        return values
+    return _object_array(values)
 
 
 def _object_array(values: Sequence) -> np.ndarray:
