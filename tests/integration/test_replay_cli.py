@@ -24,6 +24,24 @@ def agentrm(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           text=True, timeout=60, env={**os.environ, "COLUMNS": "120", **(env or {})})
 
 
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`agentrm ARGS` in this process (a subprocess costs seconds of imports on a busy box)."""
+    from agentrm.cli.main import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", ["agentrm", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def db(tmp_path_factory) -> str:
     """A SQLite store holding the demo trajectory, its turn scores and advantages."""
@@ -51,16 +69,16 @@ def test_store_trajectory_prints_everything_when_piped(db):
         assert needle in proc.stdout, needle
 
 
-def test_json_view_has_turn_scores(db):
-    proc = agentrm("replay", "traj-demo", "--db", db, "--json")
+def test_json_view_has_turn_scores(db, cli):
+    proc = cli("replay", "traj-demo", "--db", db, "--json")
     view = json.loads(proc.stdout)
     assert [t["index"] for t in view["turns"]] == [0, 1, 2, 3]
     assert view["turns"][1]["scores"] == {"prm": 0.2, "info_gain": -0.3, "advantage": -1.2}
 
 
-def test_exports_from_store_and_from_file(db, tmp_path):
+def test_exports_from_store_and_from_file(db, tmp_path, cli):
     cast, page = tmp_path / "a.cast", tmp_path / "a.html"
-    proc = agentrm("replay", "traj-demo", "--db", db, "--export-cast", str(cast),
+    proc = cli("replay", "traj-demo", "--db", db, "--export-cast", str(cast),
                    "--export-html", str(page), "--json")
     assert proc.returncode == 0, proc.stderr
     assert {w["kind"] for w in json.loads(proc.stdout)} == {"asciicast", "html"}
@@ -70,7 +88,7 @@ def test_exports_from_store_and_from_file(db, tmp_path):
     assert all(f'id="turn-{i}"' in page.read_text() for i in range(4))
 
     cast2 = tmp_path / "imported.cast"
-    proc = agentrm("replay", str(DATA / "imported.jsonl"), "--index", "1", "--export-cast", str(cast2))
+    proc = cli("replay", str(DATA / "imported.jsonl"), "--index", "1", "--export-cast", str(cast2))
     assert proc.returncode == 0, proc.stderr
     with open(cast2, encoding="utf-8") as f, v2.open_from_file(f.readline(), f) as parsed:
         assert "hello" in parsed.v2_header["title"]
@@ -80,8 +98,8 @@ def test_exports_from_store_and_from_file(db, tmp_path):
     assert "echo hello" in shown and "\r\nhello\r\n" in shown
 
 
-def test_imported_file_prints_all_turns():
-    proc = agentrm("replay", str(DATA / "imported.jsonl"), "--no-interactive")
+def test_imported_file_prints_all_turns(cli):
+    proc = cli("replay", str(DATA / "imported.jsonl"), "--no-interactive")
     assert proc.returncode == 0, proc.stderr
     assert "turn 3/3" in proc.stdout and "expr 1 + 2 + 3" in proc.stdout
 
@@ -94,10 +112,49 @@ def test_imported_file_prints_all_turns():
     ([str(DATA / "imported.jsonl"), "--index", "7"], 2, "--index 7"),
     ([str(DATA / "imported.jsonl"), "--speed", "0"], 2, "--speed"),
 ])
-def test_bad_input_is_one_clear_line(db, tmp_path, args, code, message):
+def test_bad_input_is_one_clear_line(db, tmp_path, cli, args, code, message):
     out = tmp_path / "never.cast"
-    proc = agentrm("replay", *args, "--db", db, "--export-cast", str(out))
+    proc = cli("replay", *args, "--db", db, "--export-cast", str(out))
     assert proc.returncode == code, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
     assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_imported_then_scored_trajectory_shows_its_bars(tmp_path, cli):
+    from agentrm.types import Score
+
+    url = f"sqlite:///{tmp_path / 'imported.db'}"
+    proc = cli("traces", "import", str(DATA / "imported.jsonl"), "--db", url)
+    assert proc.returncode == 0, proc.stderr
+    with open_store(url) as store:
+        store.write_scores([Score("prm", "imp-1", 0.25, turn_index=1),
+                            Score("judge", "imp-1", 0.75, turn_index=2)])
+    by_id = cli("replay", "imp-1", "--db", url, "--no-interactive")
+    by_file = cli("replay", str(DATA / "imported.jsonl"), "--db", url, "--no-interactive")
+    for proc in (by_id, by_file):
+        assert proc.returncode == 0, proc.stderr
+        assert "0.250" in proc.stdout and "0.750" in proc.stdout and "scores" in proc.stdout
+
+
+@pytest.mark.postgres
+def test_replay_from_postgres(postgres_url, tmp_path, cli):
+    import uuid
+
+    traj = load_demo()
+    traj.id = f"replay-pg-{uuid.uuid4().hex[:8]}"
+    with open_store(postgres_url) as store:
+        traj.run_id = store.begin_run({"purpose": "replay pg"})
+        store.begin_trajectory(traj)
+        for turn in traj.turns:
+            store.append_turn(traj.id, turn)
+        store.end_trajectory(traj.id, traj.exit_status, traj.reward)
+        store.write_advantages([a.__class__(a.estimator, traj.id, a.turn_index, a.value)
+                                for a in demo_scores(traj.id)[1]])
+    cast = tmp_path / "pg.cast"
+    proc = cli("replay", traj.id, "--db", postgres_url, "--export-cast", str(cast))
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("replay", traj.id, "--db", postgres_url, "--json")
+    view = json.loads(proc.stdout)
+    assert [t["scores"]["advantage"] for t in view["turns"]] == [0.4, -1.2, -2.0, 0.8]
+    assert cast.read_text().count('"m"') == 4

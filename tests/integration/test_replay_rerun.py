@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from asciinema.asciicast import v2
 
-from agentrm.traces import open_store
 from agentrm.types import Task
 
 pytestmark = pytest.mark.docker
@@ -40,16 +39,16 @@ def agentrm(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=180)
 
 
-def record(store, tmp_path: Path, name: str, actions: list[dict]) -> str:
-    """Run the scripted actions with the runtime (what `agentrm run` does) and return the id."""
-    from agentrm.rollout.runner import run_rollouts
-
-    script = tmp_path / f"{name}.jsonl"
+def record(url: str, tmp_path: Path, name: str, actions: list[dict]) -> str:
+    """`agentrm run` the scripted actions on a one-task file; returns the trajectory id."""
+    script, tasks = tmp_path / f"{name}.actions.jsonl", tmp_path / f"{name}.tasks.jsonl"
     script.write_text("".join(json.dumps(a) + "\n" for a in actions))
-    task = Task(id=name, instruction=f"replay test {name}",
-                setup=["echo seed-123 > /workspace/seed.txt"])
-    summary = run_rollouts([task], f"scripted:{script}", store, run_id=f"run-{name}", max_turns=8)
-    (traj,) = summary.trajectories
+    tasks.write_text(json.dumps({"id": name, "instruction": f"replay test {name}",
+                                 "setup": ["echo seed-123 > /workspace/seed.txt"]}) + "\n")
+    proc = agentrm("run", "--tasks", str(tasks), "--policy", f"scripted:{script}", "--db", url,
+                   "--run-id", f"run-{name}", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (traj,) = json.loads(proc.stdout)["trajectories"]
     assert traj["exit_status"] == "submitted", traj
     return traj["id"]
 
@@ -58,10 +57,8 @@ def record(store, tmp_path: Path, name: str, actions: list[dict]) -> str:
 def recorded(docker_client, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rerun")
     url = f"sqlite:///{tmp / 'store.db'}"
-    store = open_store(url)
-    ids = {"det": record(store, tmp, "replay-det", DETERMINISTIC),
-           "rand": record(store, tmp, "replay-rand", RANDOM)}
-    store.close()
+    ids = {"det": record(url, tmp, "replay-det", DETERMINISTIC),
+           "rand": record(url, tmp, "replay-rand", RANDOM)}
     return url, ids
 
 
