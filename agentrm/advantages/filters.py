@@ -47,8 +47,8 @@ def tied_groups(rows: StepRows, lay: Layout, tolerance: float) -> np.ndarray:
     r = episode_rewards(rows, lay)
     hi = np.full(lay.n_groups, -np.inf)
     lo = np.full(lay.n_groups, np.inf)
-    np.maximum.at(hi, lay.traj_uid, r)
-    np.minimum.at(lo, lay.traj_uid, r)
+    np.fmax.at(hi, lay.traj_uid, r)  # fmax/fmin: unknown (NaN) rewards are ignored
+    np.fmin.at(lo, lay.traj_uid, r)
     return (hi - lo) <= tolerance
 
 

@@ -67,10 +67,13 @@ class Layout:
         n_traj = int(traj.max()) + 1 if n else 0
         traj_uid = np.zeros(n_traj, np.int64)
         traj_uid[traj] = uid
-        # one int64 key instead of lexsort: (trajectory, step) pairs are unique
-        key = traj * (int(rows.step.max()) + 1 if n else 1) + rows.step
-        in_order = n < 2 or bool(np.all(key[1:] > key[:-1]))  # files are usually written sorted
-        order = np.arange(n) if in_order else np.argsort(key)
+        span = int(rows.step.max()) + 1 if n else 1
+        if span * max(n_traj, 1) < 2**62:  # one int64 key instead of lexsort
+            key = traj * span + rows.step
+            in_order = n < 2 or bool(np.all(key[1:] > key[:-1]))  # files are usually written sorted
+            order = np.arange(n) if in_order else np.argsort(key)
+        else:
+            order = np.lexsort((rows.step, traj))
         sorted_traj = traj[order]
         length = np.bincount(traj, minlength=n_traj)
         starts = np.cumsum(length) - length

@@ -240,3 +240,26 @@ def test_export_with_the_embedded_smollm2_tokenizer():
         model = tok.decode([t for t, m in zip(row["response_ids"], row["response_mask"]) if m])
         assert "<tool_call>" in model and model.rstrip().endswith("<|im_end|>")
         assert tok.decode(row["prompt_ids"]).endswith("<|im_start|>assistant\n")
+
+
+def test_filter_from_the_store(tmp_path, capsys, monkeypatch):
+    from agentrm.traces import open_store
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    run_id, trajs = fill_store(url)
+    open_store(url).write_scores([Score("tests", trajs[0].id, 1.0, ScoreLevel.TRAJECTORY),
+                                  Score("tests", trajs[1].id, 0.0, ScoreLevel.TRAJECTORY)])
+    ids = tmp_path / "kept.txt"
+    report = json.loads(cli(capsys, monkeypatch, "filter", "--db", url, "--run", run_id, "--verifier", "tests",
+                            "--require-verified", "--ids-out", str(ids), "--json").out)
+    assert ids.read_text().split() == [trajs[0].id]
+    assert report["removed_trajectories"]["unverified"] == 3  # b failed, c and d have no verdict
+    assert report["before"]["trajectories"] == 4 and report["after"]["trajectories"] == 1
+
+
+def test_step_rows_huge_step_numbers_still_order_correctly():
+    from agentrm.advantages import StepRows
+
+    rows = StepRows.from_columns(["g", "g"], ["t", "t"], [2**62, 3], [1.0, 0.0])
+    res = compute(rows, AdvantageConfig(gamma=0.5))
+    np.testing.assert_allclose(res.columns["return"], [1.0, 0.5])
