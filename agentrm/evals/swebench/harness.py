@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agentrm.errors import AgentrmError
 from agentrm.hashing import stable_hash
 from agentrm.verifiers.tests_script import eval_script
 from agentrm.verifiers.tests_verifier import EMPTY, ERROR, TestRun, TestSpec, run_tests
@@ -168,8 +169,8 @@ class Harness:
         try:
             image = self._image(inst)
             spec = test_spec(inst, self.table, image, self.cfg.timeout)
-        except (KeyError, FileNotFoundError, RuntimeError) as exc:
-            result = InstanceResult(inst.instance_id, ERROR, model, error=_one_line(exc),
+        except (KeyError, FileNotFoundError, RuntimeError, AgentrmError) as exc:
+            result = InstanceResult(inst.instance_id, ERROR, model, error=_expected(exc),
                                     duration_s=round(time.monotonic() - started, 2))
             write_instance(directory, result, pred.model_patch if pred else None, None, None)
             self._record(inst, result, None, None, None, run_id)
@@ -211,6 +212,12 @@ class Harness:
             return
         with self._store_lock:
             record.record(self.store, run_id, inst, result, patch, spec, run)
+
+
+def _expected(exc: BaseException) -> str:
+    """The message of an anticipated per-instance failure (missing repo, spec, image)."""
+    text = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _one_line(exc: BaseException) -> str:

@@ -19,8 +19,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from agentrm.errors import InputError
-
 log = logging.getLogger("agentrm.evals.swebench.repos")
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -96,7 +94,8 @@ def bundled_mirror(name: str) -> Path:
     """The git repository of a bundled source tree, created once in the cache."""
     src = BUNDLED_REPOS / name
     if not src.is_dir():
-        raise InputError(f"no bundled repository {name!r} (have: {', '.join(bundled_repo_names())})")
+        raise FileNotFoundError(f"no bundled repository {name!r} (have: {', '.join(bundled_repo_names())}; "
+                                f"give --repos DIR|URL for other repositories)")
     digest = hashlib.sha256()
     for rel in _source_files(src):
         digest.update(rel.as_posix().encode() + b"\0" + (src / rel).read_bytes() + b"\0")
