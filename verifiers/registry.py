@@ -14,6 +14,7 @@ from agentrm.errors import InputError
 
 SCORERS: dict[str, str] = {
     # filled in by each scorer module's issue: "prm": "agentrm.verifiers.prm:make_scorer", ...
+    "prm": "agentrm.verifiers.prm:make_scorer",
     "answer": "agentrm.verifiers.answer:make_scorer",
     "exec": "agentrm.verifiers.exec_verifier:make_scorer",
     "judge": "agentrm.verifiers.judge:make_scorer",
