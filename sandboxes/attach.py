@@ -78,6 +78,23 @@ class AttachedExec:
                 self.eof = True
             self.buf += chunk
 
+    def discard_pending(self) -> int:
+        """Drop whatever has already arrived (without waiting); returns the bytes dropped."""
+        dropped = len(self.buf)
+        self.buf.clear()
+        while not self.eof:
+            ready, _, _ = select.select([self.sock], [], [], 0)
+            if not ready:
+                break
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.eof = True
+            dropped += len(chunk)
+        return dropped
+
     def exit_code(self) -> int | None:
         """The process's exit code once it ended (None while running or unknown)."""
         for _ in range(50):

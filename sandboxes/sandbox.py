@@ -20,7 +20,8 @@ from agentrm.sandboxes.config import SandboxConfig
 from agentrm.sandboxes.engine import LABEL_KIND, client
 from agentrm.sandboxes.images import AGENT_UID, LABEL_SEED, SEED_SCRIPT, SEED_TAR, base_image
 from agentrm.sandboxes.output import OutputRecorder
-from agentrm.sandboxes.shell import KILL_GRACE_S, KILL_SCRIPT, PersistentShell
+from agentrm.sandboxes.shell import (KILL_GRACE_S, KILL_SCRIPT, KILLER_DEF, PRELUDE,
+                                     PersistentShell)
 from agentrm.types import ExecResult
 
 log = logging.getLogger("agentrm.sandboxes")
@@ -49,6 +50,9 @@ class DockerSandbox:
         _cleanup.register(self)
         self.shell = PersistentShell(client().api, self.id, cfg.user, cfg.workdir,
                                      dict(cfg.env))
+        # A second, idle shell that kills with builtins only (see shell.KILLER_DEF).
+        self.control = PersistentShell(client().api, self.id, cfg.user, "/", {},
+                                       prelude=PRELUDE + KILLER_DEF)
         try:
             self._seed()
         except BaseException:
@@ -112,6 +116,7 @@ class DockerSandbox:
                 return
             self._closed = True
             self.shell.close()
+            self.control.close()
             try:
                 _cleanup.remove_container(self.id)
             finally:
@@ -164,6 +169,7 @@ class DockerSandbox:
         with self._lock:
             self._check()
             try:
+                self._ensure_control()
                 result = self.shell.run(cmd, timeout, self.cfg.output_cap, self._kill,
                                         on_output=on_output)
             except SandboxGone:
@@ -188,9 +194,24 @@ class DockerSandbox:
         if not running:
             raise self._gone("the container stopped")
 
-    def _kill(self, match: str, shell_pid: int | None = None) -> None:
+    def _ensure_control(self) -> None:
+        if not self.control.alive():
+            self.control.close()
+            self.control.start()
+
+    def _kill(self, match: str, shell_pid: int | None = None, shell_match: str | None = None,
+              running_s: int | None = None) -> None:
         """Kill (TERM, grace, KILL) every process whose environment holds `match`, after
-        interrupting the shell's current command list (USR1) when `shell_pid` is given."""
+        interrupting the shell's current command list (USR1) when `shell_pid` is given.
+        The control shell does it without forking; a one-off exec is the fallback."""
+        if self.control.alive():
+            args = [match, KILL_GRACE_S, shell_pid or "''", shell_match or "''", running_s or "''"]
+            r = self.control.run("__agentrm_kill " + " ".join(map(str, args)), 30, 1 << 16,
+                                 lambda *a: None)
+            if r.exit_code == 0:
+                return
+            log.warning("control shell could not kill %s in %s: %s", match, self.id[:12],
+                        r.stderr.strip()[-200:])
         try:
             proc = AttachedExec(client().api, self.id,
                                 ["bash", "-c", KILL_SCRIPT, "kill", match, str(KILL_GRACE_S),

@@ -37,6 +37,46 @@ exit 1
 
 PRELUDE = "__agentrm_f() { eval \"$1\"; }\ntrap 'return 124 2>/dev/null' USR1\n"
 
+# The same killer in builtins only, for the control shell started next to the persistent one:
+# it needs no fork, so it works when a fork bomb holds every pid the sandbox may have.
+KILLER_DEF = r"""
+exec {__agentrm_sfd}<> <(:)
+__agentrm_sweep() {  # $1 env entry, $2 signal, $3 shell's env entry, $4 shell pid, $5 min start tick
+  local f p x st line; local -a e fld; __agentrm_found=0
+  for f in /proc/[0-9]*/environ; do
+    p=${f#/proc/}; p=${p%/environ}; [ "$p" = "$$" ] && continue; [ "$p" = "$4" ] && continue
+    mapfile -d '' -t e 2>/dev/null < "$f" || continue
+    for x in "${e[@]}"; do
+      if [ "$x" = "$1" ]; then st=hit; break; fi
+      if [ "$x" = "$3" ]; then st=shell; fi
+    done
+    if [ "$st" = shell ] && [ -n "$5" ]; then  # a subshell forked by the shell: new enough?
+      read -r line 2>/dev/null < "/proc/$p/stat" || continue
+      read -r -a fld <<< "${line##*) }"
+      [ "${fld[19]:-0}" -ge "$5" ] && st=hit
+    fi
+    if [ "$st" = hit ]; then kill -"$2" "$p" 2>/dev/null; __agentrm_found=1; fi
+    st=
+  done
+}
+__agentrm_kill() {  # $1 cmd entry, $2 grace s, $3 shell pid, $4 shell entry, $5 centiseconds running
+  local i end up min=
+  [ -n "$3" ] && kill -USR1 "$3" 2>/dev/null
+  if [ -n "$5" ]; then read -r up _ < /proc/uptime; min=$(( ${up/./} - $5 )); fi
+  __agentrm_sweep "$1" TERM "$4" "$3" "$min"
+  end=$(( ${EPOCHREALTIME/./} + ${2%.*}000000 ))
+  while [ "$__agentrm_found" = 1 ] && [ "${EPOCHREALTIME/./}" -lt "$end" ]; do
+    read -t 0.05 -u "$__agentrm_sfd"; __agentrm_sweep "$1" 0 "$4" "$3" "$min"
+  done
+  end=$(( ${EPOCHREALTIME/./} + 10000000 ))
+  while [ "${EPOCHREALTIME/./}" -lt "$end" ]; do
+    __agentrm_sweep "$1" KILL "$4" "$3" "$min"; [ "$__agentrm_found" = 0 ] && return 0
+    read -t 0.01 -u "$__agentrm_sfd"
+  done
+  return 1
+}
+"""
+
 
 def ansi_c_quote(text: str) -> str:
     """Quote as bash $'...' so any text (quotes, newlines, control bytes) is one shell word."""
@@ -90,13 +130,14 @@ class _Scanner:
 class PersistentShell:
     """One long-lived bash; started lazily, restarted (in the last known cwd) when it dies."""
 
-    def __init__(self, api, container_id: str, user: str, workdir: str, env: dict[str, str]):
-        self.api, self.container_id, self.user = api, container_id, user
+    def __init__(self, api, container_id: str, user: str, workdir: str, env: dict[str, str],
+                 prelude: str = PRELUDE):
+        self.api, self.container_id, self.user, self.prelude = api, container_id, user, prelude
         self.cwd, self.env = workdir, env
         self.proc: AttachedExec | None = None
         self.restarted = False
 
-    def _start(self) -> None:
+    def start(self) -> None:
         cmd = ["bash", "--noprofile", "--norc"]
         self.shell_token = os.urandom(12).hex()
         env = {**self.env, "AGENTRM_SHELL": self.shell_token}
@@ -105,7 +146,7 @@ class PersistentShell:
         # Commands run inside a function so that a timeout can end the rest of a command list:
         # the killer sends USR1 and the trap returns from the function (exit code 124).
         token = os.urandom(8).hex()
-        self.proc.send((PRELUDE + f"printf '\\037%s\\037%d\\n' {token} $$\n").encode())
+        self.proc.send((self.prelude + f"printf '\\037%s\\037%d\\n' {token} $$\n").encode())
         marker = f"\x1f{token}\x1f".encode()
         scanner = _Scanner(marker)
         for stream, data in self.proc.frames(time.monotonic() + 30):
@@ -133,7 +174,7 @@ class PersistentShell:
             if self.proc is not None:
                 note = "[agentrm: the shell had exited; a new shell started in the last cwd]\n"
                 self.close()
-            self._start()
+            self.start()
         token = os.urandom(12).hex()
         marker = b"\x1f" + token.encode() + b"\x1f"
         line = (f"export AGENTRM_CMD={token}; __agentrm_f {ansi_c_quote(cmd)} </dev/null; "
@@ -143,6 +184,7 @@ class PersistentShell:
         rec = OutputRecorder(cap, on_output=on_output)
         scanners = {1: _Scanner(marker), 2: _Scanner(marker)}
         proc = self.proc
+        proc.discard_pending()  # late output of earlier commands' background processes
         try:
             proc.send(line.encode())
         except EOFError:
@@ -164,7 +206,8 @@ class PersistentShell:
                     self._kill_shell(killer, token)
                     return self._result(rec, 124, True, note + "[agentrm: shell restarted]\n")
                 timed_out = True
-                killer(f"AGENTRM_CMD={token}", self.pid)
+                killer(f"AGENTRM_CMD={token}", self.pid, f"AGENTRM_SHELL={self.shell_token}",
+                       int(rec.elapsed() * 100) + 5)
                 deadline = time.monotonic() + 2.0
         m = re.match(rb"(-?\d+) (.*)", scanners[1].trailer, re.S)
         rc = int(m.group(1)) if m else -1
@@ -175,7 +218,7 @@ class PersistentShell:
     def _kill_shell(self, killer, token: str) -> None:
         """The command was a shell builtin loop (no child to kill): end the shell itself."""
         self.close()
-        killer(f"AGENTRM_SHELL={self.shell_token}", None)
+        killer(f"AGENTRM_SHELL={self.shell_token}", None, None, None)
         self.proc = None
 
     def _died(self, rec: OutputRecorder, note: str) -> ExecResult:
