@@ -5,19 +5,27 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from agentrm.cli.common import (DbOption, JsonOption, console, db_url, err_console, print_json,
-                                progress, rich_table)
+from agentrm.cli.common import (
+    DbOption,
+    JsonOption,
+    console,
+    db_url,
+    err_console,
+    print_json,
+    progress,
+    rich_table,
+)
 
 app = typer.Typer(help="Import, export, list and inspect stored trajectories.", no_args_is_help=True)
 
-RunOpt = Annotated[Optional[str], typer.Option("--run", help="Only this run id.")]
-TaskOpt = Annotated[Optional[str], typer.Option("--task", help="Only this task id.")]
-GroupOpt = Annotated[Optional[str], typer.Option("--group", help="Only this group id.")]
-StatusOpt = Annotated[Optional[str], typer.Option("--status", help="Only this exit status (submitted, turn_limit, …).")]
+RunOpt = Annotated[str | None, typer.Option("--run", help="Only this run id.")]
+TaskOpt = Annotated[str | None, typer.Option("--task", help="Only this task id.")]
+GroupOpt = Annotated[str | None, typer.Option("--group", help="Only this group id.")]
+StatusOpt = Annotated[str | None, typer.Option("--status", help="Only this exit status (submitted, turn_limit, …).")]
 
 
 def register(root: typer.Typer) -> None:
@@ -61,8 +69,8 @@ def _count_lines(path: Path) -> int | None:
 @app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="A .jsonl, ATIF .json, SWE-agent .traj or mini-swe-agent .traj.json file.")],
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Store under this run id (default: a new import-… id).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="jsonl | atif | swe-agent | mini-swe-agent (default: by name and content).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Store under this run id (default: a new import-… id).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl | atif | swe-agent | mini-swe-agent (default: by name and content).")] = None,
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
     """Import trajectories from FILE in one transaction: all of it, or nothing."""
@@ -94,7 +102,7 @@ def import_(
 
 @app.command("export")
 def export(
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here (default: stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here (default: stdout).")] = None,
     run: RunOpt = None, task: TaskOpt = None, group: GroupOpt = None, status: StatusOpt = None,
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
@@ -133,10 +141,10 @@ def _status(value: str | None):
 @app.command("list")
 def list_(
     run: RunOpt = None, task: TaskOpt = None, group: GroupOpt = None, status: StatusOpt = None,
-    scorer: Annotated[Optional[str], typer.Option("--scorer", help="Show and filter by this scorer's score (else the outcome reward).")] = None,
-    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Keep score (or reward) ≥ this.")] = None,
-    max_score: Annotated[Optional[float], typer.Option("--max-score", help="Keep score (or reward) ≤ this.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many rows.")] = None,
+    scorer: Annotated[str | None, typer.Option("--scorer", help="Show and filter by this scorer's score (else the outcome reward).")] = None,
+    min_score: Annotated[float | None, typer.Option("--min-score", help="Keep score (or reward) ≥ this.")] = None,
+    max_score: Annotated[float | None, typer.Option("--max-score", help="Keep score (or reward) ≤ this.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many rows.")] = None,
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
     """List trajectories from their summary columns (turns are not loaded)."""

@@ -134,7 +134,7 @@ def read_atif(path: Path) -> Iterator[Trajectory]:
                    reward=float(reward) if isinstance(reward, (int, float)) else None,
                    policy=(doc.get("agent") or {}).get("model_name"),
                    metadata={k: v for k, v in meta.items() if v is not None})
-    for turn, m in zip(traj.turns, metrics):
+    for turn, m in zip(traj.turns, metrics, strict=True):
         turn.prompt_tokens, turn.completion_tokens = m.get("prompt_tokens"), m.get("completion_tokens")
         turn.logprobs = m.get("logprobs")
     yield traj
@@ -175,7 +175,7 @@ def read_swe_agent(path: Path) -> Iterator[Trajectory]:
                              "submission": info.get("submission"),
                              "model_stats": info.get("model_stats")})
     if len(traj.turns) == len(steps):
-        for turn, step in zip(traj.turns, steps):
+        for turn, step in zip(traj.turns, steps, strict=True):
             if isinstance(step.get("execution_time"), (int, float)):
                 turn.duration_s = float(step["execution_time"])
             turn.metadata = {k: step[k] for k in ("thought", "action") if step.get(k)}

@@ -6,9 +6,17 @@ import time
 from typing import Any
 
 from agentrm.hashing import anchor_key
-from agentrm.types import (Advantage, ExitStatus, Score, ScoreLevel, Task, ToolResult,
-                           Trajectory, Turn)
 from agentrm.traces.schema import TRAJECTORY_LEVEL
+from agentrm.types import (
+    Advantage,
+    ExitStatus,
+    Score,
+    ScoreLevel,
+    Task,
+    ToolResult,
+    Trajectory,
+    Turn,
+)
 
 
 def tool_result_dict(r: ToolResult) -> dict[str, Any]:

@@ -14,8 +14,17 @@ import sqlalchemy as sa
 
 from agentrm.errors import NotFoundError
 from agentrm.traces import open_store
-from agentrm.types import (Advantage, ExitStatus, FailureKind, Score, ScoreLevel, Task, ToolResult,
-                           Trajectory, Turn)
+from agentrm.types import (
+    Advantage,
+    ExitStatus,
+    FailureKind,
+    Score,
+    ScoreLevel,
+    Task,
+    ToolResult,
+    Trajectory,
+    Turn,
+)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,6 @@ file. Real processes, real databases."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sqlite3
 import subprocess

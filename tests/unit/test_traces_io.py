@@ -12,8 +12,13 @@ from hypothesis import strategies as st
 
 from agentrm.errors import InputError
 from agentrm.hashing import anchor_key
-from agentrm.traces.io import (dumps_record, read_trajectories, record_from_trajectory,
-                               trajectory_from_record, write_jsonl)
+from agentrm.traces.io import (
+    dumps_record,
+    read_trajectories,
+    record_from_trajectory,
+    trajectory_from_record,
+    write_jsonl,
+)
 from agentrm.types import ExitStatus
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
