@@ -58,6 +58,8 @@ def replay(
         scores, advantages = load_scores(url, traj.id)
     view = build_view(traj, scores, advantages)
 
+    if rerun and (export_cast or export_html):
+        raise InputError("--rerun cannot be combined with --export-cast/--export-html")
     if rerun:
         _rerun(traj, url if (from_store or db) else None, image, json_out)
         return
@@ -90,17 +92,23 @@ def replay(
 
 def _export(view, cast: Path | None, page: Path | None, width: int, height: int,
             idle_limit: float, max_lines: int, json_out: bool) -> None:
+    from agentrm.traces.asciicast import write_cast
+    from agentrm.traces.html import write_html
+
     written = []
-    if cast:
-        from agentrm.traces.asciicast import write_cast
-
-        n = write_cast(view, cast, width, height, idle_time_limit=idle_limit or None)
-        written.append({"kind": "asciicast", "path": str(cast), "events": n})
-    if page:
-        from agentrm.traces.html import write_html
-
-        write_html(view, page, max_lines)
-        written.append({"kind": "html", "path": str(page), "turns": len(view.turns)})
+    for path in (p for p in (cast, page) if p):
+        if path.is_dir():
+            raise InputError("is a directory, expected a file to write", path=str(path))
+    try:
+        if cast:
+            n = write_cast(view, cast, width, height, idle_time_limit=idle_limit or None)
+            written.append({"kind": "asciicast", "path": str(cast), "events": n})
+        if page:
+            write_html(view, page, max_lines)
+            written.append({"kind": "html", "path": str(page), "turns": len(view.turns)})
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}",
+                         path=exc.filename or str(cast or page)) from exc
     if json_out:
         print_json(written)
         return

@@ -36,7 +36,7 @@ def _crlf(text: str) -> str:
 def _marker_label(view: ReplayView, pos: int) -> str:
     turn = view.turns[pos]
     what = next((c.command or c.name for c in turn.calls), "") or turn.reasoning
-    first = (what.strip().splitlines() or [""])[0]
+    first = (clean_text(what).strip().splitlines() or [""])[0]
     return f"turn {pos + 1}: {first[:60]}"
 
 

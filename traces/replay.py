@@ -28,7 +28,9 @@ def clean_text(text: str | None) -> str:
     if not text:
         return ""
     text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", text)
+    text = _CONTROL.sub("", text)
+    # Lone surrogates (undecodable bytes smuggled through JSON) cannot be written as UTF-8.
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 @dataclass
@@ -126,7 +128,8 @@ def _call_views(turn: Turn, next_messages: list[Message]) -> list[CallView]:
             args = json.dumps(call.arguments, indent=2, ensure_ascii=False)
         else:
             args = call.raw_arguments
-        view = CallView(call.id, call.name, args, _command_of(call.arguments), call.error)
+        view = CallView(clean_text(call.id), clean_text(call.name), args,
+                        _command_of(call.arguments), clean_text(call.error) or None)
         result = results.get(call.id)
         if result is None and pos < len(turn.tool_results) and not results.keys() & by_call_ids(turn):
             result = turn.tool_results[pos]  # ids were not recorded: match by position
@@ -151,13 +154,13 @@ def _score_tables(trajectory_id: str, scores: Iterable[Score], advantages: Itera
         if s.trajectory_id != trajectory_id:
             continue
         if s.level == ScoreLevel.TRAJECTORY or s.turn_index is None:
-            whole[s.scorer] = s.value
+            whole[clean_text(s.scorer)] = s.value
         else:
-            per_turn.setdefault(s.turn_index, {})[s.scorer] = s.value
+            per_turn.setdefault(s.turn_index, {})[clean_text(s.scorer)] = s.value
     advs = [a for a in advantages if a.trajectory_id == trajectory_id]
     estimators = {a.estimator for a in advs}
     for a in advs:
-        label = "advantage" if len(estimators) == 1 else f"adv:{a.estimator}"
+        label = "advantage" if len(estimators) == 1 else f"adv:{clean_text(a.estimator)}"
         per_turn.setdefault(a.turn_index, {})[label] = a.value
     return per_turn, whole
 
@@ -199,9 +202,10 @@ def build_view(traj: Trajectory, scores: Iterable[Score] = (),
     final = "\n".join(clean_text(_content_text(m.get("content"))) for m in traj.tail
                       if m.get("role") != "tool" and m.get("content"))
     return ReplayView(
-        trajectory_id=traj.id, task_id=traj.task_id, exit_status=getattr(
-            traj.exit_status, "value", str(traj.exit_status)),
-        reward=traj.reward, policy=traj.policy, run_id=traj.run_id, instruction=instruction,
+        trajectory_id=clean_text(traj.id), task_id=clean_text(traj.task_id),
+        exit_status=clean_text(getattr(traj.exit_status, "value", str(traj.exit_status))),
+        reward=traj.reward, policy=clean_text(traj.policy) or None,
+        run_id=clean_text(traj.run_id) or None, instruction=instruction,
         turns=turns, final=final, trajectory_scores=whole, score_ranges=score_ranges(turns))
 
 

@@ -193,12 +193,13 @@ class Player:
             if play:
                 self.handle("play")
             self.draw()
-            last = time.monotonic()
+            last, size = time.monotonic(), shutil.get_terminal_size()
             while True:
-                wait = None
+                wait = 0.5  # paused: wake now and then to notice a resized terminal
                 if self.state.playing:
                     gap = (self._next_change() - self.state.clock) / self.speed
                     wait = max(0.0, min(0.1, gap))
+                was_playing = self.state.playing
                 key = keys.read(wait)
                 now = time.monotonic()
                 if self.state.playing:
@@ -206,7 +207,10 @@ class Player:
                 last = now
                 if key is not None and not self.handle(KEYS.get(key, "")):
                     return
-                self.draw()
+                resized = shutil.get_terminal_size() != size
+                if key is not None or was_playing or resized:
+                    size = shutil.get_terminal_size()
+                    self.draw()
         finally:
             self.out.write("\x1b[0m\x1b[?25h\x1b[?1049l")
             self.out.flush()
