@@ -91,3 +91,34 @@ def build_tiny_prm(folder: Path | str, style: str, seed: int = 0, layers: int = 
     config.update({"architectures": [architecture], **extra})
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return folder
+
+
+_COMMANDS = ["ls", "cat file.py", "python -m pytest -q", "grep -n def file.py", "echo done"]
+_OUTPUTS = ["file.py test_file.py", "def add(a, b): return a - b", "1 failed, 2 passed in 0.1s",
+            "3:def add(a, b):", "error: not found", "2 passed in 0.1s"]
+
+
+def sample_trajectory(traj_id: str, n_steps: int, seed: int = 0, words: int = 0) -> Any:
+    """A tool-using agent trajectory with `n_steps` turns (bash calls and their outputs).
+
+    `words` pads each tool output with that many extra words (longer steps for benchmarks).
+    """
+    import random
+
+    from agentrm.types import Trajectory, Turn
+
+    rng = random.Random(seed)
+    observation = [{"role": "system", "content": "You are an agent. Use the bash tool."},
+                   {"role": "user", "content": "Fix the failing test in file.py"}]
+    turns = []
+    for k in range(n_steps):
+        call_id = f"{traj_id}-c{k}"
+        command = rng.choice(_COMMANDS)
+        assistant = {"role": "assistant", "content": f"Step {k}: I will run {command}",
+                     "tool_calls": [{"id": call_id, "type": "function", "function": {
+                         "name": "bash", "arguments": json.dumps({"cmd": command})}}]}
+        turns.append(Turn(k, observation, assistant))
+        padding = " ".join(rng.choice(_CORPUS[k % len(_CORPUS)].split()) for _ in range(words))
+        observation = [{"role": "tool", "tool_call_id": call_id,
+                        "content": f"{rng.choice(_OUTPUTS)} {padding}".strip()}]
+    return Trajectory(traj_id, "fix-test", "g0", turns, tail=observation)
