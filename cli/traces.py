@@ -116,6 +116,10 @@ def export(
                                     exit_status=_status(status))
     try:
         n = write_jsonl(trajs, output if output is not None else sys.stdout)
+    except OSError as exc:
+        from agentrm.errors import InputError
+
+        raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from None
     finally:
         store.close()
     if output is not None:

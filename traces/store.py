@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from agentrm.errors import InputError, NotFoundError
+from agentrm.errors import InputError, NotFoundError, PrerequisiteError
 from agentrm.traces import rows as R
 from agentrm.traces.engine import make_engine, retrying
 from agentrm.traces.migrate import upgrade
@@ -37,8 +37,20 @@ def open_store(url: str, migrate: bool = True) -> SQLStore:
         engine = make_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise InputError(f"bad database URL {url!r}: {exc}") from exc
+    except ModuleNotFoundError as exc:
+        raise PrerequisiteError(f"database driver {exc.name!r} is not installed for {url!r} "
+                                "(pip install 'agentrm[postgres]')") from exc
     if migrate:
-        upgrade(engine)
+        try:
+            upgrade(engine)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            engine.dispose()
+            shown = engine.url.render_as_string(hide_password=True)
+            reason = " ".join(str(exc.orig or exc).split())[:200]
+            if url.startswith("sqlite"):
+                raise InputError(f"cannot open database {shown}: {reason}") from exc
+            raise PrerequisiteError(f"cannot reach database {shown}: {reason} "
+                                    "(is the server running? .ci/start-services postgres)") from exc
     return SQLStore(engine)
 
 

@@ -201,3 +201,16 @@ def test_doctor_json_reports_every_component(capsys, monkeypatch, db):
                            "--json", "--skip-vllm")
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 3 and not rows["database"]["ok"] and rows["database"]["fix"]
+
+
+def test_unusable_databases_and_outputs_fail_in_one_line(tmp_path, capsys, monkeypatch, db):
+    code, _, err = run_cli(capsys, monkeypatch, "traces", "list", "--db",
+                           f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+    assert code == 2 and "cannot open database" in err and "\n" not in err.strip()
+    code, _, err = run_cli(capsys, monkeypatch, "traces", "list", "--db",
+                           "postgresql+psycopg://x:y@127.0.0.1:1/none")
+    assert code == 3 and "cannot reach database" in err and "\n" not in err.strip()
+    run_cli(capsys, monkeypatch, "traces", "import", str(DATA / "good.jsonl"), "--db", db)
+    code, _, err = run_cli(capsys, monkeypatch, "traces", "export", "-o",
+                           str(tmp_path / "missing" / "out.jsonl"), "--db", db)
+    assert code == 2 and "cannot write" in err
