@@ -96,9 +96,44 @@ def vllm_module():
     return vllm
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster (`ray start --head` on 127.0.0.1, 2 worker slots); its address.
+
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps every Ray process on loopback (Ray otherwise
+    advertises the machine's network address); a multi-host cluster does not set it.
+    """
+    import socket
+
+    if shutil.which("ray") is None:
+        missing("ray", "the `ray` command is not installed (pip install 'agentrm[ray]')")
+    env_vars = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    os.environ.update(env_vars)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+           "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+           f"--temp-dir=/tmp/agentrm-ray-{os.getpid()}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=os.environ)
+    if proc.returncode != 0:
+        missing("ray", (proc.stderr or proc.stdout).strip().splitlines()[-1][:200])
+    address = f"127.0.0.1:{port}"
+    os.environ["RAY_ADDRESS"] = address
+    yield address
+    try:
+        import ray
+
+        ray.shutdown()
+    finally:
+        os.environ.pop("RAY_ADDRESS", None)
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+
+
 def pytest_collection_modifyitems(config, items):
     """Keep marker hygiene: a test using a component fixture must carry its marker."""
-    needs = {"docker_client": "docker", "postgres_url": "postgres", "vllm_module": "vllm"}
+    needs = {"docker_client": "docker", "postgres_url": "postgres", "vllm_module": "vllm",
+             "ray_cluster": "ray"}
     for item in items:
         for fixture, marker in needs.items():
             if fixture in getattr(item, "fixturenames", ()) and marker not in item.keywords:
