@@ -71,16 +71,20 @@ class Layout:
         if span * max(n_traj, 1) < 2**62:  # one int64 key instead of lexsort
             key = traj * span + rows.step
             in_order = n < 2 or bool(np.all(key[1:] > key[:-1]))  # files are usually written sorted
-            order = np.arange(n) if in_order else np.argsort(key)
+            order = None if in_order else np.argsort(key)
         else:
             order = np.lexsort((rows.step, traj))
-        sorted_traj = traj[order]
+        sorted_traj = traj if order is None else traj[order]
         length = np.bincount(traj, minlength=n_traj)
         starts = np.cumsum(length) - length
         pos = np.arange(n) - np.repeat(starts, length)  # sorted rows are contiguous per trajectory
         same_next = sorted_traj[1:] == sorted_traj[:-1]
-        next_row = np.full(n, -1, np.int64)
-        next_row[order[:-1][same_next]] = order[1:][same_next]
+        if order is None:  # rows already sorted: no permutation to apply
+            next_row = np.where(np.append(same_next, False), np.arange(1, n + 1), -1)
+            order = np.arange(n)
+        else:
+            next_row = np.full(n, -1, np.int64)
+            next_row[order[:-1][same_next]] = order[1:][same_next]
         return cls(uid, traj, traj_uid, int(uid.max()) + 1 if n else 0, n_traj, order, pos,
                    length, next_row, next_row < 0)
 
@@ -127,18 +131,25 @@ class Layout:
     @cached_property
     def _cells(self) -> np.ndarray:
         """Flat [step position × trajectory] cell of every row (input order)."""
+        if self.in_order:
+            return self.pos * self.n_traj + self.traj
         cells = np.empty(len(self.order), np.int64)
         cells[self.order] = self.pos * self.n_traj + self.traj[self.order]
         return cells
+
+    @cached_property
+    def in_order(self) -> bool:
+        return bool(np.all(self.order[1:] > self.order[:-1])) if len(self.order) > 1 else True
 
     def traj_sum(self, values: np.ndarray) -> np.ndarray:
         return np.bincount(self.traj, weights=values, minlength=self.n_traj)
 
 
 def group_stats(values: np.ndarray, codes: np.ndarray, n: int, std: str, eps_var: float,
-                weights: np.ndarray | None = None):
+                with_dev: bool = False):
     """(count, mean, sigma) per group; sigma = sqrt(var + eps_var), var with ddof 1 ("sample",
-    σ₁) or 0 ("population", σ₀). Groups too small for the chosen ddof get sigma NaN."""
+    σ₁) or 0 ("population", σ₀). Groups too small for the chosen ddof get sigma NaN.
+    with_dev=True also returns each value minus its group mean (saves the caller a gather)."""
     count = np.bincount(codes, minlength=n).astype(np.float64)
     # Shift by the group minimum: a tied group then has a mean exactly equal to its members, so
     # tied scores give A ≡ 0 exactly (dynamic sampling and IGPO's "z = 0" tests rely on it).
@@ -152,6 +163,8 @@ def group_stats(values: np.ndarray, codes: np.ndarray, n: int, std: str, eps_var
         var = np.bincount(codes, weights=dev * dev, minlength=n) / (count - ddof)
         var[count - ddof <= 0] = np.nan
         sigma = np.sqrt(var + eps_var)
+    if with_dev:
+        return count, mean, sigma, dev
     return count, mean, sigma
 
 

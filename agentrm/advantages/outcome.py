@@ -89,10 +89,10 @@ def gigpo(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> Parts:
     else:
         cluster = cluster_similar(lay, rows.anchor, rows.step, threshold)
     n_clusters = int(cluster.max()) + 1 if len(cluster) else 0
-    count, mean, sigma = group_stats(ret, cluster, n_clusters, cfg.std, float(cfg.eps_var))
+    count, _, sigma, dev = group_stats(ret, cluster, n_clusters, cfg.std, float(cfg.eps_var), True)
     single = count == 1
     factor = np.where(single, 0.0, _scale(sigma, single, cfg))  # one-row cluster: A_S = 0
-    a_s = (ret - mean[cluster]) * factor[cluster]
+    a_s = dev * factor[cluster]
     return {"advantage": a_e + float(cfg.omega) * a_s, "episode_advantage": a_e,
             "step_advantage": a_s, "score": score, "return": ret,
             "step_group": cluster, "step_group_size": count[cluster].astype(np.int64)}

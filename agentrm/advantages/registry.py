@@ -50,7 +50,15 @@ def get(name: str) -> EstimatorFn:
     return _ESTIMATORS[name]
 
 
+_plugins_loaded = False
+
+
 def _load_plugins() -> None:
+    """Entry points of the `agentrm.advantages` group, scanned once per process."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
     for ep in entry_points(group="agentrm.advantages"):
         if ep.name not in _ESTIMATORS:
             register(ep.name, ep.load())
@@ -80,7 +88,7 @@ def compute(rows: StepRows, config: AdvantageConfig) -> AdvantageResult:
     n = len(rows)
     lay = Layout.build(rows)
     unknown = np.bincount(lay.traj[np.isnan(rows.reward)], minlength=lay.n_traj)
-    keep = unknown[lay.traj] == 0
+    keep = np.ones(n, bool) if not unknown.any() else unknown[lay.traj] == 0
     sub = rows
     if not keep.all():
         sub = rows.take(np.flatnonzero(keep))
