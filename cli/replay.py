@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 def replay(
     source: Annotated[str, typer.Argument(metavar="TRAJ_ID|FILE",
                                           help="A trajectory id in --db, or a JSONL/ATIF/.traj file.")],
-    db: Annotated[Optional[str], typer.Option(
+    db: Annotated[str | None, typer.Option(
         "--db", envvar="AGENTRM_DB", show_default=DEFAULT_DB,
         help="Trace store URL for ids (and for scores of a file's trajectory).")] = None,
     index: Annotated[int, typer.Option("--index", min=0,
@@ -35,15 +35,15 @@ def replay(
                                            help="Fold outputs longer than this (0 = never).")] = 40,
     idle_limit: Annotated[float, typer.Option(
         "--idle-limit", min=0, help="Shorten recorded pauses longer than this (s; 0 = never).")] = 2.0,
-    export_cast: Annotated[Optional[Path], typer.Option(
+    export_cast: Annotated[Path | None, typer.Option(
         "--export-cast", metavar="FILE.cast", help="Write an asciicast v2 recording.")] = None,
-    export_html: Annotated[Optional[Path], typer.Option(
+    export_html: Annotated[Path | None, typer.Option(
         "--export-html", metavar="FILE.html", help="Write one self-contained HTML page.")] = None,
     width: Annotated[int, typer.Option("--width", min=40, help="Terminal width of the cast.")] = 110,
     height: Annotated[int, typer.Option("--height", min=10, help="Terminal height of the cast.")] = 32,
     rerun: Annotated[bool, typer.Option(
         "--rerun", help="Re-execute the recorded actions in a fresh sandbox; exit 1 on divergence.")] = False,
-    image: Annotated[Optional[str], typer.Option(
+    image: Annotated[str | None, typer.Option(
         "--image", help="Sandbox image for --rerun (default: the recorded one).")] = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -118,9 +118,8 @@ def _export(view, cast: Path | None, page: Path | None, width: int, height: int,
 
 
 def _rerun(traj, url: str | None, image: str | None, json_out: bool) -> None:
-    from agentrm.traces.replay_rerun import rerun_trajectory
-
     from agentrm.cli.common import progress
+    from agentrm.traces.replay_rerun import rerun_trajectory
 
     with progress() as bar:
         task = bar.add_task(f"rerun {traj.id}", total=len(traj.turns))

@@ -18,8 +18,13 @@ from pathlib import Path
 from rich.text import Text
 
 from agentrm.traces.replay import ReplayView, clean_text
-from agentrm.traces.replay_render import (header_renderable, scores_table, to_ansi,
-                                          turn_renderable, turn_title)
+from agentrm.traces.replay_render import (
+    header_renderable,
+    scores_table,
+    to_ansi,
+    turn_renderable,
+    turn_title,
+)
 from agentrm.traces.replay_timing import schedule
 
 Event = tuple[float, str, str]
@@ -52,7 +57,7 @@ def cast_events(view: ReplayView, width: int, colour: str | None = "256") -> Ite
         without_output = turn_renderable(view, pos, outputs=[None] * len(turn.calls))
         action = to_ansi(without_output, width, colour).split("\n", 1)[-1]  # title already shown
         yield timing.action_at, "o", _crlf(action)
-        for call, call_timing in zip(turn.calls, timing.calls):
+        for call, call_timing in zip(turn.calls, timing.calls, strict=True):
             yield call_timing.start, "o", _crlf(f"\x1b[2m── {call.name} output ──\x1b[0m\n")
             last = ""
             for t, chunk in call_timing.events:

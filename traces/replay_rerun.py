@@ -193,8 +193,8 @@ def rerun_trajectory(traj: Trajectory, image: str | None = None, store_url: str 
             if not result.ok:
                 raise InfrastructureError(f"task setup failed in rerun (exit {result.exit_code}): "
                                           f"{command[:80]}")
-        for pos, (turn, turn_view) in enumerate(zip(traj.turns, view.turns)):
-            for k, (call, call_view) in enumerate(zip(turn.tool_calls, turn_view.calls)):
+        for pos, (turn, turn_view) in enumerate(zip(traj.turns, view.turns, strict=True)):
+            for k, (call, call_view) in enumerate(zip(turn.tool_calls, turn_view.calls, strict=True)):
                 observed = execute_tool_call(sandbox, call, timeout=plan.timeout,
                                              workdir=plan.workdir, repo_dir=plan.repo_dir)
                 if _compare(report, pos, turn.index, k, call_view, observed.content):

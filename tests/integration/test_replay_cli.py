@@ -14,7 +14,7 @@ from asciinema.asciicast import v2
 from agentrm.traces import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_replay_view import DATA, demo_scores, load_demo  # noqa: E402
+from test_replay_view import DATA, demo_scores, load_demo, make_demo_store  # noqa: E402
 
 
 def agentrm(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -44,21 +44,7 @@ def cli(capsys, monkeypatch):
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory) -> str:
-    """A SQLite store holding the demo trajectory, its turn scores and advantages."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('replay') / 'store.db'}"
-    store = open_store(url)
-    traj = load_demo()
-    traj.run_id = store.begin_run({"purpose": "replay tests"})
-    store.begin_trajectory(traj)
-    for turn in traj.turns:
-        store.append_turn(traj.id, turn)
-    store.set_tail(traj.id, traj.tail)
-    store.end_trajectory(traj.id, traj.exit_status, traj.reward)
-    scores, advs = demo_scores(traj.id)
-    store.write_scores([s for s in scores if s.trajectory_id == traj.id])
-    store.write_advantages(advs)
-    store.close()
-    return url
+    return make_demo_store(f"sqlite:///{tmp_path_factory.mktemp('replay') / 'store.db'}")
 
 
 def test_store_trajectory_prints_everything_when_piped(db):

@@ -13,11 +13,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_replay_cli import db  # noqa: E402,F401  (the store fixture)
-from test_replay_view import DATA  # noqa: E402
-
 from conftest import missing  # noqa: E402
+from test_replay_view import DATA, make_demo_store  # noqa: E402
 
 
 class Pane:
@@ -51,6 +48,11 @@ class Pane:
 
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> str:
+    return make_demo_store(f"sqlite:///{tmp_path_factory.mktemp('tmux') / 'store.db'}")
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from agentrm.traces.html import render_html, write_html
 from agentrm.traces.replay import build_view, clean_text
 from agentrm.traces.replay_render import bar, fold, full_renderable, to_ansi
 from agentrm.traces.replay_timing import FALLBACK_THINK_S, schedule
-from agentrm.types import (Advantage, ExitStatus, Score, ScoreLevel, ToolResult, Trajectory,
-                           Turn)
+from agentrm.types import Advantage, ExitStatus, Score, ScoreLevel, ToolResult, Trajectory, Turn
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "replay"
 
@@ -29,6 +28,24 @@ def load_demo() -> Trajectory:
                                  or None}) for r in t.pop("tool_results")]
         turns.append(Turn(**t, tool_results=results))
     return Trajectory(**{**d, "exit_status": ExitStatus(d["exit_status"])}, turns=turns)
+
+
+def make_demo_store(url: str) -> str:
+    """A trace store holding the demo trajectory with its turn scores and advantages."""
+    from agentrm.traces import open_store
+
+    traj = load_demo()
+    with open_store(url) as store:
+        traj.run_id = store.begin_run({"purpose": "replay tests"})
+        store.begin_trajectory(traj)
+        for turn in traj.turns:
+            store.append_turn(traj.id, turn)
+        store.set_tail(traj.id, traj.tail)
+        store.end_trajectory(traj.id, traj.exit_status, traj.reward)
+        scores, advs = demo_scores(traj.id)
+        store.write_scores([s for s in scores if s.trajectory_id == traj.id])
+        store.write_advantages(advs)
+    return url
 
 
 def demo_scores(traj_id: str):
@@ -104,7 +121,7 @@ def test_schedule_without_timing_uses_a_fixed_pace():
             r.duration_s, r.output_events = None, None
     timings = schedule(build_view(traj))
     assert timings[0].action_at == FALLBACK_THINK_S
-    assert all(b.start >= a.end for a, b in zip(timings, timings[1:]))
+    assert all(b.start >= a.end for a, b in zip(timings, timings[1:], strict=False))
 
 
 def test_fold_keeps_head_and_tail():
