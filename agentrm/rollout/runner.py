@@ -85,8 +85,9 @@ class _Group:
         return sb
 
     def _setup(self, sb) -> None:
+        # Each command in its own process, so the agent's shell starts untouched in the workdir.
         for cmd in self.task.setup:
-            r = sb.exec(cmd, timeout=300)
+            r = sb.exec(cmd, timeout=300, stateless=True)
             if not r.ok:
                 raise _SetupFailed(f"task {self.task.id}: setup command failed (exit "
                                    f"{r.exit_code}): {cmd[:80]!r}: {(r.stderr or r.stdout)[-300:]}")

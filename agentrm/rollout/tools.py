@@ -104,6 +104,11 @@ def execute_tool_call(sandbox: Sandbox, call: ToolCall, *, timeout: float | None
 
 def _bash(sandbox: Sandbox, call: ToolCall, timeout: float, workdir: str) -> ToolResult:
     r = sandbox.exec(call.arguments["command"], timeout=timeout)
+    if r.exit_code in (-1, 137) and "the shell exited" in r.stderr + r.stdout:
+        # The agent may have exited its shell, or the container is being removed under us
+        # (the engine can still report it running for a moment): a probe tells which, and
+        # raises SandboxGone in the second case.
+        sandbox.exec("true", timeout=10)
     text = r.stdout + (("\n" if r.stdout and not r.stdout.endswith("\n") else "") + r.stderr
                        if r.stderr else "")
     notes = []
