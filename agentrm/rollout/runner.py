@@ -118,9 +118,8 @@ def run_rollouts(tasks: Sequence[Task], policy_spec: str | Policy | None, store,
                  on_event: Callable[[Event], None] | None = None,
                  cancel: threading.Event | None = None) -> RunSummary:
     """Run `group_size` rollouts of every task with at most `concurrency` at a time."""
-    from agentrm.sandboxes import SandboxConfig
-
     from agentrm.rollout.policies import make_policy
+    from agentrm.sandboxes import SandboxConfig
 
     if group_size < 1 or concurrency < 1 or max_turns < 1:
         raise InputError("--group-size, --concurrency and --max-turns must be at least 1")

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from agentrm.rollout.loop import Limits
-from agentrm.rollout.policies import ScriptedPolicy, make_policy
+from agentrm.rollout.policies import ScriptedPolicy
 from agentrm.rollout.policies.parsing import _call
 from agentrm.rollout.runner import run_rollouts
 from agentrm.tasks import bundled_tasks
