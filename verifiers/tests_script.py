@@ -24,16 +24,28 @@ DEFAULT_PROTECTED = [
     "tests/**", "test/**", "testing/**", "**/test_*.py", "**/*_test.py",
 ]
 
-_SCRIPT = """#!/bin/bash
-# agentrm test verifier: apply the model patch, protect the tests, run them.
+JUNIT_BEGIN = ">>>>> JUnit XML (base64)"
+JUNIT_END = ">>>>> JUnit End"
+
+# One script, fed to `bash -s` in a single exec: inputs travel as heredocs, results come back on
+# stdout. Everything lives in main(), so bash has read the whole script (and its stdin is drained)
+# before any code under test runs; the junit block is printed by bash after the tests exit.
+_SCRIPT = """main() {{
 exec 2>&1
 set -u
-cd {workdir} || {{ echo ">>>>> Reset Failed: no {workdir}"; exit 90; }}
+cd {workdir} || {{ echo ">>>>> Reset Failed: no {workdir}"; return 90; }}
 export TZ=UTC PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
 unset PYTEST_ADDOPTS PYTEST_PLUGINS PYTHONPATH PYTHONSTARTUP PYTHONHOME
 D={tmp}
-BASE=$(git rev-parse --verify -q {base}) || {{ echo ">>>>> Reset Failed: unknown base commit"; exit 90; }}
-git reset -q --hard "$BASE" && git clean -qfd || {{ echo ">>>>> Reset Failed"; exit 90; }}
+mkdir -p "$D" && chmod 700 "$D" || {{ echo ">>>>> Reset Failed: no $D"; return 90; }}
+cat > "$D/model.patch" <<'{eof}'
+{model_patch}{eof}
+cat > "$D/test.patch" <<'{eof}'
+{test_patch}{eof}
+cat > "$D/v5_eval.sh" <<'{eof}'
+{v5_script}{eof}
+BASE=$(git rev-parse --verify -q {base}) || {{ echo ">>>>> Reset Failed: unknown base commit"; return 90; }}
+git reset -q --hard "$BASE" && git clean -qfd || {{ echo ">>>>> Reset Failed"; return 90; }}
 restore() {{ if git cat-file -e "$BASE:$1" 2>/dev/null; then git checkout -q "$BASE" -- "$1"; else rm -rf -- "$1"; fi; }}
 if [ -s "$D/model.patch" ]; then
   ok=""
@@ -43,16 +55,26 @@ if [ -s "$D/model.patch" ]; then
     if $m "$D/model.patch"; then ok="$m"; break; fi
     git reset -q --hard "$BASE"; git clean -qfd
   done
-  [ -n "$ok" ] || {{ echo ">>>>> Patch Apply Failed"; exit 91; }}
+  [ -n "$ok" ] || {{ echo ">>>>> Patch Apply Failed"; return 91; }}
   echo ">>>>> Applied Patch ($ok)"
 fi
 for f in {reset}; do restore "$f" && echo ">>>>> Reset protected file $f"; done
 for f in {test_files}; do restore "$f"; done
 if [ -s "$D/test.patch" ]; then
-  git apply --verbose "$D/test.patch" || {{ echo ">>>>> Test Patch Apply Failed"; exit 92; }}
+  git apply --verbose "$D/test.patch" || {{ echo ">>>>> Test Patch Apply Failed"; return 92; }}
 fi
 echo "{start}"
-exec timeout -k 5 {timeout} {command} </dev/null
+timeout -k 5 {timeout} {command} </dev/null
+rc=$?
+echo "{end}"
+echo "{junit_begin} {nonce}"
+[ -f {junit} ] && base64 -w0 {junit}
+echo
+echo "{junit_end} {nonce}"
+return $rc
+}}
+main
+exit $?
 """
 
 
@@ -69,17 +91,28 @@ def test_command(spec: Any, junit: str) -> str:
     return f"{cmd} {_words(files)}".strip()
 
 
-def eval_script(spec: Any, tmp: str, junit: str, reset: Sequence[str]) -> str:
+def _text(value: str | None) -> str:
+    if not value:
+        return ""
+    return value if value.endswith("\n") else value + "\n"
+
+
+def eval_script(spec: Any, tmp: str, junit: str, reset: Sequence[str], model_patch: str = "",
+                nonce: str = "NONCE") -> str:
+    """The whole evaluation as one bash script (patches embedded; see _SCRIPT)."""
     if spec.eval_script:
         command = f"bash {shlex.quote(tmp)}/v5_eval.sh"
         test_files: list[str] = []
     else:
         command = test_command(spec, junit)
         test_files = sorted(touched_paths(spec.test_patch))
-    return _SCRIPT.format(workdir=shlex.quote(spec.workdir), tmp=shlex.quote(tmp),
-                          base=shlex.quote(f"{spec.base_commit}^{{commit}}"), reset=_words(reset),
-                          test_files=_words(test_files), start=START,
-                          timeout=f"{float(spec.timeout):g}", command=command)
+    return _SCRIPT.format(
+        workdir=shlex.quote(spec.workdir), tmp=shlex.quote(tmp), eof=f"AGENTRM_EOF_{nonce}",
+        model_patch=_text(model_patch), test_patch="" if spec.eval_script else _text(spec.test_patch),
+        v5_script=_text(spec.eval_script), base=shlex.quote(f"{spec.base_commit}^{{commit}}"),
+        reset=_words(reset), test_files=_words(test_files), start=START, end=END,
+        timeout=f"{float(spec.timeout):g}", command=command, junit=shlex.quote(junit),
+        junit_begin=JUNIT_BEGIN, junit_end=JUNIT_END, nonce=nonce)
 
 
 _DIFF_GIT = re.compile(r"^diff --git (\"?a/.+?\"?) (\"?b/.+?\"?)$")

@@ -15,6 +15,8 @@ become a reward of 0.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import secrets
 import time
@@ -26,9 +28,9 @@ from agentrm.hashing import stable_hash
 from agentrm.types import Score, Trajectory
 from agentrm.verifiers import log_parsers
 from agentrm.verifiers.base import ScorerBase
-from agentrm.verifiers.tests_script import (DEFAULT_PROTECTED, END, EXIT_TIMEOUT, START,
-                                             eval_script, patch_problem, protected_paths,
-                                             touched_paths)
+from agentrm.verifiers.tests_script import (DEFAULT_PROTECTED, END, EXIT_TIMEOUT, JUNIT_BEGIN,
+                                             JUNIT_END, START, eval_script, patch_problem,
+                                             protected_paths, touched_paths)
 
 log = logging.getLogger("agentrm.verifiers.tests")
 
@@ -60,6 +62,7 @@ class TestSpec:
     timeout: float = 1800.0
     cpus: float = 1.0
     memory: str = "2g"
+    user: str = "root"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +75,7 @@ class TestSpec:
     def hash(self) -> str:
         """What changes a verdict (not resources): the resume key's spec part."""
         d = self.to_dict()
-        for key in ("cpus", "memory"):
+        for key in ("cpus", "memory", "user"):
             d.pop(key)
         return stable_hash({"verifier": VERSION, **d})
 
@@ -93,6 +96,7 @@ class TestRun:
     duration_s: float = 0.0
     log: str = field(default="", repr=False)
     junit: str | None = field(default=None, repr=False)
+    script: str = field(default="", repr=False)  # the exact eval script (with its patches)
 
     @property
     def resolved(self) -> bool:
@@ -112,7 +116,7 @@ class TestRun:
         return 0.0 if self.failure_kind == "model" else None
 
     def details(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k not in ("log", "junit")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("log", "junit", "script")}
         d["failure_kind"] = self.failure_kind
         return d
 
@@ -159,32 +163,46 @@ def _sandbox(spec: TestSpec, factory: Any):
         return factory(spec)
     from agentrm.sandboxes import DockerSandbox, SandboxConfig
 
+    # root, as the SWE-bench harness grades (datasets are validated that way); it also skips the
+    # agent user's tmpfs workspace, so the image's tree is used as is, with nothing to restore
     cfg = SandboxConfig(image=spec.image, workdir=spec.workdir, network=False, cpus=spec.cpus,
-                        memory=spec.memory, wall_clock_s=spec.timeout + 600, output_cap=16 << 20)
+                        memory=spec.memory, wall_clock_s=spec.timeout + 600, output_cap=16 << 20,
+                        user=spec.user)
     return DockerSandbox(cfg)
 
 
 def _run_in_sandbox(spec: TestSpec, patch: str, factory: Any) -> TestRun:
-    nonce = secrets.token_hex(8)
-    tmp = f"/tmp/agentrm-{nonce}"
+    nonce = secrets.token_hex(12)
+    tmp = f"/tmp/agentrm-{secrets.token_hex(8)}"
     junit = f"{tmp}/{secrets.token_hex(8)}.xml"
     reset = protected_paths(touched_paths(patch), spec.protected)
-    script = eval_script(spec, tmp, junit, reset)
+    script = eval_script(spec, tmp, junit, reset, model_patch=patch, nonce=nonce)
     with _sandbox(spec, factory) as sb:
-        sb.write_file(f"{tmp}/model.patch", patch)
-        sb.write_file(f"{tmp}/test.patch", "" if spec.eval_script else spec.test_patch or "")
-        if spec.eval_script:
-            sb.write_file(f"{tmp}/v5_eval.sh", spec.eval_script)
-        sb.write_file(f"{tmp}/eval.sh", script)
-        result = sb.exec(["bash", f"{tmp}/eval.sh"], timeout=spec.timeout + 60, stateless=True)
-        junit_text = None
-        if _uses_junit(spec):
-            try:
-                junit_text = sb.read_file(junit).decode("utf-8", errors="replace")
-            except Exception:  # noqa: BLE001 - missing file: the suite never finished
-                junit_text = None
-    return interpret(spec, result.stdout + (result.stderr or ""), result.exit_code,
-                     bool(result.timed_out), junit_text, reset)
+        # one exec: inputs ride in the script, results come back on stdout (see tests_script)
+        result = sb.exec(["bash", "-s"], input=script, timeout=spec.timeout + 60, stateless=True)
+    output, junit_text = split_junit(result.stdout + (result.stderr or ""), nonce)
+    run = interpret(spec, output, result.exit_code, bool(result.timed_out),
+                    junit_text if _uses_junit(spec) else None, reset)
+    run.script = script
+    return run
+
+
+def split_junit(output: str, nonce: str) -> tuple[str, str | None]:
+    """Take the junit block bash printed after the tests (the last one carrying this run's
+    nonce) out of the output; return (output without it, junit XML or None)."""
+    begin, end = f"{JUNIT_BEGIN} {nonce}\n", f"\n{JUNIT_END} {nonce}"
+    start = output.rfind(begin)
+    stop = output.find(end, start + len(begin)) if start >= 0 else -1
+    if start < 0 or stop < 0:
+        return output, None
+    encoded = output[start + len(begin):stop].strip()
+    rest = output[:start] + output[stop + len(end):].lstrip("\n")
+    if not encoded:
+        return rest, None
+    try:
+        return rest, base64.b64decode(encoded, validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return rest, None
 
 
 def _uses_junit(spec: TestSpec) -> bool:
@@ -214,7 +232,7 @@ def interpret(spec: TestSpec, output: str, exit_code: int, timed_out: bool,
     if timed_out or exit_code == EXIT_TIMEOUT:
         run.status, run.error = TIMEOUT, f"tests exceeded {spec.timeout:g}s"
         return run
-    test_log = rest.split(END)[0] if END in rest else rest
+    test_log = rest.rsplit(END, 1)[0] if END in rest else rest
     run.tests = _statuses(spec, test_log, exit_code, junit_text, run.flags)
     if not run.tests and (exit_code in (126, 127) or any(s in test_log for s in _INFRA_SIGNS)):
         run.status, run.error = ERROR, f"test command could not run (exit {exit_code})"

@@ -155,3 +155,34 @@ def test_interpret_separates_patch_failure_timeout_and_infrastructure():
 def test_spec_round_trip_and_hash_ignores_resources():
     again = TestSpec.from_dict({**SPEC.to_dict(), "cpus": 4.0, "unknown": 1})
     assert again.hash() == SPEC.hash() and again.cpus == 4.0
+
+
+def test_junit_block_is_taken_from_the_last_block_with_this_runs_nonce():
+    import base64
+
+    from agentrm.verifiers.tests_script import JUNIT_BEGIN, JUNIT_END
+    from agentrm.verifiers.tests_verifier import split_junit
+
+    def block(nonce, xml):
+        return f"{JUNIT_BEGIN} {nonce}\n{base64.b64encode(xml.encode()).decode()}\n{JUNIT_END} {nonce}\n"
+
+    forged = block("guess", PASS_JUNIT) + block("n1", "<forged/>")  # printed by code under test
+    out = "log\n" + forged + "more\n" + block("n1", "<real/>")
+    rest, xml = split_junit(out, "n1")
+    assert xml == "<real/>" and "<real/>" not in rest and rest.startswith("log\n")
+    assert split_junit("no block here", "n1") == ("no block here", None)
+    empty = f"{JUNIT_BEGIN} n1\n\n{JUNIT_END} n1\n"
+    assert split_junit(empty, "n1")[1] is None
+
+
+def test_eval_script_is_valid_bash_and_embeds_patches_verbatim(tmp_path):
+    import subprocess
+
+    from agentrm.verifiers.tests_script import eval_script
+
+    patch = "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-$HOME `id` {braces}\n+'quotes' \"and\" \\back\n"
+    script = eval_script(SPEC, "/tmp/d", "/tmp/d/j.xml", ["conftest.py"], model_patch=patch, nonce="n")
+    path = tmp_path / "eval.sh"
+    path.write_text(script)
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    assert patch in script and "AGENTRM_EOF_n" in script

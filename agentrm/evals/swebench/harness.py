@@ -23,7 +23,6 @@ from typing import Any
 
 from agentrm.errors import AgentrmError
 from agentrm.hashing import stable_hash
-from agentrm.verifiers.tests_script import eval_script
 from agentrm.verifiers.tests_verifier import EMPTY, ERROR, TestRun, TestSpec, run_tests
 
 from agentrm.evals.swebench import images, record
@@ -198,8 +197,7 @@ class Harness:
         result = InstanceResult(inst.instance_id, run.status, model, key=key, error=run.error,
                                 duration_s=round(time.monotonic() - started, 2), image=image,
                                 trajectory_id=traj_id, run=run.details())
-        script = eval_script(spec, "/tmp/agentrm-<nonce>", "<junit>", run.reset_files)
-        write_instance(directory, result, patch, run if run.status != EMPTY else None, script)
+        write_instance(directory, result, patch, run if run.status != EMPTY else None, run.script)
         self._record(inst, result, patch, spec, run, run_id)
         return result
 
