@@ -101,7 +101,7 @@ def cleanup(run_id: str | None = None, force: bool = False) -> list[str]:
     removed = []
     for c in client().containers.list(all=True, filters=filters):
         owner = c.labels.get(LABEL_PID, "")
-        if not force and _owner_alive(owner) and not owner.endswith(f":{os.getpid()}"):
+        if not force and _owner_alive(owner):
             continue
         remove_container(c.id)
         removed.append(c.name)

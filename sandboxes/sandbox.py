@@ -66,7 +66,8 @@ class DockerSandbox:
         disk = cfg.disk_bytes
         labels = {**_cleanup.owner_labels(cfg.run_id), LABEL_KIND: "sandbox", **cfg.labels}
         try:
-            return client().containers.run(
+            # create + start, never run(): run() pulls a missing image from a registry
+            container = client().containers.create(
                 self.image, ["sleep", str(int(cfg.wall_clock_s))], detach=True, init=True,
                 auto_remove=True, user=cfg.user, working_dir=cfg.workdir, hostname="sandbox",
                 environment=dict(cfg.env), labels=labels,
@@ -80,6 +81,12 @@ class DockerSandbox:
             )
         except ImageNotFound as exc:
             raise InputError(f"image {self.image!r} not found (agentrm sandbox images)") from exc
+        try:
+            container.start()
+        except BaseException:
+            _cleanup.remove_container(container.id)
+            raise
+        return container
 
     def _tmpfs(self, disk: int) -> dict[str, str]:
         """Sized tmpfs mounts for every place the agent user can write: this engine's storage
