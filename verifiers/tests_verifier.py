@@ -270,7 +270,8 @@ def _statuses(spec: TestSpec, test_log: str, exit_code: int, junit_text: str | N
 
 class TestVerifier(ScorerBase):
     """The "tests" scorer: re-grades a trajectory's patch from the TestSpec in its metadata
-    (metadata["tests_verifier"]) and its patch (metadata["model_patch"])."""
+    (metadata["tests_verifier"]) and its patch (metadata["model_patch"], else the runtime's
+    "submission"). A trajectory without a spec gets an abstention (None), not a 0."""
 
     __test__ = False
     name = "tests"
@@ -293,7 +294,10 @@ class TestVerifier(ScorerBase):
             spec = TestSpec.from_dict(spec_data)
             if self.timeout:
                 spec.timeout = float(self.timeout)
-            run = run_tests(spec, traj.metadata.get("model_patch"), self.sandbox_factory)
+            patch = traj.metadata.get("model_patch")
+            if patch is None:  # a runtime trajectory: submit without an answer submits `git diff`
+                patch = traj.metadata.get("patch") or traj.metadata.get("submission")
+            run = run_tests(spec, patch, self.sandbox_factory)
             out.append(self.trajectory_score(traj.id, run.reward, **run.details()))
         return out
 

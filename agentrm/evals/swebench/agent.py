@@ -29,7 +29,7 @@ def agent_task(inst: Instance, image: str) -> Task:
     return Task(id=inst.instance_id, image=image,
                 instruction=PROMPT.format(repo=inst.repo, workdir=WORKDIR,
                                           problem=inst.problem_statement.strip()),
-                verifier={"kind": "tests"},
+                verifier={},  # graded after the rollout, in a fresh container (not in-loop)
                 metadata={"repo": inst.repo, "base_commit": inst.base_commit,
                           "version": inst.version, "benchmark": "swe-bench"})
 
