@@ -220,8 +220,12 @@ def export_cmd(
 ) -> None:
     """Export one row per turn with per-token advantages for a trainer (verl / torch / trl)."""
     from agentrm.models import load_tokenizer
-    from agentrm.training.export import build_batch, write_batch
+    from agentrm.training.export import FORMATS, build_batch, write_batch
 
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+    if tool_tokens not in ("zero", "broadcast"):
+        raise InputError(f"--tool-tokens {tool_tokens!r}: use zero or broadcast")
     if run is not None:
         trajs, adv_map, meta = _store_advantages(db, run, estimator, config_hash)
     elif trajectories is not None and advantages is not None:

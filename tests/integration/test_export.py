@@ -263,3 +263,31 @@ def test_step_rows_huge_step_numbers_still_order_correctly():
     rows = StepRows.from_columns(["g", "g"], ["t", "t"], [2**62, 3], [1.0, 0.0])
     res = compute(rows, AdvantageConfig(gamma=0.5))
     np.testing.assert_allclose(res.columns["return"], [1.0, 0.5])
+
+
+def _fails(capsys, monkeypatch, *args) -> str:
+    monkeypatch.setattr(sys, "argv", ["agentrm", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_export_bad_inputs_name_what_to_fix(tmp_path, capsys, monkeypatch):
+    from agentrm.traces.io import write_jsonl
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    run_id, _ = fill_store(url)
+    for gamma in ("1.0", "0.9"):
+        cli(capsys, monkeypatch, "advantages", "--db", url, "--run", run_id, "--gamma", gamma, "--json")
+    err = _fails(capsys, monkeypatch, "export", "--db", url, "--run", run_id, "-o", str(tmp_path / "o.parquet"))
+    assert "--config-hash" in err and not (tmp_path / "o.parquet").exists()
+    write_jsonl(make_group("r", "g"), tmp_path / "t.jsonl")
+    (tmp_path / "adv.jsonl").write_text('{"traj_uid": "g-a", "step": 0, "advantage": 1.0}\n{"traj_uid": "g-a"}\n')
+    err = _fails(capsys, monkeypatch, "export", "--trajectories", str(tmp_path / "t.jsonl"), "--advantages",
+                 str(tmp_path / "adv.jsonl"), "-o", str(tmp_path / "o.parquet"))
+    assert f"{tmp_path / 'adv.jsonl'}:2:" in err
+    err = _fails(capsys, monkeypatch, "export", "-o", str(tmp_path / "o.parquet"))
+    assert "--run" in err
+    err = _fails(capsys, monkeypatch, "export", "--format", "onnx", "--db", url, "--run", run_id, "-o", "x")
+    assert "--format" in err
