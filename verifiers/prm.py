@@ -64,8 +64,10 @@ class PRMConfig:
             raise InputError(f"--max-length {self.max_length}: must be at least 8")
         values = dict(DEFAULTS[self.style])
         values.update({k: v for k, v in vars(self).items() if v is not None})
-        if self.style == "judge" and values.get("template") == "plain":
-            values.setdefault("good", " Yes"), values.setdefault("bad", " No")
+        values.setdefault("step_format", "{text}")
+        if self.style == "judge" and values.get("template") == "plain":  # "Answer: Yes"
+            values["good"] = self.good or " Yes"
+            values["bad"] = self.bad or " No"
         return PRMConfig(**{k: values.get(k) for k in vars(self)})
 
 
@@ -124,7 +126,7 @@ class PRMScorer(ScorerBase):
             from agentrm.verifiers.prm_hf import HFBackend
             self._backend = HFBackend(cfg.model, cfg.style, pair, self.device)
         max_length = cfg.max_length or self._backend.context_size
-        template = Template(cfg.template, cfg.system, cfg.step_format or "{text}")
+        template = Template(cfg.template, cfg.system, cfg.step_format)
         # an ordinary token as separator (value style's "\n") stays in the text: positions are known
         self._formatter = StepFormatter(tokenizer, template, sep, max_length, scrub=cfg.style != "value")
 

@@ -151,7 +151,8 @@ class StepFormatter:
         return _ids(self.tokenizer, prefix), _ids(self.tokenizer, suffix)
 
     def encode(self, traj: Trajectory) -> Encoded:
-        """ids = prefix + Σ_k (step_k + [sep]) + suffix; read at each separator."""
+        """ids = prefix + Σ_k (step_k + [sep]); read at each separator. The template's suffix
+        (e.g. `<|im_end|>`) is not sent: in a causal model it cannot change any read-out."""
         ids, _ = self._head_tail(context_text(traj), generation_prompt=False)
         read_at: list[int | None] = []
         scrubbed = 0
