@@ -58,6 +58,7 @@ class Layout:
     length: np.ndarray  # steps per trajectory
     next_row: np.ndarray  # index of the row's next step in its trajectory, −1 at the last step
     is_last: np.ndarray  # bool: the trajectory's last step
+    in_order: bool = False  # rows were already sorted by (trajectory, step)
 
     @classmethod
     def build(cls, rows: StepRows) -> Layout:
@@ -79,14 +80,15 @@ class Layout:
         starts = np.cumsum(length) - length
         pos = np.arange(n) - np.repeat(starts, length)  # sorted rows are contiguous per trajectory
         same_next = sorted_traj[1:] == sorted_traj[:-1]
-        if order is None:  # rows already sorted: no permutation to apply
+        in_order = order is None
+        if in_order:  # rows already sorted: no permutation to apply
             next_row = np.where(np.append(same_next, False), np.arange(1, n + 1), -1)
             order = np.arange(n)
         else:
             next_row = np.full(n, -1, np.int64)
             next_row[order[:-1][same_next]] = order[1:][same_next]
         return cls(uid, traj, traj_uid, int(uid.max()) + 1 if n else 0, n_traj, order, pos,
-                   length, next_row, next_row < 0)
+                   length, next_row, next_row < 0, in_order)
 
     @cached_property
     def depth_rows(self) -> list[np.ndarray]:
@@ -137,9 +139,6 @@ class Layout:
         cells[self.order] = self.pos * self.n_traj + self.traj[self.order]
         return cells
 
-    @cached_property
-    def in_order(self) -> bool:
-        return bool(np.all(self.order[1:] > self.order[:-1])) if len(self.order) > 1 else True
 
     def traj_sum(self, values: np.ndarray) -> np.ndarray:
         return np.bincount(self.traj, weights=values, minlength=self.n_traj)

@@ -29,18 +29,20 @@ def scores_and_returns(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> tup
 
 
 def episode_pool(score: np.ndarray, lay: Layout, cfg: AdvantageConfig):
-    """Per-group (count, sum, mean, sigma) of the episode pool and each row's own entry (§3.3).
+    """Per-group (count, sum, mean, sigma) of the episode pool, and a thunk giving each row's
+    own entry (§3.3).
 
     "step": every step row is an entry (verl-agent since 2025-06). "trajectory": one entry per
     trajectory, the mean of its rows' scores (= R(τ) minus its mean penalty; order-free, where
     the reference took the first row it saw)."""
     if cfg.baseline == "step":
-        codes, values, own = lay.uid, score, score
+        codes, values = lay.uid, score
     else:
         values = lay.traj_sum(score) / lay.length
-        codes, own = lay.traj_uid, values[lay.traj]
+        codes = lay.traj_uid
     count, mean, sigma = group_stats(values, codes, lay.n_groups, cfg.std, float(cfg.eps_var))
     total = np.bincount(codes, weights=values, minlength=lay.n_groups)
+    own = (lambda: score) if cfg.baseline == "step" else (lambda: values[lay.traj])
     return count, total, mean, sigma, own
 
 
@@ -73,7 +75,7 @@ def rloo(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> Parts:
     single = count == 1
     u = lay.uid
     with np.errstate(invalid="ignore", divide="ignore"):
-        loo_mean = np.where(single[u], 0.0, (total[u] - own) / (count[u] - 1))
+        loo_mean = np.where(single[u], 0.0, (total[u] - own()) / (count[u] - 1))
     adv = (score - loo_mean) * _scale(sigma, single, cfg)[u]
     return {"advantage": adv, "episode_advantage": adv, "score": score}
 
