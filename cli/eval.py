@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from agentrm.cli.common import DbOption, JsonOption, console, db_url, print_json, progress, rich_table
+from agentrm.cli.common import (
+    DbOption,
+    JsonOption,
+    console,
+    db_url,
+    print_json,
+    progress,
+    rich_table,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,20 +34,20 @@ def swe_bench(
                                               "dataset directory, or 'bundled'.")] = "bundled",
     predictions: Annotated[str, typer.Option(help="Predictions FILE (JSONL or JSON), 'gold' or "
                                                   "'empty'.")] = "gold",
-    instance_ids: Annotated[Optional[list[str]], typer.Option(
+    instance_ids: Annotated[list[str] | None, typer.Option(
         "--instance-ids", help="Only these instances (comma/space separated; repeatable).")] = None,
-    max_workers: Annotated[Optional[int], typer.Option(
+    max_workers: Annotated[int | None, typer.Option(
         help="Parallel instances (default 0.75 × cores).", min=1)] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds per test run (default: spec).",
+    timeout: Annotated[float | None, typer.Option(help="Seconds per test run (default: spec).",
                                                      min=1)] = None,
-    run_id: Annotated[Optional[str], typer.Option(help="Run id (reuse one to resume).")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id (reuse one to resume).")] = None,
     run_dir: Annotated[str, typer.Option(help="Where per-instance logs and reports go.")] = "runs",
     repos: Annotated[str, typer.Option(help="Repositories: a mirror directory, a git URL "
                                             "template like https://host/{repo}.git, or 'bundled'.")] = "bundled",
-    specs: Annotated[Optional[str], typer.Option(help="Extra environment spec table (YAML).")] = None,
+    specs: Annotated[str | None, typer.Option(help="Extra environment spec table (YAML).")] = None,
     agent: Annotated[bool, typer.Option("--agent", help="Let a policy solve each instance; its "
                                                         "git diff is the prediction.")] = False,
-    policy: Annotated[Optional[str], typer.Option(help="Policy SPEC for --agent (default "
+    policy: Annotated[str | None, typer.Option(help="Policy SPEC for --agent (default "
                                                        "transformers:smollm2).")] = None,
     max_turns: Annotated[int, typer.Option(help="Agent turn limit.", min=1)] = 20,
     redo: Annotated[bool, typer.Option("--redo", help="Re-evaluate even when a stored result "

@@ -28,9 +28,18 @@ from agentrm.hashing import stable_hash
 from agentrm.types import Score, Trajectory
 from agentrm.verifiers import log_parsers
 from agentrm.verifiers.base import ScorerBase
-from agentrm.verifiers.tests_script import (DEFAULT_PROTECTED, END, EXIT_TIMEOUT, JUNIT_BEGIN,
-                                             JUNIT_END, START, eval_script, patch_problem,
-                                             protected_paths, touched_paths)
+from agentrm.verifiers.tests_script import (
+    DEFAULT_PROTECTED,
+    END,
+    EXIT_TIMEOUT,
+    JUNIT_BEGIN,
+    JUNIT_END,
+    START,
+    eval_script,
+    patch_problem,
+    protected_paths,
+    touched_paths,
+)
 
 log = logging.getLogger("agentrm.verifiers.tests")
 

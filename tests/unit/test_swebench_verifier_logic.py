@@ -7,10 +7,23 @@ import pytest
 
 from agentrm.errors import InputError
 from agentrm.verifiers import log_parsers as lp
-from agentrm.verifiers.tests_script import (DEFAULT_PROTECTED, START, patch_problem,
-                                            protected_paths, touched_paths)
-from agentrm.verifiers.tests_verifier import (ERROR, PATCH_FAILED, RESOLVED, TIMEOUT, UNRESOLVED,
-                                              TestSpec, grade, interpret)
+from agentrm.verifiers.tests_script import (
+    DEFAULT_PROTECTED,
+    START,
+    patch_problem,
+    protected_paths,
+    touched_paths,
+)
+from agentrm.verifiers.tests_verifier import (
+    ERROR,
+    PATCH_FAILED,
+    RESOLVED,
+    TIMEOUT,
+    UNRESOLVED,
+    TestSpec,
+    grade,
+    interpret,
+)
 
 PYTEST_RA = """\
 ============================= test session starts ==============================

@@ -9,10 +9,9 @@ import shlex
 from typing import Any
 
 from agentrm.errors import InfrastructureError
-from agentrm.types import FailureKind, Task
-
 from agentrm.evals.swebench.dataset import Instance
 from agentrm.evals.swebench.images import WORKDIR
+from agentrm.types import FailureKind, Task
 
 log = logging.getLogger("agentrm.evals.swebench.agent")
 

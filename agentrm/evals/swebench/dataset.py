@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from agentrm.errors import InputError
-
 from agentrm.evals.swebench.repos import DATA
 
 BUNDLED = DATA / "instances.jsonl"

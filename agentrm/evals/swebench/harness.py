@@ -22,15 +22,27 @@ from pathlib import Path
 from typing import Any
 
 from agentrm.errors import AgentrmError
-from agentrm.hashing import stable_hash
-from agentrm.verifiers.tests_verifier import EMPTY, ERROR, TestRun, TestSpec, run_tests
-
 from agentrm.evals.swebench import images, record
-from agentrm.evals.swebench.dataset import Instance, Prediction, load_instances, load_predictions, select
-from agentrm.evals.swebench.report import (NO_PREDICTION, InstanceResult, model_dir_name,
-                                           read_result, summary, write_atomic, write_instance)
+from agentrm.evals.swebench.dataset import (
+    Instance,
+    Prediction,
+    load_instances,
+    load_predictions,
+    select,
+)
+from agentrm.evals.swebench.report import (
+    NO_PREDICTION,
+    InstanceResult,
+    model_dir_name,
+    read_result,
+    summary,
+    write_atomic,
+    write_instance,
+)
 from agentrm.evals.swebench.repos import RepoSource
 from agentrm.evals.swebench.specs import SpecTable, load_specs
+from agentrm.hashing import stable_hash
+from agentrm.verifiers.tests_verifier import EMPTY, ERROR, TestRun, TestSpec, run_tests
 
 log = logging.getLogger("agentrm.evals.swebench")
 
@@ -134,7 +146,8 @@ class Harness:
     def _run_all(self, instances, preds, model, run_id, out_dir) -> list[InstanceResult]:
         results: list[InstanceResult] = []
         workers = max(1, min(self.cfg.max_workers, len(instances)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="swe") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="swe")
+        try:
             futures = {pool.submit(self._one, inst, preds.get(inst.instance_id), model, run_id,
                                    out_dir / inst.instance_id): inst for inst in instances}
             for future in as_completed(futures):
@@ -142,6 +155,14 @@ class Harness:
                 results.append(result)
                 if self.on_progress:
                     self.on_progress(result)
+        except BaseException:
+            # Ctrl-C: start nothing new; running instances finish or are reaped with their
+            # sandboxes, and finished ones are on disk for a resume with the same --run-id
+            pool.shutdown(wait=False, cancel_futures=True)
+            if self.store is not None:
+                self.store.end_run(run_id, "interrupted")
+            raise
+        pool.shutdown(wait=True)
         return sorted(results, key=lambda r: r.instance_id)
 
     # -- one instance --------------------------------------------------------------------

@@ -19,7 +19,6 @@ import threading
 from pathlib import Path
 
 from agentrm.errors import PrerequisiteError
-
 from agentrm.evals.swebench.dataset import Instance
 from agentrm.evals.swebench.repos import RepoSource, cache_dir
 from agentrm.evals.swebench.specs import EnvSpec

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentrm.types import ExitStatus, Task, Trajectory
-from agentrm.verifiers.tests_verifier import EMPTY, TestRun, TestSpec, TestVerifier
-
 from agentrm.evals.swebench.dataset import Instance
 from agentrm.evals.swebench.report import InstanceResult
+from agentrm.types import ExitStatus, Task, Trajectory
+from agentrm.verifiers.tests_verifier import EMPTY, TestRun, TestSpec, TestVerifier
 
 
 def trajectory_id(run_id: str, instance_id: str) -> str:

@@ -15,8 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentrm.verifiers.tests_verifier import (EMPTY, ERROR, PATCH_FAILED, RESOLVED, TIMEOUT,
-                                              UNRESOLVED, TestRun)
+from agentrm.verifiers.tests_verifier import (
+    EMPTY,
+    ERROR,
+    PATCH_FAILED,
+    RESOLVED,
+    TIMEOUT,
+    UNRESOLVED,
+    TestRun,
+)
 
 NO_PREDICTION = "no_prediction"
 
@@ -128,16 +135,21 @@ def summary(run_id: str, model: str, total: int, results: list[InstanceResult]) 
     }
 
 
+def _fraction(d: dict[str, list[str]]) -> str:
+    if not d:
+        return ""
+    ok = len(d.get("success", []))
+    return f"{ok}/{ok + len(d.get('failure', []))}"
+
+
 def table_rows(results: list[InstanceResult]) -> list[list[Any]]:
     rows = []
     for r in sorted(results, key=lambda r: r.instance_id):
         ts = r.run.get("tests_status") or {}
         f2p = ts.get("FAIL_TO_PASS", {})
         p2p = ts.get("PASS_TO_PASS", {})
-        frac = (lambda d: f"{len(d.get('success', []))}/{len(d.get('success', [])) + len(d.get('failure', []))}"
-                if d else "")
         note = r.error or ", ".join(r.run.get("flags") or [])
-        rows.append([r.instance_id, r.status, frac(f2p), frac(p2p), f"{r.duration_s:.1f}",
+        rows.append([r.instance_id, r.status, _fraction(f2p), _fraction(p2p), f"{r.duration_s:.1f}",
                      "yes" if r.reused else "", note[:60]])
     return rows
 

@@ -81,7 +81,7 @@ def deterministic_repo(src: Path, dest: Path, message: str = "Initial commit") -
     files = _source_files(src)
     paths = "\n".join(str(src / rel) for rel in files).encode()
     blobs = git("hash-object", "-w", "--no-filters", "--stdin-paths", cwd=dest, input=paths).split()
-    index = "".join(f"100644 {blob}\t{rel.as_posix()}\n" for blob, rel in zip(blobs, files))
+    index = "".join(f"100644 {blob}\t{rel.as_posix()}\n" for blob, rel in zip(blobs, files, strict=True))
     git("update-index", "--add", "--index-info", cwd=dest, input=index.encode())
     tree = git("write-tree", cwd=dest).strip()
     commit = git("commit-tree", tree, "-m", message, cwd=dest).strip()
