@@ -6,31 +6,30 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from agentrm.cli.common import DbOption, JsonOption, console, print_json, progress, rich_table
 from agentrm.errors import InputError
 
-
 Est = Annotated[str, typer.Option("--estimator", help="gigpo | grpo | rloo | igpo | minform")]
-Gamma = Annotated[Optional[float], typer.Option("--gamma", help="discount γ (default 1.0)")]
+Gamma = Annotated[float | None, typer.Option("--gamma", help="discount γ (default 1.0)")]
 Omega = Annotated[float, typer.Option("--omega", help="GiGPO step-advantage weight ω")]
-Norm = Annotated[Optional[str], typer.Option("--norm", help="mean | mean_std (default per estimator)")]
+Norm = Annotated[str | None, typer.Option("--norm", help="mean | mean_std (default per estimator)")]
 Anchor = Annotated[str, typer.Option("--anchor", help="exact | similar:T (difflib ratio ≥ T)")]
 Baseline = Annotated[str, typer.Option("--baseline", help="episode pool: trajectory | step")]
-Penalty = Annotated[Optional[float], typer.Option("--invalid-penalty", help="coef for valid=false rows")]
+Penalty = Annotated[float | None, typer.Option("--invalid-penalty", help="coef for valid=false rows")]
 Placement = Annotated[str, typer.Option("--penalty-placement", help="row (reference) | reward (fold into r_t)")]
-Std = Annotated[Optional[str], typer.Option("--std", help="sample (σ₁) | population (σ₀)")]
-Eps = Annotated[Optional[float], typer.Option("--eps", help="ε added to σ")]
+Std = Annotated[str | None, typer.Option("--std", help="sample (σ₁) | population (σ₀)")]
+Eps = Annotated[float | None, typer.Option("--eps", help="ε added to σ")]
 IgpoNorm = Annotated[str, typer.Option("--igpo-norm", help="IGPO: separate | joint")]
 Temp = Annotated[float, typer.Option("--temperature", help="min-form soft-min T (0 = hard min)")]
 Scope = Annotated[str, typer.Option("--minform-scope", help="min-form: future | all")]
-Run = Annotated[Optional[str], typer.Option("--run", help="read trajectories of this run from the store")]
-RewardFrom = Annotated[Optional[str], typer.Option("--reward-from", help="scorer whose scores are the step rewards")]
-TurnRewardFrom = Annotated[Optional[str], typer.Option("--turn-reward-from", help="scorer giving turn_reward (IGPO IG / PRM)")]
-Out = Annotated[Optional[Path], typer.Option("-o", "--output", help="output file")]
+Run = Annotated[str | None, typer.Option("--run", help="read trajectories of this run from the store")]
+RewardFrom = Annotated[str | None, typer.Option("--reward-from", help="scorer whose scores are the step rewards")]
+TurnRewardFrom = Annotated[str | None, typer.Option("--turn-reward-from", help="scorer giving turn_reward (IGPO IG / PRM)")]
+Out = Annotated[Path | None, typer.Option("-o", "--output", help="output file")]
 
 
 def _config(estimator, gamma, omega, norm, anchor, baseline, penalty, placement, std, eps,
@@ -77,7 +76,7 @@ def _summary(meta: dict, result) -> list[list[Any]]:
 
 
 def advantages_cmd(
-    input: Annotated[Optional[Path], typer.Argument(help="step rows, one JSON object per line")] = None,
+    input: Annotated[Path | None, typer.Argument(help="step rows, one JSON object per line")] = None,
     output: Out = None, estimator: Est = "gigpo", gamma: Gamma = None, omega: Omega = 1.0,
     norm: Norm = None, anchor: Anchor = "exact", baseline: Baseline = "trajectory",
     invalid_penalty: Penalty = None, penalty_placement: Placement = "row", std: Std = None,
@@ -142,18 +141,18 @@ def _stats_rows(before: dict, after: dict | None) -> list[list[Any]]:
 
 
 def filter_cmd(
-    input: Annotated[Optional[Path], typer.Argument(help="step rows (JSONL)")] = None,
+    input: Annotated[Path | None, typer.Argument(help="step rows (JSONL)")] = None,
     output: Out = None,
     zero_variance: Annotated[str, typer.Option("--zero-variance", help="keep | drop | keep-step")] = "keep",
-    min_score: Annotated[Optional[float], typer.Option("--min-score")] = None,
-    max_score: Annotated[Optional[float], typer.Option("--max-score")] = None,
-    best_of: Annotated[Optional[int], typer.Option("--best-of", help="keep top-N per group")] = None,
+    min_score: Annotated[float | None, typer.Option("--min-score")] = None,
+    max_score: Annotated[float | None, typer.Option("--max-score")] = None,
+    best_of: Annotated[int | None, typer.Option("--best-of", help="keep top-N per group")] = None,
     require_verified: Annotated[bool, typer.Option("--require-verified", help="keep verified only")] = False,
-    dedup: Annotated[Optional[float], typer.Option("--dedup", help="near-duplicate ratio threshold")] = None,
+    dedup: Annotated[float | None, typer.Option("--dedup", help="near-duplicate ratio threshold")] = None,
     anchor: Anchor = "exact", gamma: Gamma = None, invalid_penalty: Penalty = None,
     db: DbOption = "sqlite:///agentrm.db", run: Run = None,
-    verifier: Annotated[Optional[str], typer.Option("--verifier", help="store: scorer gating --require-verified")] = None,
-    ids_out: Annotated[Optional[Path], typer.Option("--ids-out", help="store: write kept trajectory ids")] = None,
+    verifier: Annotated[str | None, typer.Option("--verifier", help="store: scorer gating --require-verified")] = None,
+    ids_out: Annotated[Path | None, typer.Option("--ids-out", help="store: write kept trajectory ids")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Filter step rows (zero-variance groups, score range, best-of-N, verified, near-duplicates)
@@ -179,7 +178,7 @@ def filter_cmd(
     before = batch_statistics(rows, acfg)
     after = batch_statistics(rows.take(np.flatnonzero(keep)), acfg)
     if input is not None and output is not None:
-        write_jsonl_atomic((r for r, k in zip(records, keep.tolist()) if k), output)
+        write_jsonl_atomic((r for r, k in zip(records, keep.tolist(), strict=True) if k), output)
     if input is None and ids_out is not None:
         kept = sorted({keys[i][0] for i in np.flatnonzero(keep).tolist()})
         ids_out.write_text("".join(f"{t}\n" for t in kept))
@@ -211,9 +210,9 @@ def export_cmd(
     fmt: Annotated[str, typer.Option("--format", help="verl | torch | trl")] = "verl",
     db: DbOption = "sqlite:///agentrm.db", run: Run = None,
     estimator: Annotated[str, typer.Option("--estimator", help="which stored advantages (store mode)")] = "gigpo",
-    config_hash: Annotated[Optional[str], typer.Option("--config-hash", help="pick one stored config")] = None,
-    trajectories: Annotated[Optional[Path], typer.Option("--trajectories", help="trajectory JSONL (file mode)")] = None,
-    advantages: Annotated[Optional[Path], typer.Option("--advantages", help="OUT.jsonl of `agentrm advantages`")] = None,
+    config_hash: Annotated[str | None, typer.Option("--config-hash", help="pick one stored config")] = None,
+    trajectories: Annotated[Path | None, typer.Option("--trajectories", help="trajectory JSONL (file mode)")] = None,
+    advantages: Annotated[Path | None, typer.Option("--advantages", help="OUT.jsonl of `agentrm advantages`")] = None,
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="policy tokenizer: smollm2 | path")] = "smollm2",
     tool_tokens: Annotated[str, typer.Option("--tool-tokens", help="zero | broadcast")] = "zero",
     json_: JsonOption = False,

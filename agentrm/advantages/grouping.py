@@ -8,8 +8,8 @@ depth (≤ the longest trajectory) and, for similarity anchors, over distinct an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from difflib import SequenceMatcher
+from functools import cached_property
 
 import numpy as np
 
@@ -176,7 +176,7 @@ def cluster_exact(uid: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     if anchor.dtype == object:
         key = anchor.copy()
         missing = np.equal(key, None)
-        key[missing] = ["\x01row:%d" % i for i in np.flatnonzero(missing)]
+        key[missing] = [f"\x01row:{i}" for i in np.flatnonzero(missing)]
     else:
         key = anchor  # numeric / fixed-width strings: no missing anchors possible
     codes, _ = factorize(key)

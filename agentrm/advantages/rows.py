@@ -147,7 +147,7 @@ def rows_from_records(records: Iterable[tuple[Any, tuple[str, int]]]) -> StepRow
         parsed.append(row)
     if not parsed:
         return StepRows.from_columns([], [], [], [])
-    uid, traj, step, reward, valid, anchor, turn_reward = zip(*parsed)
+    uid, traj, step, reward, valid, anchor, turn_reward = zip(*parsed, strict=True)
     return StepRows.from_columns(uid, traj, step, reward, valid, anchor, turn_reward)
 
 

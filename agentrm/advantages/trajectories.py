@@ -73,7 +73,7 @@ def rows_from_trajectories(trajectories: Sequence[Trajectory], scores: Iterable[
         if _unusable(traj):
             step_r = [NAN] * len(step_r)
         turn_r = turn_rewards[traj.id]["turn"] if turn_reward_from else {}
-        for turn, r in zip(traj.turns, step_r):
+        for turn, r in zip(traj.turns, step_r, strict=True):
             cols["uid"].append(traj.group_id)
             cols["traj_uid"].append(traj.id)
             cols["step"].append(turn.index)
@@ -112,6 +112,6 @@ def turn_advantages(trajectories: Sequence[Trajectory], scores: Iterable[Score] 
     result = compute(rows, config)
     per_turn: dict[str, np.ndarray] = {t.id: np.full(len(t.turns), NAN) for t in trajectories}
     position = {t.id: {turn.index: k for k, turn in enumerate(t.turns)} for t in trajectories}
-    for (traj_id, turn_index), value in zip(keys, result.advantage.tolist()):
+    for (traj_id, turn_index), value in zip(keys, result.advantage.tolist(), strict=True):
         per_turn[traj_id][position[traj_id][turn_index]] = value
     return per_turn, result

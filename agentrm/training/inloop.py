@@ -46,6 +46,6 @@ def group_advantages(trajectories: Sequence[Trajectory], scores: Iterable[Score]
         out.tokens[traj.id] = toks
         out.per_token[traj.id] = [
             token_advantages(t, 0.0 if not np.isfinite(a) else float(a), tool_tokens)
-            for t, a in zip(toks, per_turn[traj.id])
+            for t, a in zip(toks, per_turn[traj.id], strict=True)
         ]
     return out

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,7 +52,7 @@ def make_group(run_id: str, group: str) -> list[Trajectory]:
 
     def traj(name, actions, outputs, reward, status=ExitStatus.SUBMITTED, invalid=()):
         turns, obs = [], start
-        for k, (cmd, out) in enumerate(zip(actions, outputs)):
+        for k, (cmd, out) in enumerate(zip(actions, outputs, strict=True)):
             assistant = {"role": "assistant", "content": f"step {k}", "tool_calls": [call("bash", {"command": cmd}, f"c{k}")]}
             turns.append(Turn(index=k, observation=obs, assistant=assistant, anchor_key=f"s{k}:{actions[k - 1] if k else ''}",
                               valid=k not in invalid))
@@ -106,7 +105,7 @@ def check_store_round_trip(url, capsys, monkeypatch):
     got = stored(url, ids, "gigpo")
     rows, keys = rows_from_trajectories(trajs)
     expected = compute(rows, AdvantageConfig(gamma=0.9)).advantage
-    for key, value in zip(keys, expected.tolist()):
+    for key, value in zip(keys, expected.tolist(), strict=True):
         if np.isfinite(value):
             assert got[key].value == pytest.approx(value)
             assert got[key].details["config"]["gamma"] == 0.9
@@ -120,7 +119,7 @@ def check_store_round_trip(url, capsys, monkeypatch):
                                                 Score("ig", trajs[1].id, 0.2, turn_index=0)],
                                         turn_reward_from="ig")
     ref = compute(rows, AdvantageConfig(estimator="igpo")).advantage
-    assert [igpo[k].value for k, v in zip(keys, ref.tolist()) if np.isfinite(v)] == pytest.approx(
+    assert [igpo[k].value for k, v in zip(keys, ref.tolist(), strict=True) if np.isfinite(v)] == pytest.approx(
         [v for v in ref.tolist() if np.isfinite(v)])
     return run_id, trajs
 
@@ -149,8 +148,8 @@ def test_store_advantages_and_all_export_formats(tmp_path, capsys, monkeypatch, 
         assert row["advantages"] == pytest.approx([adv * m for m in row["response_mask"]], abs=1e-6)
         assert row["returns"] == row["advantages"]
         prompt = tok.decode(row["prompts"])
-        model = tok.decode([t for t, m in zip(row["responses"], row["response_mask"]) if m])
-        env = tok.decode([t for t, m in zip(row["responses"], row["response_mask"]) if not m])
+        model = tok.decode([t for t, m in zip(row["responses"], row["response_mask"], strict=True) if m])
+        env = tok.decode([t for t, m in zip(row["responses"], row["response_mask"], strict=True) if not m])
         assert prompt.endswith("<|im_start|>assistant\n")
         assert f"step {row['step']}" in model and "<tool_call>" in model and "<tool_response>" not in model
         assert "<tool_response>" in env  # the tool reply is in the row, masked out of the loss
@@ -234,10 +233,10 @@ def test_export_with_the_embedded_smollm2_tokenizer():
     trajs = make_group("r", "g")[:3]
     rows, keys = rows_from_trajectories(trajs)
     adv = compute(rows, AdvantageConfig()).advantage
-    batch = build_batch(trajs, dict(zip(keys, adv.tolist())), tok)
+    batch = build_batch(trajs, dict(zip(keys, adv.tolist(), strict=True)), tok)
     assert len(batch.rows) == 5
     for row in batch.rows:
-        model = tok.decode([t for t, m in zip(row["response_ids"], row["response_mask"]) if m])
+        model = tok.decode([t for t, m in zip(row["response_ids"], row["response_mask"], strict=True) if m])
         assert "<tool_call>" in model and model.rstrip().endswith("<|im_end|>")
         assert tok.decode(row["prompt_ids"]).endswith("<|im_start|>assistant\n")
 

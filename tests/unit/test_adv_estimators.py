@@ -14,7 +14,7 @@ from agentrm.errors import InputError
 
 def rows(*specs, turn_reward=None):
     """specs: (uid, traj, step, reward, valid, anchor)."""
-    uid, traj, step, reward, valid, anchor = zip(*specs)
+    uid, traj, step, reward, valid, anchor = zip(*specs, strict=True)
     return StepRows.from_columns(uid, traj, step, reward, valid, anchor, turn_reward)
 
 

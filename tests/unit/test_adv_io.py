@@ -36,7 +36,7 @@ def test_file_round_trip_echoes_rows_and_records_conventions(tmp_path, capsys, m
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     inputs = [json.loads(line) for line in (DATA / "tiny_gigpo.jsonl").read_text().splitlines()]
     assert len(rows) == len(inputs)
-    for row, given in zip(rows, inputs):
+    for row, given in zip(rows, inputs, strict=True):
         assert {k: row[k] for k in given} == given
         assert row["advantage"] == pytest.approx(row["episode_advantage"] + row["step_advantage"])
     # A0 step 0 (hand-computed in docs/advantages.md): A_E = 1 − 29/60, A_S = 0.25

@@ -23,7 +23,7 @@ def step_rows(draw, with_turn_reward=False):
                               draw(st.sampled_from([0.0, 1.0, 0.5, -0.25, 2.0])),
                               draw(st.booleans()), draw(st.sampled_from(["a", "b", "c", None])),
                               draw(st.floats(-1, 1)) if with_turn_reward else np.nan))
-    uid, traj, step, reward, valid, anchor, tr = zip(*specs)
+    uid, traj, step, reward, valid, anchor, tr = zip(*specs, strict=True)
     return StepRows.from_columns(uid, traj, step, reward, valid, anchor, tr)
 
 

@@ -39,7 +39,7 @@ def _scores_returns(rows, c):
             pen = [c["invalid_penalty"] if not rows[i].get("valid", True) else 0.0 for i in idx]
             r = [rows[i]["reward"] for i in idx]
             if c["penalty_placement"] == "reward":
-                r = [a - p for a, p in zip(r, pen)]
+                r = [a - p for a, p in zip(r, pen, strict=True)]
                 pen = [0.0] * len(idx)
             total = sum(r)
             g = 0.0
@@ -115,7 +115,7 @@ def gigpo(rows, c):
         for i in idx:
             a = ret[i] - mu
             a_s[i] = a / (sd + c["eps"]) if c["norm"] == "mean_std" else a
-    return [e + c["omega"] * s for e, s in zip(a_e, a_s)], a_e, a_s
+    return [e + c["omega"] * s for e, s in zip(a_e, a_s, strict=True)], a_e, a_s
 
 
 def grpo(rows, c):
@@ -142,10 +142,10 @@ def igpo(rows, c):
     for trajs in _trajectories(rows).values():
         outcome = {t: sum(rows[i]["reward"] for i in idx) for t, idx in trajs.items()}
         ig = {}
-        for t, idx in trajs.items():
+        for idx in trajs.values():
             vals = [rows[i].get("turn_reward") for i in idx[:-1]]
             if all(v is not None and math.isfinite(v) for v in vals):
-                ig.update({i: v for i, v in zip(idx[:-1], vals)})
+                ig.update({i: v for i, v in zip(idx[:-1], vals, strict=True)})
         f1_vals, ig_vals = list(outcome.values()), list(ig.values())
         if c["igpo_norm"] == "joint":
             stats_o = stats_i = _igpo_stats(f1_vals + ig_vals, c)
@@ -170,7 +170,7 @@ def _softmin(values, temperature):
         return min(values)
     m = min(values)
     w = [math.exp(-(v - m) / temperature) for v in values]
-    return sum(a * b for a, b in zip(w, values)) / sum(w)
+    return sum(a * b for a, b in zip(w, values, strict=True)) / sum(w)
 
 
 def minform(rows, c):

@@ -21,7 +21,7 @@ def batch():
              ("g", "g1", 0, 1.0, "b"), ("g", "g1", 1, 0.0, "c"),
              ("h", "h0", 0, 0.0, "a"), ("h", "h1", 0, 0.0, "a"),
              ("k", "k0", 0, 0.0, "x"), ("k", "k1", 0, 1.0, "x"), ("k", "k2", 0, 0.5, "y")]
-    uid, traj, step, reward, anchor = zip(*specs)
+    uid, traj, step, reward, anchor = zip(*specs, strict=True)
     return StepRows.from_columns(uid, traj, step, reward, None, anchor)
 
 
