@@ -311,5 +311,6 @@ class TestVerifier(ScorerBase):
         return out
 
 
-def make_scorer(**options: Any) -> TestVerifier:
-    return TestVerifier(**options)
+def make_scorer(timeout: float | str | None = None, **_ignored: Any) -> TestVerifier:
+    """Registry factory. Options meant for model scorers (model, device, ...) do not apply."""
+    return TestVerifier(timeout=float(timeout) if timeout else None)
