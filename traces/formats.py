@@ -36,7 +36,9 @@ def _load(path: Path) -> Any:
     if not text.strip():
         raise InputError("empty file: no trajectory", path=str(path), line=1)
     try:
-        return json.loads(text)
+        return json.loads(text.removeprefix("\ufeff"))
+    except RecursionError:
+        raise InputError("JSON nested too deeply", path=str(path), line=1) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=str(path),
                          line=exc.lineno) from None

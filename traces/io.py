@@ -47,14 +47,25 @@ def _check_record(d: Any) -> None:
             raise MessageError(f"field {key!r} must be {types[0].__name__}, not {type(value).__name__}")
     if not d["id"] or not d["task_id"]:
         raise MessageError("'id' and 'task_id' must be non-empty")
+    for key in _FIELD_TYPES:
+        if isinstance(d.get(key), str) and "\x00" in d[key]:
+            raise MessageError(f"field {key!r} contains a NUL character")  # PostgreSQL text rejects it
     reward = d.get("reward")
-    if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))
-                               or not math.isfinite(reward)):
-        raise MessageError(f"field 'reward' must be a finite number or null, not {reward!r}")
+    if reward is not None and not _finite_number(reward):
+        raise MessageError(f"field 'reward' must be a finite number or null, not {str(reward)[:40]}")
     status = d.get("exit_status")
     if status is not None and status not in ExitStatus._value2member_map_:
         raise MessageError(f"unknown exit_status {status!r}")
     validate_messages(d["messages"])
+
+
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def trajectory_from_record(d: dict[str, Any]) -> Trajectory:
@@ -84,6 +95,8 @@ def read_jsonl(path: str | Path) -> Iterator[Trajectory]:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise InputError(f"not UTF-8 (byte {exc.start})", path=str(path), line=lineno) from None
+            if lineno == 1 and text.startswith("\ufeff"):
+                text = text[1:]  # a UTF-8 byte order mark, as some editors write
             if not text.strip():
                 continue
             try:
@@ -91,6 +104,8 @@ def read_jsonl(path: str | Path) -> Iterator[Trajectory]:
                 traj = trajectory_from_record(record)
             except ValueError as exc:  # JSONDecodeError and MessageError are ValueErrors
                 raise InputError(_one_line(exc), path=str(path), line=lineno) from None
+            except RecursionError:
+                raise InputError("JSON nested too deeply", path=str(path), line=lineno) from None
             if traj.id in seen:
                 raise InputError(f"duplicate trajectory id {traj.id!r}", path=str(path), line=lineno)
             seen.add(traj.id)

@@ -116,6 +116,11 @@ BAD_CASES = {
     "bad-content-type": (GOOD + "\n" + _rec(messages=[{"role": "user", "content": 5}]) + "\n", 2, "content must be"),
     "unknown-exit-status": (GOOD + "\n" + _rec(exit_status="exploded") + "\n", 2, "exit_status"),
     "duplicate-id": (GOOD + "\n" + GOOD + "\n", 2, "duplicate trajectory id"),
+    "huge-int-reward": (GOOD + "\n" + _rec(reward=1).replace('"reward": 1', '"reward": ' + "9" * 400) + "\n", 2,
+                        "finite number"),
+    "nul-in-id": (GOOD + "\n" + _rec(id="a\u0000b") + "\n", 2, "NUL"),
+    "deep-nesting": (GOOD + "\n" + '{"id": "b", "task_id": "t", "messages": [], "metadata": '
+                     + "[" * 100000 + "]" * 100000 + "}\n", 2, "nested too deeply"),
     "empty-file": ("", 1, "empty file"),
     "blank-lines-only": ("\n   \n\n", 1, "empty file"),
 }
@@ -132,6 +137,14 @@ def test_bad_jsonl_fails_cleanly_and_writes_nothing(case, tmp_path, capsys, monk
     assert "\n" not in message and "Traceback" not in message
     assert f"{path}:{line}:" in message and needle in message, message
     assert _counts(db) == (0, 0, 0)  # nothing half-written, not even the run row
+
+
+def test_byte_order_mark_is_accepted(tmp_path, capsys, monkeypatch, db):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode() + b"\r\n")
+    code, _, err = run_cli(capsys, monkeypatch, "traces", "import", str(path), "--db", db)
+    assert code == 0, err
+    assert _counts(db)[1:] == (1, 1)
 
 
 def test_non_utf8_bytes_name_the_line(tmp_path, capsys, monkeypatch, db):

@@ -138,3 +138,16 @@ def test_several_writer_processes_share_one_sqlite_file(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT count(*) FROM turns").fetchone()[0] == n * writers
     conn.close()
+
+
+@pytest.mark.postgres
+def test_several_writer_processes_race_to_migrate_postgres(postgres_url, tmp_path):
+    n, writers = 10, 3
+    with _pg_database(postgres_url) as url:  # empty database: every writer tries to migrate
+        procs = [_writer(tmp_path, url, f"w{k}", n, 0) for k in range(writers)]
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+        with open_store(url) as store:
+            rows = store.summaries(run_id="run")
+            assert sorted(r["n_turns"] for r in rows) == [n] * writers
