@@ -31,7 +31,7 @@ KEYS = {
     "\x1b[4~": "last", " ": "play", "o": "expand", "+": "faster", "=": "faster",
     "-": "slower", "q": "quit", "Q": "quit", "\x03": "quit",
 }
-HELP = "n/→ next  p/← prev  j/k scroll  space play/pause  o unfold  +/- speed  q quit"
+HELP = "q quit  n/→ next  p/← prev  space play/pause  j/k scroll  o unfold  +/- speed"
 
 
 class KeyReader:
@@ -93,6 +93,14 @@ class Player:
         self._cache: dict[tuple, list[str]] = {}
 
     # -- drawing ---------------------------------------------------------------------------
+    def size(self) -> tuple[int, int]:
+        """The tty's own size: a stale exported COLUMNS/LINES must not win for a full screen."""
+        try:
+            size = os.get_terminal_size(self.out.fileno())
+        except (AttributeError, OSError, ValueError):
+            size = shutil.get_terminal_size((100, 30))
+        return size.columns, size.lines
+
     def _body(self, width: int) -> list[str]:
         s, max_lines = self.state, 0 if self.state.expanded else self.max_lines
         timing = self.timings[s.pos]
@@ -116,7 +124,7 @@ class Player:
         return self._cache[key]
 
     def draw(self) -> None:
-        width, height = shutil.get_terminal_size((100, 30))
+        width, height = self.size()
         body_h = max(1, height - 2)
         lines = self._body(width)
         s = self.state
@@ -145,7 +153,7 @@ class Player:
         s = self.state
         if action == "quit":
             return False
-        page = max(1, shutil.get_terminal_size((100, 30)).lines - 3)
+        page = max(1, self.size()[1] - 3)
         moves = {"next": lambda: self._goto(s.pos + 1), "prev": lambda: self._goto(s.pos - 1),
                  "first": lambda: self._goto(0),
                  "last": lambda: self._goto(len(self.view.turns) - 1)}
@@ -193,7 +201,7 @@ class Player:
             if play:
                 self.handle("play")
             self.draw()
-            last, size = time.monotonic(), shutil.get_terminal_size()
+            last, size = time.monotonic(), self.size()
             while True:
                 wait = 0.5  # paused: wake now and then to notice a resized terminal
                 if self.state.playing:
@@ -207,9 +215,9 @@ class Player:
                 last = now
                 if key is not None and not self.handle(KEYS.get(key, "")):
                     return
-                resized = shutil.get_terminal_size() != size
+                resized = self.size() != size
                 if key is not None or was_playing or resized:
-                    size = shutil.get_terminal_size()
+                    size = self.size()
                     self.draw()
         finally:
             self.out.write("\x1b[0m\x1b[?25h\x1b[?1049l")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -24,16 +25,17 @@ class Pane:
         if not shutil.which("tmux"):
             missing("tmux", "not installed")
         self.name = f"replay-{uuid.uuid4().hex[:8]}"
-        # remain-on-exit keeps the pane (and its exit status) after the command ends
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width),
+        self.tmux = ["tmux", "-L", self.name, "-f", "/dev/null"]  # own server: sizes are ours
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(width),
                         "-y", str(height), "bash", "-c", f"{command}; echo EXIT=$?; sleep 60"],
                        check=True)
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
-    def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], check=True,
+    def screen(self, escapes: bool = False) -> str:
+        flags = ["-p", "-e"] if escapes else ["-p"]
+        return subprocess.run([*self.tmux, "capture-pane", *flags, "-t", self.name], check=True,
                               capture_output=True, text=True).stdout
 
     def wait_for(self, text: str, timeout: float = 20.0) -> str:
@@ -47,7 +49,7 @@ class Pane:
             time.sleep(0.1)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +84,11 @@ def test_step_forward_back_and_quit(pane_factory, db):
     screen = pane.wait_for("turn 1/4 ·")
     assert "ls /workspace" in screen and "README.md" in screen and "prm" in screen
     assert "advantage" in screen and "+0.400" in screen and "q quit" in screen
+    assert re.search(r"advantage .*\x1b\[32m█", pane.screen(escapes=True))  # green: positive
     pane.keys("n")
     screen = pane.wait_for("turn 2/4 ·")
     assert "seq 200" in screen and "-1.200" in screen and "ls /workspace" not in screen
+    assert re.search(r"advantage .*\x1b\[31m█", pane.screen(escapes=True))  # red: negative
     pane.keys("Right")
     screen = pane.wait_for("turn 3/4 ·")
     assert "INVALID ACTION" in screen and "bad JSON" in screen
@@ -178,3 +182,22 @@ def test_asciinema_pauses_on_the_turn_markers(pane_factory, db, tmp_path):
     pane.keys("]")
     screen = pane.wait_for("line 199")
     assert "turn 3/4" not in screen
+
+
+def test_player_redraws_for_a_resized_terminal(pane_factory, db):
+    pane = pane_factory(replay_cmd("traj-demo", "--db", db), width=110, height=30)
+    screen = pane.wait_for("turn 1/4 ·")
+    assert max(len(line) for line in screen.splitlines()) > 80
+    subprocess.run([*pane.tmux, "resize-window", "-t", pane.name, "-x", "70", "-y", "20"],
+                   check=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        screen = pane.screen()
+        lines = screen.splitlines()
+        if lines and lines[0].startswith(" turn 1/4") and "scores" in screen \
+                and "q quit" in screen and len(lines) <= 20:
+            break
+        time.sleep(0.2)
+    assert max(len(line) for line in lines) <= 70 and "q quit" in lines[-1], screen
+    pane.keys("q")
+    pane.wait_for("EXIT=0")
