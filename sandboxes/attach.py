@@ -20,6 +20,8 @@ HEADER = struct.Struct(">BxxxL")
 class AttachedExec:
     """Start `cmd` in the container with stdin attached; read (stream, bytes) frames."""
 
+    exec_id: str | None
+
     def __init__(self, api, container_id: str, cmd: list[str], *, user: str, workdir: str | None,
                  env: dict[str, str] | None = None):
         self.api = api
@@ -97,6 +99,8 @@ class AttachedExec:
 
     def exit_code(self) -> int | None:
         """The process's exit code once it ended (None while running or unknown)."""
+        if self.exec_id is None:
+            return None
         for _ in range(50):
             try:
                 info = self.api.exec_inspect(self.exec_id)
@@ -114,3 +118,20 @@ class AttachedExec:
                 obj.close()
             except Exception:  # noqa: BLE001 - closing a dead socket must not fail cleanup
                 pass
+
+
+class AttachedContainer(AttachedExec):
+    """The container's own main process, attached before start (stdin, stdout, stderr):
+    same framing as an exec, one API round trip fewer at start."""
+
+    def __init__(self, api, container_id: str):  # noqa: D107 - no super(): nothing to exec
+        self.api, self.exec_id = api, None
+        try:
+            raw = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                          "stream": 1})
+        except (NotFound, APIError) as exc:
+            raise SandboxGone(f"container {container_id[:12]}: cannot attach: {exc}") from exc
+        self._resp = raw
+        self.sock = getattr(raw, "_sock", raw)
+        self.buf = bytearray()
+        self.eof = False

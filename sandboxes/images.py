@@ -70,12 +70,28 @@ def build_lock(key: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+_labels_cache: dict[str, dict[str, str]] = {}  # image tag -> labels; tags are content hashes
+
+
+def image_labels(tag: str) -> dict[str, str]:
+    """An image's labels (cached per process: our tags are content-addressed)."""
+    if tag not in _labels_cache:
+        try:
+            attrs = client().api.inspect_image(tag)
+        except ImageNotFound:
+            return {}
+        _labels_cache[tag] = (attrs.get("Config") or {}).get("Labels") or {}
+    return _labels_cache[tag]
+
+
 def _image_exists(tag: str) -> bool:
-    try:
-        client().images.get(tag)
+    if tag in _labels_cache:
         return True
+    try:
+        image_labels(tag)
     except ImageNotFound:
         return False
+    return tag in _labels_cache
 
 
 def apt_source_files(suite: str = SUITE) -> list[Path]:
@@ -118,11 +134,22 @@ def recipe_hash(*parts: object) -> str:
     return h.hexdigest()[:16]
 
 
+_base_tags: dict[tuple[str, ...], str] = {}
+
+
 def base_image(extra_packages: Sequence[str] = ()) -> str:
     """Tag of the Debian base image (built on first use, then reused; safe to call concurrently).
 
     extra_packages: more Debian packages, installed by mmdebstrap from the host's apt sources.
     """
+    key = tuple(sorted(extra_packages))
+    if key in _base_tags and _image_exists(_base_tags[key]):
+        return _base_tags[key]
+    _base_tags[key] = tag = _base_image(extra_packages)
+    return tag
+
+
+def _base_image(extra_packages: Sequence[str]) -> str:
     recipe = base_recipe(extra_packages)
     digest = recipe_hash(recipe)
     tag = f"agentrm/base:{digest}"

@@ -15,12 +15,13 @@ from docker.errors import APIError, ImageNotFound, NotFound
 
 from agentrm.errors import InputError, SandboxGone
 from agentrm.sandboxes import reaper as _cleanup
-from agentrm.sandboxes.attach import AttachedExec
+from agentrm.sandboxes.attach import AttachedContainer, AttachedExec
 from agentrm.sandboxes.config import SandboxConfig
 from agentrm.sandboxes.engine import LABEL_KIND, client
-from agentrm.sandboxes.images import AGENT_UID, LABEL_SEED, SEED_SCRIPT, SEED_TAR, base_image
+from agentrm.sandboxes.images import (AGENT_UID, LABEL_SEED, SEED_SCRIPT, SEED_TAR, base_image,
+                                      image_labels)
 from agentrm.sandboxes.output import OutputRecorder
-from agentrm.sandboxes.shell import (KILL_GRACE_S, KILL_SCRIPT, KILLER_DEF, PRELUDE,
+from agentrm.sandboxes.shell import (KILL_GRACE_S, KILL_SCRIPT, KILLER_DEF, PRELUDE, WRAPPER,
                                      PersistentShell)
 from agentrm.types import ExecResult
 
@@ -28,6 +29,10 @@ log = logging.getLogger("agentrm.sandboxes")
 
 READ_CAP = 100 << 20  # read_file refuses files larger than this (inspect's limit)
 KILL_AFTER_S = 2  # `timeout -k`: SIGKILL this long after SIGTERM
+
+
+CAP_DROP = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SYS_CHROOT", "SETFCAP", "SETPCAP",
+            "NET_BIND_SERVICE"]
 
 
 class SandboxExpired(SandboxGone):
@@ -44,49 +49,74 @@ class DockerSandbox:
         self._lock = threading.RLock()  # one command at a time per sandbox
         self._closed = False
         self._snapshots = 0
+        self._container = None
         self.started_at = time.monotonic()
-        self.container = self._create()
-        self.id = self.container.id
-        _cleanup.register(self)
-        self.shell = PersistentShell(client().api, self.id, cfg.user, cfg.workdir,
-                                     dict(cfg.env))
-        # A second, idle shell that kills with builtins only (see shell.KILLER_DEF).
-        self.control = PersistentShell(client().api, self.id, cfg.user, "/", {},
+        self._shell_token = os.urandom(12).hex()
+        api = client().api
+        self.shell = PersistentShell(api, "", cfg.user, cfg.workdir, dict(cfg.env))
+        self.id = self._create()
+        self.shell.container_id = self.id
+        # A second, idle shell that kills with builtins only (see shell.KILLER_DEF); started
+        # in the background so that it does not add to the time to the first command.
+        self.control = PersistentShell(api, self.id, cfg.user, "/", {},
                                        prelude=PRELUDE + KILLER_DEF)
+        self._control_ready = threading.Thread(target=self._start_control, daemon=True)
         try:
             self._seed()
+            self._control_ready.start()
         except BaseException:
             self.close()
             raise
 
     # -- lifecycle -------------------------------------------------------------------------
-    def _create(self):
+    def _create(self) -> str:
         cfg = self.cfg
         mem = cfg.memory_bytes
-        disk = cfg.disk_bytes
+        api = client().api
         labels = {**_cleanup.owner_labels(cfg.run_id), LABEL_KIND: "sandbox", **cfg.labels}
+        host = api.create_host_config(
+            init=True, auto_remove=True, log_config=LogConfig(type="none"), network_mode="bridge" if cfg.network else "none",
+            mem_limit=mem, memswap_limit=mem, nano_cpus=int(cfg.cpus * 1e9),
+            pids_limit=cfg.pids, security_opt=["no-new-privileges"], cap_drop=CAP_DROP,
+            tmpfs=self._tmpfs(cfg.disk_bytes),
+            ulimits=[_ulimit("core", 0), _ulimit("nofile", 4096)])
         try:
-            # create + start, never run(): run() pulls a missing image from a registry
-            container = client().containers.create(
-                self.image, ["sleep", str(int(cfg.wall_clock_s))], detach=True, init=True,
-                auto_remove=True, user=cfg.user, working_dir=cfg.workdir, hostname="sandbox",
-                environment=dict(cfg.env), labels=labels,
-                network_mode="bridge" if cfg.network else "none",
-                mem_limit=mem, memswap_limit=mem, nano_cpus=int(cfg.cpus * 1e9),
-                pids_limit=cfg.pids, security_opt=["no-new-privileges"],
-                cap_drop=["NET_RAW", "MKNOD", "AUDIT_WRITE", "SYS_CHROOT", "SETFCAP", "SETPCAP",
-                          "NET_BIND_SERVICE"],
-                tmpfs=self._tmpfs(disk),
-                ulimits=[_ulimit("core", 0), _ulimit("nofile", 4096)],
-            )
+            # create + start, never containers.run(): it pulls a missing image from a registry
+            # The main process is the first persistent shell (under the wall-clock `timeout`);
+            # when it exits the container stays up for later shells (`sleep infinity`).
+            cmd = ["timeout", "-s", "KILL", str(int(cfg.wall_clock_s)), "sh", "-c",
+                   WRAPPER + "; exec sleep infinity"]
+            cid = api.create_container(
+                self.image, cmd, user=cfg.user, working_dir=cfg.workdir, hostname="sandbox",
+                environment={**cfg.env, "AGENTRM_SHELL": self._shell_token}, labels=labels,
+                host_config=host, detach=True, stdin_open=True)["Id"]
         except ImageNotFound as exc:
             raise InputError(f"image {self.image!r} not found (agentrm sandbox images)") from exc
+        self.id = cid
+        _cleanup.register(self)  # from here on, exit paths remove it
         try:
-            container.start()
+            attached = AttachedContainer(api, cid)
+            api.start(cid)
+            self.shell.container_id = cid
+            self.shell.start(attached=attached, shell_token=self._shell_token)
         except BaseException:
-            _cleanup.remove_container(container.id)
+            self.close()
             raise
-        return container
+        return cid
+
+    @property
+    def container(self):
+        """The docker SDK Container object (looked up on first use)."""
+        if self._container is None:
+            self._container = client().containers.get(self.id)
+        return self._container
+
+    def _start_control(self) -> None:
+        try:
+            self.control.start()
+        except Exception as exc:  # noqa: BLE001 - the one-off exec killer remains
+            if not self._closed:
+                log.warning("control shell of %s did not start: %s", self.id[:12], exc)
 
     def _tmpfs(self, disk: int) -> dict[str, str]:
         """Sized tmpfs mounts for every place the agent user can write: this engine's storage
@@ -103,11 +133,7 @@ class DockerSandbox:
     def _seed(self) -> None:
         """Restore /workspace and /home/agent from an image's seed archive (snapshots and
         built images carry one, since tmpfs content is not part of an image)."""
-        try:
-            labels = client().api.inspect_image(self.image)["Config"].get("Labels") or {}
-        except (NotFound, APIError):
-            return
-        if labels.get(LABEL_SEED) != "1" or self.cfg.user != "agent":
+        if self.cfg.user != "agent" or not image_labels(self.image).get(LABEL_SEED) == "1":
             return
         # As the agent: in a container started as a non-root user, an exec'd root has no
         # capabilities on this engine, and everything restored belongs to the agent anyway.
@@ -122,8 +148,9 @@ class DockerSandbox:
             if self._closed:
                 return
             self._closed = True
-            self.shell.close()
-            self.control.close()
+            for sh in (getattr(self, "shell", None), getattr(self, "control", None)):
+                if sh is not None:
+                    sh.close()
             try:
                 _cleanup.remove_container(self.id)
             finally:
@@ -202,17 +229,21 @@ class DockerSandbox:
             raise self._gone("the container stopped")
 
     def _ensure_control(self) -> None:
+        if self._control_ready.is_alive():
+            return  # still starting; _kill() waits for it
         if not self.control.alive():
             self.control.close()
             self.control.start()
 
     def _kill(self, match: str, shell_pid: int | None = None, shell_match: str | None = None,
-              running_s: int | None = None) -> None:
+              running_cs: int | None = None, kill_shell: bool = False) -> None:
         """Kill (TERM, grace, KILL) every process whose environment holds `match`, after
         interrupting the shell's current command list (USR1) when `shell_pid` is given.
         The control shell does it without forking; a one-off exec is the fallback."""
+        self._control_ready.join(timeout=30)
         if self.control.alive():
-            args = [match, KILL_GRACE_S, shell_pid or "''", shell_match or "''", running_s or "''"]
+            args = [match, KILL_GRACE_S, shell_pid or "''", shell_match or "''",
+                    running_cs or "''", int(kill_shell)]
             r = self.control.run("__agentrm_kill " + " ".join(map(str, args)), 30, 1 << 16,
                                  lambda *a: None)
             if r.exit_code == 0:
@@ -222,7 +253,7 @@ class DockerSandbox:
         try:
             proc = AttachedExec(client().api, self.id,
                                 ["bash", "-c", KILL_SCRIPT, "kill", match, str(KILL_GRACE_S),
-                                 str(shell_pid or "")],
+                                 str(shell_pid or ""), str(int(kill_shell))],
                                 user=self.cfg.user, workdir="/")
             for _ in proc.frames(time.monotonic() + 15):
                 pass
@@ -239,7 +270,7 @@ class DockerSandbox:
             raise InputError("empty command")
         token = os.urandom(12).hex()
         wrapped = ["timeout", "-k", str(KILL_AFTER_S), f"{timeout:.3f}", *argv]
-        envs = {**self.cfg.env, **(env or {}), "AGENTRM_CMD": token}
+        envs = {**self.cfg.env, **(env or {}), "AGENTRM_CMD": token, "AGENTRM_SHELL": ""}
         rec = OutputRecorder(cap or self.cfg.output_cap, record_events=record, on_output=on_output)
         try:
             proc = AttachedExec(client().api, self.id, wrapped, user=user or self.cfg.user,
@@ -314,7 +345,8 @@ class DockerSandbox:
     def _exec_raw(self, argv: list[str], input: bytes | None = None,
                   user: str | None = None) -> tuple[int, bytes, bytes]:
         self._check()
-        proc = AttachedExec(client().api, self.id, argv, user=user or self.cfg.user, workdir="/")
+        proc = AttachedExec(client().api, self.id, argv, user=user or self.cfg.user, workdir="/",
+                            env={"AGENTRM_SHELL": ""})
         out, err = bytearray(), bytearray()
         try:
             if input is not None:
@@ -373,6 +405,12 @@ class DockerSandbox:
             except (NotFound, APIError) as exc:
                 raise self._gone(f"commit failed: {exc}") from exc
             return f"{repo}:{tag}"
+
+
+def LogConfig(type: str):  # noqa: N802, A002 - mirrors docker.types.LogConfig
+    from docker.types import LogConfig as _LogConfig
+
+    return _LogConfig(type=type)
 
 
 def _ulimit(name: str, value: int):

@@ -26,6 +26,7 @@ KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL, like `timeout -k`
 # until none is left (a fork bomb needs several rounds). Runs as the sandbox user.
 KILL_SCRIPT = r"""
 t="$1"; grace="$2"; [ -n "$3" ] && kill -USR1 "$3" 2>/dev/null
+[ "$4" = 1 ] && kill -KILL "$3" 2>/dev/null
 find_pids() { grep -lsaF "$t" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | grep -vx "$$"; }
 p=$(find_pids); [ -n "$p" ] && kill -TERM $p 2>/dev/null
 end=$(( $(date +%s%N) + ${grace%.*}000000000 ))
@@ -34,6 +35,11 @@ for i in $(seq 1 50); do p=$(find_pids); [ -z "$p" ] && exit 0; kill -KILL $p 2>
 exit 1
 """
 
+
+# The shell runs under a wrapper that reports its death (exit, kill, OOM) with a marker made of
+# its own token, even when background processes keep the output stream open.
+WRAPPER = ('bash --noprofile --norc; rc=$?; printf "\\037%s\\037died %d\\n" "$AGENTRM_SHELL" "$rc"; '
+           'printf "\\037%s\\037died\\n" "$AGENTRM_SHELL" >&2')
 
 PRELUDE = "__agentrm_f() { eval \"$1\"; }\ntrap 'return 124 2>/dev/null' USR1\n"
 
@@ -59,8 +65,9 @@ __agentrm_sweep() {  # $1 env entry, $2 signal, $3 shell's env entry, $4 shell p
     st=
   done
 }
-__agentrm_kill() {  # $1 cmd entry, $2 grace s, $3 shell pid, $4 shell entry, $5 centiseconds running
-  local i end up min=
+__agentrm_kill() {  # $1 cmd entry, $2 grace s, $3 shell pid, $4 shell entry, $5 centiseconds
+  local i end up min=                     # running, $6 1 = also kill the shell itself
+  [ "$6" = 1 ] && kill -KILL "$3" 2>/dev/null
   [ -n "$3" ] && kill -USR1 "$3" 2>/dev/null
   if [ -n "$5" ]; then read -r up _ < /proc/uptime; min=$(( ${up/./} - $5 )); fi
   __agentrm_sweep "$1" TERM "$4" "$3" "$min"
@@ -95,71 +102,96 @@ def ansi_c_quote(text: str) -> str:
 
 
 class _Scanner:
-    """Pass stream bytes through until the end marker, then capture the trailer line."""
+    """Pass stream bytes through until an end marker, then capture the trailer line.
+    `markers`: the command's end marker and the shell's death marker; `which` says which."""
 
-    def __init__(self, marker: bytes):
-        self.marker = marker
+    def __init__(self, *markers: bytes):
+        self.markers = markers
         self.pending = bytearray()
         self.done = False
         self.trailer = b""
+        self.which = -1
+
+    def _find(self) -> tuple[int, int]:
+        hits = [(self.pending.find(m), i) for i, m in enumerate(self.markers)]
+        hits = [h for h in hits if h[0] >= 0]
+        return min(hits) if hits else (-1, -1)
+
+    def _holdback(self) -> int:
+        """Where a possible marker prefix starts at the end of pending (else len)."""
+        cut = len(self.pending)
+        longest = max(len(m) for m in self.markers)
+        start = self.pending.rfind(b"\x1f", max(0, cut - longest + 1))
+        if start >= 0 and any(m.startswith(bytes(self.pending[start:])) for m in self.markers):
+            return start
+        return cut
 
     def feed(self, data: bytes) -> bytes:
         if self.done:
             return b""  # late output (background jobs) is not this command's
         self.pending += data
-        idx = self.pending.find(self.marker)
-        if idx < 0:  # hold back only a tail that could be the start of the marker
-            cut = len(self.pending)
-            start = self.pending.rfind(self.marker[:1], max(0, cut - len(self.marker) + 1))
-            if start >= 0 and self.marker.startswith(bytes(self.pending[start:])):
-                cut = start
+        idx, which = self._find()
+        if idx < 0:
+            cut = self._holdback()
             out = bytes(self.pending[:cut])
             del self.pending[:cut]
             return out
-        nl = self.pending.find(b"\n", idx + len(self.marker))
+        marker = self.markers[which]
+        nl = self.pending.find(b"\n", idx + len(marker))
         out = bytes(self.pending[:idx])
         if nl < 0:
             del self.pending[:idx]
             return out
-        self.trailer = bytes(self.pending[idx + len(self.marker):nl])
-        self.done = True
+        self.trailer = bytes(self.pending[idx + len(marker):nl])
+        self.done, self.which = True, which
         self.pending.clear()
         return out
 
 
 class PersistentShell:
-    """One long-lived bash; started lazily, restarted (in the last known cwd) when it dies."""
+    """One long-lived bash; restarted (in the last known cwd) when it dies.
+
+    The first shell may be the container's own main process (`attach`: saves an exec round
+    trip at start); later ones are started with docker exec under the same WRAPPER."""
 
     def __init__(self, api, container_id: str, user: str, workdir: str, env: dict[str, str],
                  prelude: str = PRELUDE):
         self.api, self.container_id, self.user, self.prelude = api, container_id, user, prelude
         self.cwd, self.env = workdir, env
         self.proc: AttachedExec | None = None
-        self.restarted = False
+        self.dead = False
+        self.pid = 0
+        self.shell_token = ""
 
-    def start(self) -> None:
-        cmd = ["bash", "--noprofile", "--norc"]
-        self.shell_token = os.urandom(12).hex()
-        env = {**self.env, "AGENTRM_SHELL": self.shell_token}
-        self.proc = AttachedExec(self.api, self.container_id, cmd, user=self.user,
-                                 workdir=self.cwd, env=env)
+    def start(self, attached=None, shell_token: str | None = None) -> None:
+        """Start a shell by exec, or adopt `attached` (the container's main process)."""
+        self.dead = False
+        if attached is not None:
+            self.shell_token, self.proc = shell_token, attached
+        else:
+            self.shell_token = os.urandom(12).hex()
+            env = {**self.env, "AGENTRM_SHELL": self.shell_token}
+            self.proc = AttachedExec(self.api, self.container_id, ["sh", "-c", WRAPPER],
+                                     user=self.user, workdir=self.cwd, env=env)
         # Commands run inside a function so that a timeout can end the rest of a command list:
         # the killer sends USR1 and the trap returns from the function (exit code 124).
         token = os.urandom(8).hex()
         self.proc.send((self.prelude + f"printf '\\037%s\\037%d\\n' {token} $$\n").encode())
-        marker = f"\x1f{token}\x1f".encode()
-        scanner = _Scanner(marker)
-        for stream, data in self.proc.frames(time.monotonic() + 30):
+        scanner = _Scanner(f"\x1f{token}\x1f".encode(), self._death_marker())
+        for stream, data in self.proc.frames(time.monotonic() + 60):
             if stream == 1:
                 scanner.feed(data)
                 if scanner.done:
                     break
-        if not scanner.done:
+        if scanner.which != 0:
             raise OSError("the shell did not start")
         self.pid = int(scanner.trailer)
 
+    def _death_marker(self) -> bytes:
+        return f"\x1f{self.shell_token}\x1f".encode()
+
     def alive(self) -> bool:
-        return self.proc is not None and not self.proc.eof
+        return self.proc is not None and not self.proc.eof and not self.dead
 
     def close(self) -> None:
         if self.proc is not None:
@@ -167,8 +199,8 @@ class PersistentShell:
             self.proc = None
 
     def run(self, cmd: str, timeout: float, cap: int, killer, on_output=None) -> ExecResult:
-        """Run `cmd` in the shell. On timeout `killer("VAR=token", shell_pid)` interrupts the
-        shell and kills the processes whose environment holds that entry."""
+        """Run `cmd` in the shell. On timeout `killer(cmd_entry, shell_pid, shell_entry,
+        running_cs, kill_shell)` interrupts the shell and kills the command's processes."""
         note = ""
         if not self.alive():
             if self.proc is not None:
@@ -176,55 +208,53 @@ class PersistentShell:
                 self.close()
             self.start()
         token = os.urandom(12).hex()
-        marker = b"\x1f" + token.encode() + b"\x1f"
         line = (f"export AGENTRM_CMD={token}; __agentrm_f {ansi_c_quote(cmd)} </dev/null; "
                 f"__agentrm_rc=$?; export -n AGENTRM_CMD; unset AGENTRM_CMD; "
                 f"printf '\\037%s\\037%d %s\\n' {token} \"$__agentrm_rc\" \"$PWD\"; "
                 f"printf '\\037%s\\037\\n' {token} >&2\n")
         rec = OutputRecorder(cap, on_output=on_output)
-        scanners = {1: _Scanner(marker), 2: _Scanner(marker)}
+        marker = f"\x1f{token}\x1f".encode()
+        scanners = {1: _Scanner(marker, self._death_marker()),
+                    2: _Scanner(marker, self._death_marker())}
         proc = self.proc
         proc.discard_pending()  # late output of earlier commands' background processes
         try:
             proc.send(line.encode())
         except EOFError:
-            return self._died(rec, note)
+            return self._died(rec, note, None)
         deadline = rec.start + timeout
         timed_out = False
-        while True:
+        args = (f"AGENTRM_CMD={token}", self.pid, f"AGENTRM_SHELL={self.shell_token}")
+        while not (scanners[1].done and scanners[2].done):
             try:
                 for stream, data in proc.frames(deadline):
                     if stream in scanners:
                         rec.add(stream, scanners[stream].feed(data))
                     if scanners[1].done and scanners[2].done:
                         break
-                else:  # EOF: the shell itself ended (exit, kill, OOM)
-                    return self._died(rec, note)
-                break
+                else:  # EOF without a marker: the connection itself ended
+                    return self._died(rec, note, None)
             except TimeoutError:
-                if timed_out:  # killing the command did not return control: kill the shell
-                    self._kill_shell(killer, token)
+                if timed_out:  # interrupting did not return control: end the shell itself
+                    killer(*args, int(rec.elapsed() * 100) + 5, True)
+                    self.dead = True
                     return self._result(rec, 124, True, note + "[agentrm: shell restarted]\n")
                 timed_out = True
-                killer(f"AGENTRM_CMD={token}", self.pid, f"AGENTRM_SHELL={self.shell_token}",
-                       int(rec.elapsed() * 100) + 5)
+                killer(*args, int(rec.elapsed() * 100) + 5, False)
                 deadline = time.monotonic() + 2.0
+            if scanners[1].which == 1 or scanners[2].which == 1:  # the shell died
+                return self._died(rec, note, scanners[1].trailer)
         m = re.match(rb"(-?\d+) (.*)", scanners[1].trailer, re.S)
         rc = int(m.group(1)) if m else -1
         if m:
             self.cwd = m.group(2).decode("utf-8", "replace") or self.cwd
         return self._result(rec, 124 if timed_out else rc, timed_out, note)
 
-    def _kill_shell(self, killer, token: str) -> None:
-        """The command was a shell builtin loop (no child to kill): end the shell itself."""
-        self.close()
-        killer(f"AGENTRM_SHELL={self.shell_token}", None, None, None)
-        self.proc = None
-
-    def _died(self, rec: OutputRecorder, note: str) -> ExecResult:
-        rc = self.proc.exit_code() if self.proc is not None else None
-        # keep proc (eof) so the next run() knows to restart and say so
-        return self._result(rec, rc if rc is not None else -1, False,
+    def _died(self, rec: OutputRecorder, note: str, trailer: bytes | None) -> ExecResult:
+        self.dead = True
+        m = re.match(rb"died (-?\d+)", trailer or b"")
+        rc = int(m.group(1)) if m else -1
+        return self._result(rec, rc, False,
                             note + "[agentrm: the shell exited; the next command starts a new one]\n")
 
     @staticmethod
