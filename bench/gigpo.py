@@ -88,9 +88,19 @@ def python_gigpo(uid, traj, step, reward, valid, anchor, gamma, omega, penalty, 
 
 
 def timed(fn):
-    start = time.perf_counter()
+    """(value, (wall seconds, CPU seconds of this process)). On a shared machine the CPU time
+    is the steadier figure: wall time also counts the time other processes held the cores."""
+    wall, cpu = time.perf_counter(), time.process_time()
     value = fn()
-    return value, time.perf_counter() - start
+    return value, (time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def best(fn, runs: int):
+    value, (wall, cpu) = timed(fn)
+    for _ in range(runs - 1):
+        _, (w, c) = timed(fn)
+        wall, cpu = min(wall, w), min(cpu, c)
+    return value, wall, cpu
 
 
 def peak_mib(fn) -> float:
@@ -128,19 +138,15 @@ def main() -> None:
         return python_gigpo(*lists, gamma, omega, penalty, args.norm)
 
     # best of N for each side: the machine may be shared, the minimum is the least disturbed run
-    fast, t_fast = timed(vectorised)
-    for _ in range(args.repeat - 1):
-        t_fast = min(t_fast, timed(vectorised)[1])
-    slow, t_slow = timed(baseline)
-    for _ in range(args.baseline_repeat - 1):
-        t_slow = min(t_slow, timed(baseline)[1])
+    fast, t_fast, c_fast = best(vectorised, args.repeat)
+    slow, t_slow, c_slow = best(baseline, args.baseline_repeat)
     diff = float(np.max(np.abs(fast - np.asarray(slow))))
     np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-9)
     print(f"rows {len(cols[0]):,}  groups {args.groups:,}  rollouts {args.rollouts}  norm {args.norm}  "
           f"anchors {args.anchors}  shuffled {args.shuffle}")
-    print(f"vectorised (agentrm.advantages): {t_fast:8.3f} s  (best of {args.repeat})")
-    print(f"per-group Python baseline:       {t_slow:8.3f} s  (best of {args.baseline_repeat})")
-    print(f"speed-up: {t_slow / t_fast:.1f}x   max |diff| {diff:.2e}  (allclose: ok)")
+    print(f"vectorised (agentrm.advantages): wall {t_fast:7.3f} s  cpu {c_fast:7.3f} s  (best of {args.repeat})")
+    print(f"per-group Python baseline:       wall {t_slow:7.3f} s  cpu {c_slow:7.3f} s  (best of {args.baseline_repeat})")
+    print(f"speed-up: wall {t_slow / t_fast:.1f}x  cpu {c_slow / c_fast:.1f}x   max |diff| {diff:.2e}  (allclose: ok)")
     if not args.no_memory:
         print(f"peak traced memory: vectorised {peak_mib(vectorised):.0f} MiB, "
               f"baseline {peak_mib(baseline):.0f} MiB (inputs excluded)")

@@ -56,8 +56,6 @@ class Layout:
     order: np.ndarray  # rows sorted by (trajectory, step)
     pos: np.ndarray  # position of order[k] inside its trajectory
     length: np.ndarray  # steps per trajectory
-    next_row: np.ndarray  # index of the row's next step in its trajectory, −1 at the last step
-    is_last: np.ndarray  # bool: the trajectory's last step
     in_order: bool = False  # rows were already sorted by (trajectory, step)
 
     @classmethod
@@ -75,20 +73,29 @@ class Layout:
             order = None if in_order else np.argsort(key)
         else:
             order = np.lexsort((rows.step, traj))
-        sorted_traj = traj if order is None else traj[order]
         length = np.bincount(traj, minlength=n_traj)
         starts = np.cumsum(length) - length
         pos = np.arange(n) - np.repeat(starts, length)  # sorted rows are contiguous per trajectory
-        same_next = sorted_traj[1:] == sorted_traj[:-1]
         in_order = order is None
-        if in_order:  # rows already sorted: no permutation to apply
-            next_row = np.where(np.append(same_next, False), np.arange(1, n + 1), -1)
-            order = np.arange(n)
-        else:
-            next_row = np.full(n, -1, np.int64)
-            next_row[order[:-1][same_next]] = order[1:][same_next]
-        return cls(uid, traj, traj_uid, int(uid.max()) + 1 if n else 0, n_traj, order, pos,
-                   length, next_row, next_row < 0, in_order)
+        return cls(uid, traj, traj_uid, int(uid.max()) + 1 if n else 0, n_traj,
+                   np.arange(n) if in_order else order, pos, length, in_order)
+
+    @cached_property
+    def next_row(self) -> np.ndarray:
+        """Index of each row's next step in its trajectory; −1 at the last step."""
+        n = len(self.order)
+        sorted_traj = self.traj[self.order]
+        same_next = sorted_traj[1:] == sorted_traj[:-1]
+        if self.in_order:
+            return np.where(np.append(same_next, False), np.arange(1, n + 1), -1)
+        next_row = np.full(n, -1, np.int64)
+        next_row[self.order[:-1][same_next]] = self.order[1:][same_next]
+        return next_row
+
+    @cached_property
+    def is_last(self) -> np.ndarray:
+        """True on each trajectory's last step."""
+        return self.next_row < 0
 
     @cached_property
     def depth_rows(self) -> list[np.ndarray]:

@@ -95,6 +95,7 @@ def gigpo(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> Parts:
     single = count == 1
     factor = np.where(single, 0.0, _scale(sigma, single, cfg))  # one-row cluster: A_S = 0
     a_s = dev * factor[cluster]
-    return {"advantage": a_e + float(cfg.omega) * a_s, "episode_advantage": a_e,
+    omega = float(cfg.omega)
+    return {"advantage": a_e + (a_s if omega == 1.0 else omega * a_s), "episode_advantage": a_e,
             "step_advantage": a_s, "score": score, "return": ret,
-            "step_group": cluster, "step_group_size": count[cluster].astype(np.int64)}
+            "step_group": cluster, "step_group_size": count.astype(np.int64)[cluster]}

@@ -87,15 +87,16 @@ def compute(rows: StepRows, config: AdvantageConfig) -> AdvantageResult:
     fn = get(cfg.estimator)
     n = len(rows)
     lay = Layout.build(rows)
-    unknown = np.bincount(lay.traj[np.isnan(rows.reward)], minlength=lay.n_traj)
-    keep = np.ones(n, bool) if not unknown.any() else unknown[lay.traj] == 0
-    sub = rows
-    if not keep.all():
+    sub, keep = rows, None
+    nan_rows = np.isnan(rows.reward)
+    unknown = np.bincount(lay.traj[nan_rows], minlength=lay.n_traj) if nan_rows.any() else np.zeros(0)
+    if unknown.any():
+        keep = unknown[lay.traj] == 0
         sub = rows.take(np.flatnonzero(keep))
         lay = Layout.build(sub)
     parts = fn(sub, lay, cfg) if len(sub) else {"advantage": np.zeros(0)}
     columns = parts
-    if len(sub) != n:
+    if keep is not None:
         columns = {}
         for name, values in parts.items():
             full = np.full(n, np.nan if values.dtype.kind == "f" else -1, dtype=values.dtype)
