@@ -119,3 +119,25 @@ def test_agent_mode_with_a_scripted_fix(docker_client, tmp_path):
     # the registered "tests" scorer re-grades the stored trajectory from its metadata alone
     [score] = make_scorer("tests").score([traj])
     assert score.value == 1.0 and score.details["status"] == "resolved"
+
+
+def test_v5_rows_bring_their_own_image_eval_script_and_parser(docker_client, tmp_path):
+    from agentrm.evals.swebench.images import instance_image
+    from agentrm.evals.swebench.repos import RepoSource
+    from agentrm.evals.swebench.specs import load_specs
+
+    inst = next(i for i in load_instances("bundled") if i.instance_id == "agentrm__textkit-1")
+    image = instance_image(inst, load_specs().lookup(inst.repo, inst.version), RepoSource("bundled"))
+    script = ("cd /workspace\ngit apply <<'TESTS'\n" + inst.test_patch + "TESTS\n"
+              "python -m pytest -rA -p no:cacheprovider tests/test_slug.py\n")
+    row = {k: v for k, v in inst.row.items() if k != "base_commit"}
+    row.update(image=image, eval_script=script, log_parser="parse_log_pytest", repo="elsewhere/textkit")
+    data = tmp_path / "v5.json"
+    data.write_text(json.dumps([row]))
+    gold = evaluate(cfg(tmp_path, dataset=str(data), predictions="gold", run_id="v5-gold"))
+    assert gold.summary["resolved_ids"] == [inst.instance_id]
+    preds = tmp_path / "p.json"
+    unrelated = "--- a/README.md\n+++ b/README.md\n@@ -1,2 +1,3 @@\n # textkit\n+Unrelated.\n \n"
+    preds.write_text(json.dumps({inst.instance_id: {"model_patch": unrelated, "model_name_or_path": "m"}}))
+    other = evaluate(cfg(tmp_path, dataset=str(data), predictions=str(preds), run_id="v5-other"))
+    assert other.summary["unresolved_ids"] == [inst.instance_id]

@@ -158,3 +158,26 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing half-written
     proc = _cli("--predictions", str(tmp_path / "missing.jsonl"))
     assert proc.returncode == 2 and "predictions file not found" in proc.stderr
+
+
+def test_mirror_directory_and_git_url_sources(tmp_path):
+    import shutil
+
+    inst = load_instances("bundled")[0]
+    mirrors = tmp_path / "mirrors"
+    shutil.copytree(bundled_mirror("textkit"), mirrors / "agentrm__textkit")
+    source = RepoSource(str(mirrors))
+    assert source.local_repo("agentrm/textkit") == mirrors / "agentrm__textkit"
+    bundle = tmp_path / "r.bundle"
+    bundle.write_bytes(source._make_bundle(inst.repo, inst.base_commit))
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(bundle), str(clone))
+    assert git("rev-parse", "origin/base", cwd=clone).strip() == inst.base_commit
+    assert git("rev-list", "--all", cwd=clone).split() == [inst.base_commit]  # no later history
+    with pytest.raises(FileNotFoundError, match="not found in mirror directory"):
+        source.local_repo("agentrm/ghost")
+    with pytest.raises(FileNotFoundError, match="not in repository"):
+        source._make_bundle(inst.repo, "0" * 40)
+    # a URL template clones once (a file:// URL stands in for a git host on this offline machine)
+    url_source = RepoSource(f"file://{mirrors}/{{owner}}__{{name}}")
+    assert git("rev-parse", "HEAD", cwd=url_source.local_repo("agentrm/textkit")).strip() == inst.base_commit
