@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,7 @@ def register(root: typer.Typer) -> None:
 @app.command(context_settings={"allow_interspersed_args": False})
 def run(
     cmd: Annotated[list[str], typer.Argument(help="Command (after --); one word runs via bash -c.")],
-    image: Annotated[Optional[str], typer.Option(help="Image (default: the base image).")] = None,
+    image: Annotated[str | None, typer.Option(help="Image (default: the base image).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before the command is killed (exit 124).")] = 600.0,
     memory: Annotated[str, typer.Option(help="Memory limit, e.g. 512m, 2g.")] = "1g",
     cpus: Annotated[float, typer.Option(help="CPU limit.")] = 1.0,
@@ -52,11 +52,11 @@ def run(
 
 @app.command()
 def build(
-    dockerfile: Annotated[Optional[Path], typer.Argument(help="Dockerfile (FROM {base} = the base image); none: the base image.")] = None,
-    context: Annotated[Optional[Path], typer.Option(help="Build context directory.")] = None,
+    dockerfile: Annotated[Path | None, typer.Argument(help="Dockerfile (FROM {base} = the base image); none: the base image.")] = None,
+    context: Annotated[Path | None, typer.Option(help="Build context directory.")] = None,
     name: Annotated[str, typer.Option(help="Image repository name.")] = "agentrm/env",
-    packages: Annotated[Optional[str], typer.Option(help="Extra Debian packages for the base, comma-separated.")] = None,
-    pip: Annotated[Optional[str], typer.Option(help="Python requirements, comma-separated: wheels fetched on the host.")] = None,
+    packages: Annotated[str | None, typer.Option(help="Extra Debian packages for the base, comma-separated.")] = None,
+    pip: Annotated[str | None, typer.Option(help="Python requirements, comma-separated: wheels fetched on the host.")] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Build (or reuse) an image; print its content-hashed tag."""
@@ -105,7 +105,7 @@ def prune(
 
 @app.command()
 def cleanup(
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Only this run's sandboxes.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Only this run's sandboxes.")] = None,
     force: Annotated[bool, typer.Option(help="Also sandboxes of processes still running.")] = False,
     json_out: JsonOption = False,
 ) -> None:

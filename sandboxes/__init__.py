@@ -3,10 +3,10 @@
     from agentrm.sandboxes import DockerSandbox, SandboxConfig, base_image, build_image, fork
 """
 
-from agentrm.sandboxes.reaper import cleanup
 from agentrm.sandboxes.config import SandboxConfig, parse_size
 from agentrm.sandboxes.images import base_image, build_image
 from agentrm.sandboxes.pool import SandboxPool, fork
+from agentrm.sandboxes.reaper import cleanup
 from agentrm.sandboxes.sandbox import DockerSandbox, SandboxExpired
 
 __all__ = [

@@ -9,6 +9,7 @@ import shutil
 import time
 import uuid
 
+import docker.errors
 import pytest
 
 from agentrm.errors import SandboxGone
@@ -168,7 +169,7 @@ def test_background_processes_do_not_block_and_die_with_the_sandbox(image, docke
     assert r.stdout == "bg\n" and not r.timed_out and r.duration_s < 5
     assert sb.exec("pgrep -c -f 'sleep 1000'").stdout.strip() == "3"
     sb.close()
-    with pytest.raises(Exception):
+    with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(cid)
     with pytest.raises(SandboxGone):
         sb.exec("true")

@@ -16,8 +16,15 @@ import uuid
 import pytest
 
 from agentrm.errors import InputError, SandboxGone
-from agentrm.sandboxes import (DockerSandbox, SandboxConfig, SandboxExpired, SandboxPool,
-                               base_image, cleanup, fork)
+from agentrm.sandboxes import (
+    DockerSandbox,
+    SandboxConfig,
+    SandboxExpired,
+    SandboxPool,
+    base_image,
+    cleanup,
+    fork,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
