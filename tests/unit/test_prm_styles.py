@@ -8,6 +8,8 @@ piecewise tokenisation, no batching, no packing, no head shortcuts. The scorer m
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -23,6 +25,15 @@ pytestmark = pytest.mark.model
 STYLES = ["token-cls", "tag", "value", "judge"]
 TRAJS = [sample_trajectory("a", 4, seed=1), sample_trajectory("b", 7, seed=2),
          sample_trajectory("c", 1, seed=3), sample_trajectory("d", 3, seed=4, words=30)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread is faster, and on a busy 2-core box two threads spin-wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +65,14 @@ def naive_prefixes(tok, traj, style, scorer):
     return out
 
 
-def reference_scores(folder, style, scorer, traj):
+@functools.lru_cache(maxsize=None)
+def reference_model(folder, style):
+    """Stock transformers classes and a head built by hand from the checkpoint's tensors."""
     tok = AutoTokenizer.from_pretrained(str(folder))
     weights = load_file(str(folder / "model.safetensors")) if style in ("token-cls", "value") else {}
+    head = None
     if style in ("tag", "judge"):
         model = Qwen2ForCausalLM.from_pretrained(str(folder)).eval()
-        good, bad = (tok.convert_tokens_to_ids(t) for t in (scorer.cfg.good, scorer.cfg.bad))
     else:
         model = Qwen2Model.from_pretrained(str(folder)).eval()
     if style == "token-cls":
@@ -68,6 +81,13 @@ def reference_scores(folder, style, scorer, traj):
     if style == "value":
         head = torch.nn.Linear(128, 1)
         head.load_state_dict({"weight": weights["v_head.weight"], "bias": weights["v_head.bias"]})
+    return tok, model, head
+
+
+def reference_scores(folder, style, scorer, traj):
+    tok, model, head = reference_model(folder, style)
+    if style in ("tag", "judge"):
+        good, bad = (tok.convert_tokens_to_ids(t) for t in (scorer.cfg.good, scorer.cfg.bad))
     out = []
     for text in naive_prefixes(tok, traj, style, scorer):
         ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
