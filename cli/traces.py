@@ -166,6 +166,8 @@ def list_(
     cols += ["score"] if scorer else []
     table = rich_table(f"{len(rows)} trajectories", cols,
                        [[_fmt(r.get(c)) for c in cols] for r in rows])
+    for column in table.columns[:4]:  # ids are what users copy: wrap them, never cut them
+        column.overflow = "fold"
     console.print(table)
 
 
