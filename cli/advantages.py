@@ -23,6 +23,7 @@ Penalty = Annotated[float | None, typer.Option("--invalid-penalty", help="coef f
 Placement = Annotated[str, typer.Option("--penalty-placement", help="row (reference) | reward (fold into r_t)")]
 Std = Annotated[str | None, typer.Option("--std", help="sample (σ₁) | population (σ₀)")]
 Eps = Annotated[float | None, typer.Option("--eps", help="ε added to σ")]
+EpsVar = Annotated[float | None, typer.Option("--eps-var", help="ε' inside the root: σ = sqrt(var + ε')")]
 IgpoNorm = Annotated[str, typer.Option("--igpo-norm", help="IGPO: separate | joint")]
 Temp = Annotated[float, typer.Option("--temperature", help="min-form soft-min T (0 = hard min)")]
 Scope = Annotated[str, typer.Option("--minform-scope", help="min-form: future | all")]
@@ -33,11 +34,11 @@ Out = Annotated[Path | None, typer.Option("-o", "--output", help="output file")]
 
 
 def _config(estimator, gamma, omega, norm, anchor, baseline, penalty, placement, std, eps,
-            igpo_norm, temperature, scope):
+            igpo_norm, temperature, scope, eps_var=None):
     from agentrm.advantages import AdvantageConfig
 
     return AdvantageConfig(estimator=estimator, gamma=gamma, omega=omega, norm=norm, std=std,
-                           eps=eps, baseline=baseline, anchor=anchor, invalid_penalty=penalty,
+                           eps=eps, eps_var=eps_var, baseline=baseline, anchor=anchor, invalid_penalty=penalty,
                            penalty_placement=placement, igpo_norm=igpo_norm,
                            minform_temperature=temperature, minform_scope=scope).resolve()
 
@@ -80,7 +81,7 @@ def advantages_cmd(
     output: Out = None, estimator: Est = "gigpo", gamma: Gamma = None, omega: Omega = 1.0,
     norm: Norm = None, anchor: Anchor = "exact", baseline: Baseline = "trajectory",
     invalid_penalty: Penalty = None, penalty_placement: Placement = "row", std: Std = None,
-    eps: Eps = None, igpo_norm: IgpoNorm = "separate", temperature: Temp = 0.1,
+    eps: Eps = None, eps_var: EpsVar = None, igpo_norm: IgpoNorm = "separate", temperature: Temp = 0.1,
     minform_scope: Scope = "future", db: DbOption = "sqlite:///agentrm.db", run: Run = None,
     reward_from: RewardFrom = None, turn_reward_from: TurnRewardFrom = None, json_: JsonOption = False,
 ) -> None:
@@ -90,7 +91,7 @@ def advantages_cmd(
     from agentrm.advantages.trajectories import advantage_records
 
     cfg = _config(estimator, gamma, omega, norm, anchor, baseline, invalid_penalty, penalty_placement,
-                  std, eps, igpo_norm, temperature, minform_scope)
+                  std, eps, igpo_norm, temperature, minform_scope, eps_var)
     if (input is None) == (run is None):
         raise InputError("give either a step-row file (IN.jsonl -o OUT.jsonl) or --run ID (with --db)")
     if input is not None:

@@ -94,3 +94,17 @@ def test_bad_flags_exit_2(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(capsys, monkeypatch, "advantages", str(tmp_path / "nope.jsonl"), "-o", "x")
     assert code == 2 and "nope.jsonl" in err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_std_conventions_from_the_command_line(tmp_path, capsys, monkeypatch):
+    """IGPO-style σ₀ with sqrt(var + 0.75) on rewards {1, 0}: σ = 1, so A = ±0.5 exactly."""
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"uid": "g", "traj_uid": "a", "step": 0, "reward": 1}\n'
+                   '{"uid": "g", "traj_uid": "b", "step": 0, "reward": 0}\n')
+    out = tmp_path / "out.jsonl"
+    code, stdout, err = run_cli(capsys, monkeypatch, "advantages", "--estimator", "grpo", "--std", "population",
+                                "--eps-var", "0.75", "--eps", "0", str(src), "-o", str(out), "--json")
+    assert code == 0, err
+    assert [json.loads(x)["advantage"] for x in out.read_text().splitlines()] == [0.5, -0.5]
+    meta = json.loads(stdout)
+    assert meta["std"] == "population" and meta["eps_var"] == 0.75 and meta["eps"] == 0.0
