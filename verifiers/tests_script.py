@@ -33,6 +33,7 @@ JUNIT_END = ">>>>> JUnit End"
 _SCRIPT = """main() {{
 exec 2>&1
 set -u
+git() {{ command git -c core.hooksPath=/dev/null "$@"; }}  # no repository hook ever runs
 cd {workdir} || {{ echo ">>>>> Reset Failed: no {workdir}"; return 90; }}
 export TZ=UTC PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
 unset PYTEST_ADDOPTS PYTEST_PLUGINS PYTHONPATH PYTHONSTARTUP PYTHONHOME
@@ -172,6 +173,13 @@ def patch_problem(patch: str) -> str | None:
         return "patch contains NUL bytes (binary content)"
     if "GIT binary patch" in patch or re.search(r"^Binary files .* differ$", patch, re.M):
         return "binary patch (GIT binary patch / Binary files differ) is not supported"
-    if not touched_paths(patch):
+    paths = touched_paths(patch)
+    if not paths:
         return "not a unified diff (no file headers)"
+    for path in sorted(paths):
+        parts = path.split("/")
+        if parts[0] == ".git" or ".." in parts:
+            return f"patch touches {path!r} (inside .git or outside the repository)"
+    if re.search(r"^(?:new file mode|new mode|old mode) 120000$", patch, re.M):
+        return "patch creates a symbolic link (not supported: links can point outside the tree)"
     return None

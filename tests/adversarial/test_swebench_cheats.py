@@ -138,3 +138,16 @@ def test_binary_and_garbage_patches_fail_to_apply(setup):
     run = run_tests(spec, stale)
     assert run.status == PATCH_FAILED and run.reward == 0.0 and run.failure_kind == "model"
 
+
+
+def test_git_hooks_symlinks_and_escaping_paths_are_refused(setup):
+    _, spec, _ = setup
+    hook = ("diff --git a/.git/hooks/post-checkout b/.git/hooks/post-checkout\nnew file mode 100755\n"
+            "--- /dev/null\n+++ b/.git/hooks/post-checkout\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n"
+            "+cp /dev/null conftest.py\n")
+    link = ("diff --git a/site b/site\nnew file mode 120000\n--- /dev/null\n+++ b/site\n"
+            "@@ -0,0 +1 @@\n+/opt/venv/lib/python3.11/site-packages\n\\ No newline at end of file\n")
+    escape = "--- a/../../etc/x\n+++ b/../../etc/x\n@@ -1 +1 @@\n-a\n+b\n"
+    for patch, why in ((hook, ".git"), (link, "symbolic link"), (escape, "outside")):
+        run = run_tests(spec, patch)
+        assert run.status == PATCH_FAILED and why in run.error
