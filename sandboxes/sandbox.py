@@ -43,6 +43,11 @@ CAP_DROP = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SYS_CHROOT", "SETFCAP", "SETPCAP
             "NET_BIND_SERVICE"]
 
 
+# The memory cgroup's OOM-kill counter (cgroup v1, then v2), readable inside the container.
+OOM_PROBE = ("{ grep -h '^oom_kill ' /sys/fs/cgroup/memory/memory.oom_control "
+             "/sys/fs/cgroup/memory.events 2>/dev/null || echo 'oom_kill 0'; } | head -1 | cut -d' ' -f2")
+
+
 class SandboxExpired(SandboxGone):
     """The sandbox's wall-clock limit ran out and the container ended."""
 
@@ -57,6 +62,7 @@ class DockerSandbox(FileTransfer):
         self._lock = threading.RLock()  # one command at a time per sandbox
         self._closed = False
         self._snapshots = 0
+        self._oom_kills = 0
         self._container = None
         self.started_at = time.monotonic()
         self._shell_token = os.urandom(12).hex()
@@ -205,9 +211,12 @@ class DockerSandbox(FileTransfer):
         command, `user`, `input`, `env` or `workdir` run a separate process instead.
         Raises only SandboxGone; a timeout kills the command and returns exit code 124."""
         timeout = self._timeout(timeout)
+        if "\x00" in (cmd if isinstance(cmd, str) else "".join(cmd)):
+            raise InputError("command contains a NUL byte")
         if stateless or isinstance(cmd, list) or user or input is not None or env or workdir:
-            return self._exec_stateless(cmd, timeout, user=user, input=input,
-                                        on_output=on_output, env=env, workdir=workdir)
+            return self._note_oom(self._exec_stateless(
+                cmd, timeout, user=user, input=input, on_output=on_output, env=env,
+                workdir=workdir))
         with self._lock:
             self._check()
             try:
@@ -220,7 +229,24 @@ class DockerSandbox(FileTransfer):
                 raise self._gone(str(exc)) from exc
             if result.exit_code == -1 or "[agentrm: the shell exited" in result.stderr:
                 self._raise_if_gone()
+            return self._note_oom(result)
+
+    def _note_oom(self, result: ExecResult) -> ExecResult:
+        """A SIGKILLed command (137) may be the out-of-memory killer's work: ask the memory
+        cgroup's counter and say so in stderr, so the trace shows why."""
+        if result.exit_code != 137 or result.timed_out:
             return result
+        try:
+            rc, out, _ = self._exec_raw(["sh", "-c", OOM_PROBE])
+        except (OSError, SandboxGone, APIError):
+            return result
+        count = int(out.strip() or 0) if rc == 0 and out.strip().isdigit() else 0
+        if count > self._oom_kills:
+            self._oom_kills = count
+            note = f"[agentrm: killed by the out-of-memory killer (memory limit {self.cfg.memory})]\n"
+            sep = "" if not result.stderr or result.stderr.endswith("\n") else "\n"
+            result.stderr = result.stderr + sep + note
+        return result
 
     def _timeout(self, timeout: float | None) -> float:
         t = self.cfg.default_timeout if timeout is None else float(timeout)
@@ -283,8 +309,8 @@ class DockerSandbox(FileTransfer):
         try:
             proc = AttachedExec(client().api, self.id, wrapped, user=user or self.cfg.user,
                                 workdir=workdir or self.cfg.workdir, env=envs)
-        except SandboxGone:
-            raise self._gone("exec could not start") from None
+        except (SandboxGone, APIError, OSError) as exc:
+            raise self._gone(f"exec could not start: {exc}") from None
         try:
             if input is not None:
                 proc.send(input.encode() if isinstance(input, str) else input)

@@ -54,6 +54,11 @@ def test_fork_bomb_is_bounded_by_pids_and_killed(box):
 def test_memory_hog_is_killed_inside_the_sandbox(box):
     r = box.exec("python3 -c 'x = bytearray(2 << 30); print(len(x))'", timeout=60)
     assert r.exit_code != 0 and "2147483648" not in r.stdout  # OOM-killed (137) or MemoryError
+    if r.exit_code == 137:
+        assert "out-of-memory killer" in r.stderr, r
+    r = box.exec(["python3", "-c", "x = bytearray(700 << 20); x[::4096] = b'1' * len(x[::4096]); print(1)"],
+                 timeout=60)
+    assert r.exit_code == 137 and "out-of-memory killer" in r.stderr, r
     _healthy(box)
 
 

@@ -97,6 +97,23 @@ def test_wall_clock_limit_ends_the_sandbox(image, docker_client):
         box.close()
 
 
+def test_container_removed_from_outside_raises_sandbox_gone(image, docker_client):
+    box = DockerSandbox()
+    try:
+        box.exec("cd /tmp")
+        docker_client.api.remove_container(box.id, force=True)
+        start = time.monotonic()
+        with pytest.raises(SandboxGone):
+            box.exec("echo hi", timeout=30)
+        with pytest.raises(SandboxGone):
+            box.exec(["echo", "hi"], timeout=30)
+        with pytest.raises(SandboxGone):
+            box.snapshot()
+        assert time.monotonic() - start < 20
+    finally:
+        box.close()
+
+
 def test_bad_config_fails_before_any_container(image):
     for bad in (dict(memory="lots"), dict(cpus=0), dict(pids=1), dict(workdir="rel"),
                 dict(env={"1BAD": "x"})):
@@ -107,6 +124,8 @@ def test_bad_config_fails_before_any_container(image):
     with DockerSandbox() as box:
         with pytest.raises(InputError):
             box.exec("true", timeout=0)
+        with pytest.raises(InputError):
+            box.exec("echo a\x00b")
 
 
 def test_limits_are_applied(image, docker_client):
