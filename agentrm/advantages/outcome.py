@@ -20,7 +20,7 @@ def scores_and_returns(rows: StepRows, lay: Layout, cfg: AdvantageConfig) -> tup
     invalid-action penalty (§3.5). "row": the reference — coef subtracted once from the row's
     score and its return, undiscounted. "reward": coef folded into r_t before summing and
     discounting, so it reaches R(τ) of every row and the returns of earlier steps."""
-    penalty = float(cfg.invalid_penalty) * (~rows.valid)
+    penalty = np.where(rows.valid, 0.0, float(cfg.invalid_penalty))
     if cfg.penalty_placement == "reward":
         reward = rows.reward - penalty
         return lay.traj_sum(reward)[lay.traj], lay.reverse_scan(reward, cfg.gamma)
