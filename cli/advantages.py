@@ -98,6 +98,8 @@ def advantages_cmd(
         if output is None:
             raise InputError("-o OUT.jsonl is required with an input file")
         rows, records = read_step_rows(input)
+        if not records:
+            raise InputError("no step rows in the file", path=str(input))
         result = compute(rows, cfg)
         cols = {k: v.tolist() for k, v in result.columns.items()}
         out = ({**rec, **{k: _clean(cols[k][i]) for k in cols}} for i, rec in enumerate(records))

@@ -225,3 +225,26 @@ def test_metadata_records_every_convention():
                 "invalid_penalty", "penalty_placement", "anchor", "norm", "config_hash"):
         assert key in meta
     assert meta["gamma"] == 0.95 and meta["norm"] == "mean"
+
+
+def test_anchor_hashable_forms():
+    from agentrm.advantages.rows import anchor_text
+
+    # 1 and "1" are different states; lists compare like tuples; dict key order is irrelevant
+    assert anchor_text(1) != anchor_text("1")
+    assert anchor_text({"a": 1, "b": [1, 2]}) == anchor_text({"b": [1, 2], "a": 1})
+    assert anchor_text([1, 2]) != anchor_text([2, 1])
+    r = rows(("g", "a", 0, 1.0, True, anchor_text(1)), ("g", "b", 0, 0.0, True, anchor_text("1")),
+             ("g", "c", 0, 0.5, True, anchor_text({"x": 1, "y": 2})),
+             ("g", "d", 0, 0.0, True, anchor_text({"y": 2, "x": 1})))
+    assert compute(r, AdvantageConfig()).columns["step_group_size"].tolist() == [1, 1, 2, 2]
+
+
+def test_similarity_ignores_non_text_anchors_and_handles_unicode():
+    from agentrm.advantages.rows import anchor_text
+
+    r = rows(("g", "a", 0, 1.0, True, "répertoire: ✓ 3 fichiers"), ("g", "b", 0, 0.0, True, "répertoire: ✓ 4 fichiers"),
+             ("g", "c", 0, 0.0, True, anchor_text([1, 2])), ("g", "d", 0, 1.0, True, anchor_text([1, 2])),
+             ("g", "e", 0, 1.0, True, None))
+    sizes = compute(r, AdvantageConfig(anchor="similar:0.9")).columns["step_group_size"]
+    assert sizes.tolist() == [2, 2, 2, 2, 1]

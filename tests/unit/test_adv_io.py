@@ -108,3 +108,10 @@ def test_std_conventions_from_the_command_line(tmp_path, capsys, monkeypatch):
     assert [json.loads(x)["advantage"] for x in out.read_text().splitlines()] == [0.5, -0.5]
     meta = json.loads(stdout)
     assert meta["std"] == "population" and meta["eps_var"] == 0.75 and meta["eps"] == 0.0
+
+
+def test_empty_file_is_an_error(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "empty.jsonl"
+    src.write_text("\n\n")
+    code, _, err = run_cli(capsys, monkeypatch, "advantages", str(src), "-o", str(tmp_path / "o.jsonl"))
+    assert code == 2 and "no step rows" in err and not (tmp_path / "o.jsonl").exists()
