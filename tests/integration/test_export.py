@@ -290,3 +290,19 @@ def test_export_bad_inputs_name_what_to_fix(tmp_path, capsys, monkeypatch):
     assert "--run" in err
     err = _fails(capsys, monkeypatch, "export", "--format", "onnx", "--db", url, "--run", run_id, "-o", "x")
     assert "--format" in err
+
+
+@pytest.mark.parametrize("estimator", ["gigpo", "grpo", "rloo", "igpo", "minform"])
+def test_every_estimator_runs_from_the_store(tmp_path, capsys, monkeypatch, estimator):
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    run_id, trajs = fill_store(url)
+    out = json.loads(cli(capsys, monkeypatch, "advantages", "--db", url, "--run", run_id,
+                         "--estimator", estimator, "--json").out)
+    assert out["estimator"] == estimator and out["written"] == 5
+    got = stored(url, [t.id for t in trajs], estimator)
+    rows, keys = rows_from_trajectories(trajs)
+    ref = compute(rows, AdvantageConfig(estimator=estimator)).advantage
+    for key, value in zip(keys, ref.tolist(), strict=True):
+        assert (key in got) == bool(np.isfinite(value))
+        if key in got:
+            assert got[key].value == pytest.approx(value)
