@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from agentrm.advantages.rows import StepRows
+from agentrm.errors import InputError
 
 
 def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,11 +67,17 @@ class Layout:
         n_traj = int(traj.max()) + 1 if n else 0
         traj_uid = np.zeros(n_traj, np.int64)
         traj_uid[traj] = uid
+        if n and np.any(traj_uid[traj] != uid):
+            bad = rows.traj_uid[np.flatnonzero(traj_uid[traj] != uid)[0]]
+            raise InputError(f"trajectory {bad!r} appears in more than one group (uid)")
         span = int(rows.step.max()) + 1 if n else 1
         if span * max(n_traj, 1) < 2**62:  # one int64 key instead of lexsort
             key = traj * span + rows.step
             in_order = n < 2 or bool(np.all(key[1:] > key[:-1]))  # files are usually written sorted
             order = None if in_order else np.argsort(key)
+            if order is not None and np.any(np.diff(key[order]) == 0):
+                dup = int(order[np.flatnonzero(np.diff(key[order]) == 0)[0]])
+                raise InputError(f"duplicate step {rows.step[dup]} of trajectory {rows.traj_uid[dup]!r}")
         else:
             order = np.lexsort((rows.step, traj))
         length = np.bincount(traj, minlength=n_traj)

@@ -248,3 +248,11 @@ def test_similarity_ignores_non_text_anchors_and_handles_unicode():
              ("g", "e", 0, 1.0, True, None))
     sizes = compute(r, AdvantageConfig(anchor="similar:0.9")).columns["step_group_size"]
     assert sizes.tolist() == [2, 2, 2, 2, 1]
+
+
+def test_column_api_rejects_inconsistent_rows():
+    with pytest.raises(InputError, match="more than one group"):
+        compute(rows(("g", "t", 0, 1.0, True, None), ("h", "t", 1, 0.0, True, None)), AdvantageConfig())
+    with pytest.raises(InputError, match="duplicate step 1"):
+        compute(rows(("g", "t", 1, 1.0, True, None), ("g", "t", 0, 0.0, True, None), ("g", "t", 1, 0.0, True, None)),
+                AdvantageConfig())
