@@ -116,6 +116,10 @@ def test_agent_mode_with_a_scripted_fix(docker_client, tmp_path):
     traj = store.get_trajectory(by_id[inst.instance_id].trajectory_id)
     assert len(traj.turns) == 3 and traj.reward == 1.0
     assert "textkit/slug.py" in traj.metadata["model_patch"]
+    # resuming the run id keeps finished attempts instead of rolling out again
+    again = evaluate(cfg(tmp_path, agent=True, policy=f"scripted:{script}", run_id="agent-run",
+                         instance_ids=[inst.instance_id]))
+    assert again.results[0].reused and again.results[0].status == "resolved"
     # the registered "tests" scorer re-grades the stored trajectory from its metadata alone
     [score] = make_scorer("tests").score([traj])
     assert score.value == 1.0 and score.details["status"] == "resolved"

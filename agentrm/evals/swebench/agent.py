@@ -8,7 +8,7 @@ import logging
 import shlex
 from typing import Any
 
-from agentrm.errors import InfrastructureError
+from agentrm.errors import InfrastructureError, NotFoundError
 from agentrm.evals.swebench.dataset import Instance
 from agentrm.evals.swebench.images import WORKDIR
 from agentrm.types import FailureKind, Task
@@ -43,6 +43,12 @@ def solve(inst: Instance, image: str, policy: Any, store: Any, run_id: str, cfg:
     if store is not None:
         store.upsert_task(task)
     traj_id = f"{run_id}/{inst.instance_id}"
+    if store is not None:
+        try:
+            store.get_trajectory(traj_id)
+            store.reset_trajectory(traj_id)  # an earlier attempt under this run id: start afresh
+        except NotFoundError:
+            pass
     limits = Limits(max_turns=cfg.max_turns, max_seconds=cfg.agent_timeout)
     sandbox_cfg = SandboxConfig(image=image, workdir=WORKDIR, network=False, run_id=run_id,
                                 wall_clock_s=cfg.agent_timeout + 600)

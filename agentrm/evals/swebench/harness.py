@@ -42,9 +42,10 @@ from agentrm.evals.swebench.report import (
 from agentrm.evals.swebench.repos import RepoSource
 from agentrm.evals.swebench.specs import SpecTable, load_specs
 from agentrm.hashing import stable_hash
-from agentrm.verifiers.tests_verifier import EMPTY, ERROR, TestRun, TestSpec, run_tests
+from agentrm.verifiers.tests_verifier import EMPTY, ERROR, TIMEOUT, TestRun, TestSpec, run_tests
 
 log = logging.getLogger("agentrm.evals.swebench")
+RETRY = (ERROR, TIMEOUT)  # environment failures are never reused: a resume tries them again
 
 
 def default_workers() -> int:
@@ -196,6 +197,12 @@ class Harness:
             self._record(inst, result, None, None, None, run_id)
             return result
         traj_id = None
+        if self.cfg.agent and not self.cfg.redo:
+            previous = read_result(directory)  # a finished attempt of this run: keep it
+            if (previous is not None and previous.trajectory_id and previous.image == image
+                    and previous.status not in RETRY):
+                previous.reused = True
+                return previous
         if self.cfg.agent:
             from agentrm.evals.swebench.agent import solve
 
@@ -211,7 +218,7 @@ class Harness:
             patch = pred.model_patch
         key = resume_key(inst.instance_id, patch, spec)
         previous = None if self.cfg.redo or self.cfg.agent else read_result(directory)
-        if previous is not None and previous.key == key:
+        if previous is not None and previous.key == key and previous.status not in RETRY:
             previous.reused = True
             return previous
         run = run_tests(spec, patch)
