@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from agentrm.verifiers.prm_format import Encoded, JudgeEncoded
 from agentrm.verifiers.prm_hf import Readout, _checkpoint_tensors, pair_head, readouts, value_head
 
 log = logging.getLogger("agentrm.verifiers.prm")
+CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB unless VLLM_CPU_KVCACHE_SPACE says otherwise
 
 
 def _import_vllm() -> Any:
@@ -93,6 +95,10 @@ class VLLMBackend:
         args = dict(model=str(served), runner="pooling", enforce_eager=True,
                     dtype="auto" if torch.cuda.is_available() else "float32",
                     gpu_memory_utilization=gpu_memory_utilization, **engine_args)
+        if not torch.cuda.is_available() and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            # vLLM's automatic CPU KV size subtracts this process's RSS from a share of RAM and
+            # fails on a busy machine or after an earlier engine; scoring needs little KV space.
+            args.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
         if style == "token-cls":
             args["pooler_config"] = PoolerConfig(task="token_classify", tok_pooling_type="STEP",
                                                    step_tag_id=sep_id)
