@@ -297,6 +297,9 @@ class TestVerifier(ScorerBase):
         out = []
         for traj in trajectories:
             spec_data = traj.metadata.get("tests_verifier")
+            verifier = traj.metadata.get("verifier")
+            if not spec_data and isinstance(verifier, dict) and verifier.get("kind") == "tests":
+                spec_data = verifier  # a task's {"kind": "tests", "image": ..., ...} copied along
             if not spec_data:
                 out.append(self.trajectory_score(traj.id, None, status="no_test_spec"))
                 continue
