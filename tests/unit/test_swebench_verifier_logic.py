@@ -199,3 +199,14 @@ def test_eval_script_is_valid_bash_and_embeds_patches_verbatim(tmp_path):
     path.write_text(script)
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
     assert patch in script and "AGENTRM_EOF_n" in script
+
+
+def test_tests_scorer_abstains_without_a_spec_and_is_registered():
+    from agentrm.types import Trajectory
+    from agentrm.verifiers.registry import make_scorer
+
+    scorer = make_scorer("tests", model="ignored", device="cpu", timeout="60")
+    assert scorer.name == "tests" and scorer.config() == {"timeout": 60.0}
+    [score] = scorer.score([Trajectory("t1", "task", "g")])
+    assert score.value is None and score.details["status"] == "no_test_spec"
+    assert score.level.value == "trajectory" and score.config_hash == scorer.config_hash()
