@@ -50,7 +50,8 @@ exec {__agentrm_sfd}<> <(:)
 __agentrm_sweep() {  # $1 env entry, $2 signal, $3 shell's env entry, $4 shell pid, $5 min start tick
   local f p x st line; local -a e fld; __agentrm_found=0
   for f in /proc/[0-9]*/environ; do
-    p=${f#/proc/}; p=${p%/environ}; [ "$p" = "$$" ] && continue; [ "$p" = "$4" ] && continue
+    p=${f#/proc/}; p=${p%/environ}; st=; fld=()
+    case " $$ $4 $__agentrm_keep " in *" $p "*) continue;; esac
     mapfile -d '' -t e 2>/dev/null < "$f" || continue
     for x in "${e[@]}"; do
       if [ "$x" = "$1" ]; then st=hit; break; fi
@@ -58,15 +59,22 @@ __agentrm_sweep() {  # $1 env entry, $2 signal, $3 shell's env entry, $4 shell p
     done
     if [ "$st" = shell ] && [ -n "$5" ]; then  # a subshell forked by the shell: new enough?
       read -r line 2>/dev/null < "/proc/$p/stat" || continue
-      read -r -a fld <<< "${line##*) }"
-      [ "${fld[19]:-0}" -ge "$5" ] && st=hit
+      fld=(${line##*) })
+      [ "${#fld[@]}" -gt 19 ] && [ "${fld[19]}" -ge "$5" ] && st=hit
     fi
     if [ "$st" = hit ]; then kill -"$2" "$p" 2>/dev/null; __agentrm_found=1; fi
-    st=
+  done
+}
+__agentrm_ancestors() {  # PID 1 and the shell's ancestors (wrapper, timeout): never killed
+  local p=$1 line; local -a fld; __agentrm_keep=1
+  while [ -n "$p" ] && [ "$p" -gt 1 ]; do
+    read -r line 2>/dev/null < "/proc/$p/stat" || break
+    fld=(${line##*) }); p=${fld[1]}; __agentrm_keep="$__agentrm_keep $p"
   done
 }
 __agentrm_kill() {  # $1 cmd entry, $2 grace s, $3 shell pid, $4 shell entry, $5 centiseconds
   local i end up min=                     # running, $6 1 = also kill the shell itself
+  __agentrm_ancestors "$3"
   [ "$6" = 1 ] && kill -KILL "$3" 2>/dev/null
   [ -n "$3" ] && kill -USR1 "$3" 2>/dev/null
   if [ -n "$5" ]; then read -r up _ < /proc/uptime; min=$(( ${up/./} - $5 )); fi
