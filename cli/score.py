@@ -143,6 +143,9 @@ def score(
     options = {k: v for k, v in flags.items() if v is not None} | extra
     scorers = [make_scorer(name, **_accepted(name, options, set(extra))) for name in scorer]
     trajs, store = _load(file, db, run)
+    for built in scorers:  # load models and check tokens before the bar: fail up front
+        if callable(getattr(built, "load", None)):
+            built.load()
     with progress() as bar:
         task = bar.add_task("scoring", total=len(trajs))
         scores = score_trajectories(trajs, scorers, store=store, batch_size=batch_size or 8,
