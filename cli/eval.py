@@ -32,8 +32,8 @@ def _ids(values: list[str] | None) -> list[str] | None:
 def swe_bench(
     dataset: Annotated[str, typer.Option(help="Instances: JSON/JSONL/parquet file, a saved "
                                               "dataset directory, or 'bundled'.")] = "bundled",
-    predictions: Annotated[str, typer.Option(help="Predictions FILE (JSONL or JSON), 'gold' or "
-                                                  "'empty'.")] = "gold",
+    predictions: Annotated[str | None, typer.Option(
+        help="Predictions FILE (JSONL or JSON), 'gold' or 'empty' (default gold).")] = None,
     instance_ids: Annotated[list[str] | None, typer.Option(
         "--instance-ids", help="Only these instances (comma/space separated; repeatable).")] = None,
     max_workers: Annotated[int | None, typer.Option(
@@ -56,10 +56,15 @@ def swe_bench(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate predictions (or an agent) on SWE-bench instances; gold resolves, empty does not."""
+    from agentrm.errors import InputError
     from agentrm.evals.swebench.harness import EvalConfig, Harness, default_workers
     from agentrm.evals.swebench.report import TABLE_COLUMNS, table_rows
 
-    cfg = EvalConfig(dataset=dataset, predictions=predictions, instance_ids=_ids(instance_ids),
+    if agent and predictions:
+        raise InputError("--predictions and --agent exclude each other: the agent makes the patches")
+    if policy and not agent:
+        raise InputError("--policy needs --agent")
+    cfg = EvalConfig(dataset=dataset, predictions=predictions or "gold", instance_ids=_ids(instance_ids),
                      max_workers=max_workers or default_workers(), timeout=timeout, run_id=run_id,
                      run_dir=run_dir, repos=repos, specs=specs, db=db_url(db), redo=redo,
                      agent=agent, policy=policy, max_turns=max_turns)
