@@ -77,3 +77,29 @@ def test_short_rollout_records_tokens_and_closes(tiny, tmp_path):
         assert turn.prompt_tokens > 0 and turn.completion_tokens == len(turn.logprobs)
         assert turn.anchor_key
     assert saved.turns[-1].prompt_tokens > saved.turns[0].prompt_tokens or len(saved.turns) == 1
+
+
+@pytest.mark.docker
+def test_agentrm_run_cli_with_transformers_in_docker(tiny, docker_client, tmp_path):
+    """The whole command: builtin task, group of 2, JSON summary, store complete."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from agentrm.cli.main import app
+
+    db = f"sqlite:///{tmp_path}/cli.db"
+    result = CliRunner().invoke(app, [
+        "run", "--tasks", "builtin", "--task", "json-value", "--policy",
+        f"transformers:{tiny}?max_new_tokens=8&seed=0", "--group-size", "2", "--max-turns", "2",
+        "--run-id", "cli1", "--db", db, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["run_id"] == "cli1" and len(summary["trajectories"]) == 2
+    assert sum(summary["counts"].values()) == 2
+    assert not {"sandbox_error", "model_error", "crashed"} & set(summary["counts"])
+    store = open_store(db)
+    trajs = list(store.iter_trajectories(run_id="cli1"))
+    assert {t.group_id for t in trajs} == {"cli1/json-value"}
+    assert all(t.exit_status is not ExitStatus.RUNNING and t.turns for t in trajs)
+    assert all(t.policy.startswith("transformers:") for t in trajs)
