@@ -181,3 +181,10 @@ def test_mirror_directory_and_git_url_sources(tmp_path):
     # a URL template clones once (a file:// URL stands in for a git host on this offline machine)
     url_source = RepoSource(f"file://{mirrors}/{{owner}}__{{name}}")
     assert git("rev-parse", "HEAD", cwd=url_source.local_repo("agentrm/textkit")).strip() == inst.base_commit
+
+
+def test_cli_conflicting_flags(tmp_path):
+    proc = _cli("--agent", "--predictions", "gold", "--db", f"sqlite:///{tmp_path}/a.db")
+    assert proc.returncode == 2 and "exclude each other" in proc.stderr
+    proc = _cli("--policy", "scripted:x.jsonl", "--db", f"sqlite:///{tmp_path}/a.db")
+    assert proc.returncode == 2 and "--policy needs --agent" in proc.stderr
