@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from agentrm.errors import InputError, PrerequisiteError
+from agentrm.errors import InfrastructureError, InputError, PrerequisiteError
 
 log = logging.getLogger("agentrm.verifiers.info_gain")
 
@@ -119,6 +119,7 @@ class VLLMBeliefs:
     def __init__(self, llm: Any, tokenizer: Any | None = None):
         self.llm = llm
         self.tokenizer = tokenizer or llm.get_tokenizer()
+        self.cached_tokens = 0  # prompt tokens vLLM served from its prefix cache
 
     @classmethod
     def load(cls, name_or_path: str | None = None, gpu_memory_utilization: float = 0.2, **engine: Any):
@@ -137,23 +138,32 @@ class VLLMBeliefs:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        unique: dict[tuple[int, ...], int] = {}
-        flat = [p for traj in probes for p in traj]
-        for p in flat:
-            unique.setdefault(tuple(p.ids), len(unique))
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
+        unique: dict[tuple[int, ...], Any] = {}
+        for traj in probes:
+            for p in traj:
+                unique.setdefault(tuple(p.ids), p)
+        # Reading the prefix cache is safe here: only the answer positions at the end are read,
+        # and vLLM always computes the tail of a prompt.
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
                                 skip_reading_prefix_cache=False)
         prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids in unique]
         outputs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
-        values = [self._answer_mean(o, ids) for o, ids in zip(outputs, unique, strict=True)]
-        by_key = dict(zip(unique, values, strict=True))
-        gts = {tuple(p.ids): len(p.gt) for p in flat}
-        del gts
+        self.cached_tokens += sum(int(getattr(o, "num_cached_tokens", 0) or 0) for o in outputs)
+        by_key = {key: self._answer_mean(o, p) for (key, p), o in zip(unique.items(), outputs, strict=True)}
         return [[by_key[tuple(p.ids)] for p in traj] for traj in probes]
 
     @staticmethod
-    def _answer_mean(output: Any, ids: Sequence[int]) -> float:
-        raise NotImplementedError
+    def _answer_mean(output: Any, probe: Any) -> float:
+        """Mean log-prob of the answer tokens from vLLM's per-position prompt log-prob dicts."""
+        entries = output.prompt_logprobs or []
+        offset = len(probe.ids) - len(entries)  # entries cover the last len(entries) positions
+        values = []
+        for pos in probe.gt:
+            entry = entries[pos - offset] if pos - offset >= 0 else None
+            if not entry or probe.ids[pos] not in entry:
+                raise InfrastructureError(f"vLLM returned no prompt log-prob for answer position {pos}")
+            values.append(float(entry[probe.ids[pos]].logprob))
+        return sum(values) / len(values)
 
 
 def make_backend(name: str, model: str | None = None, device: str | None = None, fast: bool = True,

@@ -7,9 +7,9 @@ import json
 import math
 
 import pytest
-from agentrm.verifiers import info_gain as IG
 
 from agentrm.types import ExitStatus, ScoreLevel, Trajectory, Turn
+from agentrm.verifiers import info_gain as IG
 
 pytestmark = pytest.mark.model
 
