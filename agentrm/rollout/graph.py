@@ -52,6 +52,27 @@ def build_graph(policy_step: Step, tool_step: Step):
     return graph.compile()
 
 
+def run_direct(state: LoopState, policy_step: Step, tool_step: Step, limit: int) -> LoopState:
+    """The same graph interpreted by a plain loop: same nodes, same router, same state updates.
+
+    LangGraph's Pregel machinery costs ~1-2 ms per node on a busy 2-core machine, more than a
+    persistent-shell command; rollout farms that want the loop to vanish next to the sandbox
+    use this (`engine="direct"`). tests/unit/test_rollout_loop.py checks both give the same
+    trajectories.
+    """
+    from langgraph.graph import END
+
+    nodes = {"policy": policy_step, "tools": tool_step}
+    state = dict(state)
+    node = "policy"
+    for _ in range(limit):
+        state.update(nodes[node](state))
+        node = route(state)
+        if node == END:
+            return state
+    raise RecursionError(f"graph did not end within {limit} steps")
+
+
 def recursion_limit(max_turns: int) -> int:
     """LangGraph counts node runs; two per turn, plus slack so our own limits fire first."""
     return 2 * max_turns + 8

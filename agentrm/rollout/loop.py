@@ -17,9 +17,10 @@ from typing import Any
 from agentrm.errors import InfrastructureError
 from agentrm.hashing import anchor_key
 from agentrm.protocols import Policy, PolicyOutput, Sandbox, TraceStore
-from agentrm.rollout.graph import build_graph, recursion_limit
+from agentrm.rollout.graph import build_graph, recursion_limit, run_direct
 from agentrm.rollout.policies.base import ContextLimitExceeded, ModelError
 from agentrm.rollout.tools import SUBMIT, TOOL_SCHEMAS, call_error, execute_tool_call
+from agentrm.rollout.writer import TurnWriter
 from agentrm.tasks.check import outcome_reward
 from agentrm.types import ExitStatus, Message, Task, ToolCall, Trajectory, Turn
 
@@ -179,19 +180,21 @@ def run_trajectory(task: Task, policy: Policy, sandbox: Sandbox, store: TraceSto
                    limits: Limits | None = None, group_id: str | None = None,
                    trajectory_id: str | None = None, run_id: str | None = None,
                    replay: list[Turn] | None = None, workdir: str = "/workspace",
-                   cancel: threading.Event | None = None) -> Trajectory:
+                   cancel: threading.Event | None = None, engine: str = "langgraph") -> Trajectory:
     """Roll `policy` out on `task` in `sandbox` until it submits, hits a limit or fails.
 
     `replay`: turns already recorded for this trajectory (resume); their actions are re-run to
     rebuild the sandbox state and are not written again. `cancel`: when set, the trajectory
     stops before its next model call and closes as `crashed` ("interrupted"), which a rerun retries.
+    `engine`: "langgraph" (the compiled StateGraph) or "direct" (the same nodes and router in a
+    plain loop; see graph.run_direct).
     """
     limits = limits or Limits()
     traj = Trajectory(id=trajectory_id or uuid.uuid4().hex, task_id=task.id,
                       group_id=group_id or task.id, answer=task.answer,
                       policy=getattr(policy, "name", None), run_id=run_id)
-    episode = Episode(task, policy, sandbox, store, traj, workdir, list(replay or []),
-                      cancel)
+    writer = TurnWriter(store) if store is not None else None
+    episode = Episode(task, policy, sandbox, writer, traj, workdir, list(replay or []), cancel)
     state: dict[str, Any] = {"messages": initial_messages(task, episode.workdir), "obs_start": 0,
                              "turn": 0, "tokens": 0, "invalid_streak": 0, "limits": asdict(limits),
                              "pending": None, "status": None, "error": None,
@@ -200,8 +203,12 @@ def run_trajectory(task: Task, policy: Policy, sandbox: Sandbox, store: TraceSto
     try:
         if store is not None:
             store.begin_trajectory(traj)
-        graph = build_graph(episode.policy_step, episode.tool_step)
-        state = graph.invoke(state, {"recursion_limit": recursion_limit(limits.max_turns)})
+        limit = recursion_limit(limits.max_turns)
+        if engine == "direct":
+            state = run_direct(state, episode.policy_step, episode.tool_step, limit)
+        else:
+            graph = build_graph(episode.policy_step, episode.tool_step)
+            state = graph.invoke(state, {"recursion_limit": limit})
         traj.exit_status = ExitStatus(state.get("status") or ExitStatus.CRASHED.value)
         if state.get("error"):
             traj.metadata["error"] = state["error"]
@@ -213,12 +220,21 @@ def run_trajectory(task: Task, policy: Policy, sandbox: Sandbox, store: TraceSto
         if not isinstance(exc, Exception):
             raise
     finally:
-        _finish(traj, state, episode, store)
+        _finish(traj, state, episode, store, writer)
     return traj
 
 
-def _finish(traj: Trajectory, state: dict[str, Any], episode: Episode, store) -> None:
+def _finish(traj: Trajectory, state: dict[str, Any], episode: Episode, store, writer) -> None:
     """Close the trajectory: tail, outcome reward, exit status — whatever happened before."""
+    if writer is not None:
+        try:
+            writer.flush()  # every turn is in the store before the trajectory closes
+        except Exception as exc:  # noqa: BLE001 - a store failure is infrastructure
+            log.error("trace store write failed for %s: %s", traj.id, exc)
+            traj.exit_status = ExitStatus.CRASHED
+            traj.metadata["error"] = f"trace store: {type(exc).__name__}: {exc}"
+        finally:
+            writer.close()
     messages = state.get("messages") or []
     last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
     traj.tail = messages[last + 1:] if last >= 0 else []

@@ -192,3 +192,30 @@ def test_no_answer_task_gets_no_reward(sb):
     task = Task(id="open", instruction="explore")
     traj = run_trajectory(task, ScriptedPolicy([act("submit", answer="whatever")]), sb)
     assert traj.exit_status is ExitStatus.SUBMITTED and traj.reward is None
+
+
+@pytest.mark.parametrize("limits", [{}, {"max_turns": 2}, {"max_format_errors": 1}])
+def test_direct_engine_matches_the_langgraph_graph(tmp_path, limits):
+    actions = [act("bash", command="wc -l < data.txt"), text("no call"), act("submit", answer="3")]
+    out = {}
+    for engine in ("langgraph", "direct"):
+        box = DirSandbox(tmp_path / engine)
+        box.write_file("/workspace/data.txt", "a\nb\nc\n")
+        traj = run_trajectory(TASK, ScriptedPolicy(actions), box, limits=Limits(**limits),
+                              engine=engine)
+        out[engine] = (traj.exit_status, traj.reward, [(t.anchor_key, t.valid) for t in traj.turns],
+                       [m.get("content") for m in traj.messages()])
+    assert out["langgraph"] == out["direct"]
+
+
+def test_turns_are_in_the_store_while_the_trajectory_runs(sb, store):
+    seen = []
+
+    class Watching(ScriptedPolicy):
+        def act(self, messages, tools):
+            seen.append(len(store.get_trajectory("t1").turns))
+            return super().act(messages, tools)
+    actions = [act("bash", command="true")] * 3 + [act("submit", answer="3")]
+    run_trajectory(TASK, Watching(actions), sb, store, trajectory_id="t1", run_id=store.begin_run({}, "r"))
+    # written at once by the background writer: by the next model call (at most one behind)
+    assert seen[0] == 0 and all(n >= i - 1 for i, n in enumerate(seen)) and seen[-1] >= 2
