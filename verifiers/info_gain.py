@@ -180,8 +180,16 @@ class InfoGainScorer(ScorerBase):
     version = "1"
 
     def __init__(self, model: str | None = None, backend: str = "transformers", device: str | None = None,
-                 fast: bool = True, beliefs: Any = None, **choices: Any):
-        self.cfg = InfoGainConfig(**choices).validate()
+                 fast: bool = True, beliefs: Any = None, form: str = "log_prob", normalise: str = "none",
+                 zero_epsilon: float = 1e-10, truncated: str = "outcome_only", outcome: str = "reward",
+                 format_penalty: float = -2.0, answer_prompt: str | None = None, answer_suffix: str | None = None,
+                 denoise: bool = False, std_eps: float = 1e-6):
+        # Explicit keywords (not **options) so `agentrm score` can tell which flags apply here.
+        defaults = InfoGainConfig()
+        self.cfg = InfoGainConfig(form, normalise, float(zero_epsilon), truncated, outcome, float(format_penalty),
+                                  defaults.answer_prompt if answer_prompt is None else answer_prompt,
+                                  defaults.answer_suffix if answer_suffix is None else answer_suffix,
+                                  bool(denoise), float(std_eps)).validate()
         self.model_name, self.backend_name, self.device, self.fast = model, backend, device, fast
         self._beliefs = beliefs  # a BeliefBackend (tests and benchmarks pass one in)
 

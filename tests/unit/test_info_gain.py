@@ -23,6 +23,7 @@ def tiny_lm(tmp_path_factory):
     from agentrm.models import load_tokenizer
 
     tok = load_tokenizer("smollm2")
+    torch.set_num_threads(1)  # two threads spin-wait on a busy 2-core machine
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
