@@ -263,11 +263,17 @@ class DockerSandbox(FileTransfer):
             raise self._gone("the container stopped")
 
     def _ensure_control(self) -> None:
+        """Restart the control shell if it died (e.g. the OOM killer took it); failing that,
+        timeouts fall back to a one-off exec killer, so this never fails the command."""
         if self._control_ready.is_alive():
             return  # still starting; _kill() waits for it
         if not self.control.alive():
             self.control.close()
-            self.control.start()
+            try:
+                self.control.start()
+            except (OSError, EOFError, TimeoutError, SandboxGone, APIError) as exc:
+                self.control.close()
+                log.warning("control shell of %s did not restart: %s", self.id[:12], exc)
 
     def _kill(self, match: str, shell_pid: int | None = None, shell_match: str | None = None,
               running_cs: int | None = None, kill_shell: bool = False) -> None:

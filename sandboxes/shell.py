@@ -195,6 +195,19 @@ class PersistentShell:
             raise OSError("the shell did not start")
         self.pid = int(scanner.trailer)
 
+    def _restart(self, attempts: int = 3) -> None:
+        """Start a new shell; retried, since right after a fork bomb or an OOM kill the
+        sandbox may briefly have no pid or memory to spare."""
+        for attempt in range(attempts):
+            try:
+                self.start()
+                return
+            except (OSError, EOFError, TimeoutError):
+                self.close()
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+
     def _death_marker(self) -> bytes:
         return f"\x1f{self.shell_token}\x1f".encode()
 
@@ -214,7 +227,7 @@ class PersistentShell:
             if self.proc is not None:
                 note = "[agentrm: the shell had exited; a new shell started in the last cwd]\n"
                 self.close()
-            self.start()
+            self._restart()
         token = os.urandom(12).hex()
         line = (f"export AGENTRM_CMD={token}; __agentrm_f {ansi_c_quote(cmd)} </dev/null; "
                 f"__agentrm_rc=$?; export -n AGENTRM_CMD; unset AGENTRM_CMD; "
