@@ -94,12 +94,13 @@ def images(json_out: JsonOption = False) -> None:
 @app.command()
 def prune(
     all_images: Annotated[bool, typer.Option("--all", help="Also base and environment images.")] = False,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Only this run's snapshots.")] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Remove snapshot images (with --all: every agentrm image) not used by a container."""
     from agentrm.sandboxes.admin import prune_images
 
-    removed = prune_images(all_images)
+    removed = prune_images(all_images, run_id=run_id)
     print_json({"removed": removed}) if json_out else console.print(f"removed {len(removed)} image(s)")
 
 

@@ -6,7 +6,7 @@ import logging
 
 from docker.errors import APIError, NotFound
 
-from agentrm.sandboxes.engine import LABEL, LABEL_KIND, client
+from agentrm.sandboxes.engine import LABEL, LABEL_KIND, LABEL_RUN, client
 
 log = logging.getLogger("agentrm.sandboxes")
 
@@ -22,9 +22,9 @@ def list_images() -> list[dict]:
     return sorted(rows, key=lambda r: (r["kind"], r["tag"]))
 
 
-def prune_images(all_images: bool = False) -> list[str]:
-    """Remove snapshot images (all agentrm images with all_images) that no container uses;
-    images in use are skipped, not forced."""
+def prune_images(all_images: bool = False, run_id: str | None = None) -> list[str]:
+    """Remove snapshot images (all agentrm images with all_images; only `run_id`'s snapshots
+    with run_id) that no container uses; images in use are skipped, not forced."""
     used = {c.image.id for c in client().containers.list(all=True) if c.image is not None}
     removed = []
     # newest first, so children go before the images they were built from
@@ -33,6 +33,8 @@ def prune_images(all_images: bool = False) -> list[str]:
     for img in images:
         kind = (img.labels or {}).get(LABEL_KIND)
         if img.id in used or (kind != "snapshot" and not all_images):
+            continue
+        if run_id is not None and (img.labels or {}).get(LABEL_RUN) != run_id:
             continue
         for tag in img.tags or [img.id]:
             try:

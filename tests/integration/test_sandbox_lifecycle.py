@@ -193,3 +193,8 @@ def test_cli_images_cleanup_prune_json(image):
     assert r.returncode == 0 and json.loads(r.stdout) == {"removed": []}
     r = _cli("sandbox", "build", "--json")
     assert r.returncode == 0 and json.loads(r.stdout) == {"image": image}
+    run_id = f"prune-{uuid.uuid4().hex[:6]}"
+    with DockerSandbox(SandboxConfig(run_id=run_id)) as box:
+        ref = box.snapshot()
+    r = _cli("sandbox", "prune", "--run-id", run_id, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"removed": [ref]}
