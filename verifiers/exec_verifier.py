@@ -61,6 +61,34 @@ def program_of(answer: str) -> str:
     return blocks[-1] if blocks else answer
 
 
+class TaskLookup:
+    """Tasks by id for scorers that need more than the trajectory (image, setup, verifier spec):
+    from a list/dict of Tasks, a tasks file (`-o tasks=FILE`) or a trace store (`-o db=URL`)."""
+
+    def __init__(self, tasks: Any = None, db: str | None = None):
+        self.source, self.db = tasks, db
+        self._tasks: dict[str, Task] | None = None
+
+    def get(self, task_id: str) -> Task | None:
+        if self._tasks is None:
+            if isinstance(self.source, dict):
+                self._tasks = dict(self.source)
+            elif isinstance(self.source, list):
+                self._tasks = {t.id: t for t in self.source}
+            elif self.source:
+                from agentrm.tasks import load_tasks
+                self._tasks = {t.id: t for t in load_tasks(self.source)}
+            else:
+                self._tasks = {}
+        if task_id not in self._tasks and self.db:
+            from agentrm.traces import open_store
+            try:
+                self._tasks[task_id] = open_store(self.db).get_task(task_id)
+            except AgentrmError:
+                return None
+        return self._tasks.get(task_id)
+
+
 class ExecVerifier(ScorerBase):
     name = "exec"
     version = "1"
@@ -74,8 +102,7 @@ class ExecVerifier(ScorerBase):
                      compare=compare, abs_tol=abs_tol, rel_tol=rel_tol, timeout=timeout, image=image)
         self.options = {k: v for k, v in given.items() if v is not None}
         self._check(self.options, "scorer options")
-        self.tasks_source, self.db = tasks, db
-        self._tasks: dict[str, Task] | None = None
+        self._lookup = TaskLookup(tasks, db)
         self.sandbox_factory = sandbox_factory
 
     def config(self) -> dict[str, Any]:
@@ -90,22 +117,7 @@ class ExecVerifier(ScorerBase):
 
     # -- where the spec comes from ------------------------------------------------------------
     def task(self, task_id: str) -> Task | None:
-        if self._tasks is None:
-            self._tasks = {}
-            if isinstance(self.tasks_source, dict):
-                self._tasks = dict(self.tasks_source)
-            elif isinstance(self.tasks_source, list):
-                self._tasks = {t.id: t for t in self.tasks_source}
-            elif self.tasks_source:
-                from agentrm.tasks import load_tasks
-                self._tasks = {t.id: t for t in load_tasks(self.tasks_source)}
-        if task_id not in self._tasks and self.db:
-            from agentrm.traces import open_store
-            try:
-                self._tasks[task_id] = open_store(self.db).get_task(task_id)
-            except AgentrmError:
-                return None
-        return self._tasks.get(task_id)
+        return self._lookup.get(task_id)
 
     def spec(self, traj: Trajectory) -> tuple[dict[str, Any], Task | None]:
         task = self.task(traj.task_id)
