@@ -176,44 +176,50 @@ class Harness:
             log.exception("instance %s failed", inst.instance_id)
             result = InstanceResult(inst.instance_id, ERROR, model, error=_one_line(exc),
                                     duration_s=round(time.monotonic() - started, 2))
-            write_instance(directory, result, pred.model_patch if pred else None, None, None)
-            return result
+            try:
+                return self._finish(inst, directory, run_id, result, pred.model_patch if pred else None)
+            except Exception:  # noqa: BLE001 - the result is still reported
+                log.exception("could not record the failure of %s", inst.instance_id)
+                return result
+
+    def _finish(self, inst, directory, run_id, result: InstanceResult, patch: str | None,
+                spec: TestSpec | None = None, run: TestRun | None = None) -> InstanceResult:
+        """Write the instance's files and its store rows; return the result."""
+        write_instance(directory, result, patch, run if run and run.status != EMPTY else None,
+                       run.script if run else None)
+        self._record(inst, result, patch, spec, run, run_id)
+        return result
 
     def _evaluate(self, inst, pred, model, run_id, directory, started) -> InstanceResult:
+        def elapsed() -> float:
+            return round(time.monotonic() - started, 2)
+
         if pred is None and not self.cfg.agent:
             return InstanceResult(inst.instance_id, NO_PREDICTION, model)
-        if pred is not None and not (pred.model_patch or "").strip():
-            result = InstanceResult(inst.instance_id, EMPTY, model)  # counted, not run (SWE-bench)
-            write_instance(directory, result, pred.model_patch, None, None)
-            self._record(inst, result, pred.model_patch, None, None, run_id)
-            return result
+        if pred is not None and not (pred.model_patch or "").strip():  # counted, not run
+            return self._finish(inst, directory, run_id, InstanceResult(inst.instance_id, EMPTY, model),
+                                pred.model_patch)
         try:
             image = self._image(inst)
             spec = test_spec(inst, self.table, image, self.cfg.timeout)
         except (KeyError, FileNotFoundError, RuntimeError, AgentrmError) as exc:
             result = InstanceResult(inst.instance_id, ERROR, model, error=_expected(exc),
-                                    duration_s=round(time.monotonic() - started, 2))
-            write_instance(directory, result, pred.model_patch if pred else None, None, None)
-            self._record(inst, result, None, None, None, run_id)
-            return result
+                                    duration_s=elapsed())
+            return self._finish(inst, directory, run_id, result, pred.model_patch if pred else None)
         traj_id = None
-        if self.cfg.agent and not self.cfg.redo:
-            previous = read_result(directory)  # a finished attempt of this run: keep it
+        if self.cfg.agent:
+            previous = None if self.cfg.redo else read_result(directory)
             if (previous is not None and previous.trajectory_id and previous.image == image
-                    and previous.status not in RETRY):
+                    and previous.status not in RETRY):  # a finished attempt of this run
                 previous.reused = True
                 return previous
-        if self.cfg.agent:
             from agentrm.evals.swebench.agent import solve
 
             patch, traj_id, infra = solve(inst, image, self.policy, self.store, run_id, self.cfg)
             if infra:
                 result = InstanceResult(inst.instance_id, ERROR, model, error=infra, image=image,
-                                        trajectory_id=traj_id,
-                                        duration_s=round(time.monotonic() - started, 2))
-                write_instance(directory, result, patch, None, None)
-                self._record(inst, result, patch, spec, None, run_id)
-                return result
+                                        trajectory_id=traj_id, duration_s=elapsed())
+                return self._finish(inst, directory, run_id, result, patch, spec)
         else:
             patch = pred.model_patch
         key = resume_key(inst.instance_id, patch, spec)
@@ -223,11 +229,9 @@ class Harness:
             return previous
         run = run_tests(spec, patch)
         result = InstanceResult(inst.instance_id, run.status, model, key=key, error=run.error,
-                                duration_s=round(time.monotonic() - started, 2), image=image,
-                                trajectory_id=traj_id, run=run.details())
-        write_instance(directory, result, patch, run if run.status != EMPTY else None, run.script)
-        self._record(inst, result, patch, spec, run, run_id)
-        return result
+                                duration_s=elapsed(), image=image, trajectory_id=traj_id,
+                                run=run.details())
+        return self._finish(inst, directory, run_id, result, patch, spec, run)
 
     def _image(self, inst: Instance) -> str:
         env = None if inst.image else self.table.lookup(inst.repo, inst.version)
