@@ -194,3 +194,22 @@ def test_closed_sandbox_raises_sandbox_gone(backend):
         sb.exec("true")
     with pytest.raises(SandboxGone):
         sb.exec(["true"], stateless=True)
+
+
+def test_large_command_text_and_concurrent_callers(box):
+    import threading
+
+    body = "x" * 100_000
+    r = box.exec(f"cat > /workspace/big <<'EOF'\n{body}\nEOF\nwc -c < /workspace/big")
+    assert r.stdout == "100001\n"
+    results: dict[int, str] = {}
+
+    def worker(i: int) -> None:
+        results[i] = box.exec(f"echo {i}; sleep 0.05; echo done{i}").stdout
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: f"{i}\ndone{i}\n" for i in range(4)}  # one command at a time
