@@ -121,12 +121,12 @@ class HFBackbone:
         for bucket in _buckets([len(e.ids) for e in items], batch_size):
             width = max(len(items[i].ids) for i in bucket)
             ids = torch.full((len(bucket), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(bucket), width), dtype=torch.long)
             for row, i in enumerate(bucket):
                 ids[row, : len(items[i].ids)] = torch.tensor(items[i].ids)
-                mask[row, : len(items[i].ids)] = 1
             with torch.inference_mode():
-                h = self.hidden(ids.to(self.device), mask.to(self.device))
+                # Right padding under a causal mask: real tokens never attend to the pads, so no
+                # padding mask is needed, and without one SDPA takes its fast is_causal kernel.
+                h = self.hidden(ids.to(self.device), None)
                 rows, cols, owners = [], [], []
                 for row, i in enumerate(bucket):
                     for k, pos in enumerate(items[i].read_at):

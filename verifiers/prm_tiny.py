@@ -98,17 +98,20 @@ _OUTPUTS = ["file.py test_file.py", "def add(a, b): return a - b", "1 failed, 2 
             "3:def add(a, b):", "error: not found", "2 passed in 0.1s"]
 
 
-def sample_trajectory(traj_id: str, n_steps: int, seed: int = 0, words: int = 0) -> Any:
+def sample_trajectory(traj_id: str, n_steps: int, seed: int = 0, words: int = 0,
+                      context_words: int = 0) -> Any:
     """A tool-using agent trajectory with `n_steps` turns (bash calls and their outputs).
 
-    `words` pads each tool output with that many extra words (longer steps for benchmarks).
+    `words` pads each tool output, `context_words` the system prompt (where real agents carry
+    tool descriptions), with that many extra words: longer inputs for benchmarks.
     """
     import random
 
     from agentrm.types import Trajectory, Turn
 
     rng = random.Random(seed)
-    observation = [{"role": "system", "content": "You are an agent. Use the bash tool."},
+    tools = " ".join(rng.choice(_CORPUS[0].split()) for _ in range(context_words))
+    observation = [{"role": "system", "content": f"You are an agent. Use the bash tool. {tools}".strip()},
                    {"role": "user", "content": "Fix the failing test in file.py"}]
     turns = []
     for k in range(n_steps):
