@@ -244,8 +244,18 @@ class PersistentShell:
         except EOFError:
             return self._died(rec, note, None)
         deadline = rec.start + timeout
-        timed_out = False
         args = (f"AGENTRM_CMD={token}", self.pid, f"AGENTRM_SHELL={self.shell_token}")
+        try:
+            return self._collect(proc, rec, scanners, deadline, args, killer, note)
+        except BaseException:
+            # interrupted mid-command (Ctrl-C, a socket error): this shell's stream is out of
+            # step now, so the next command gets a fresh shell
+            self.dead = True
+            self.close()
+            raise
+
+    def _collect(self, proc, rec, scanners, deadline, args, killer, note) -> ExecResult:
+        timed_out = False
         while not (scanners[1].done and scanners[2].done):
             try:
                 for stream, data in proc.frames(deadline):

@@ -114,6 +114,21 @@ def test_container_removed_from_outside_raises_sandbox_gone(image, docker_client
         box.close()
 
 
+def test_interrupted_command_leaves_a_usable_sandbox(image):
+    class Stop(Exception):
+        pass
+
+    def interrupt(fd, data):
+        raise Stop  # like Ctrl-C arriving while output streams in
+
+    with DockerSandbox() as box:
+        box.exec("cd /tmp")
+        with pytest.raises(Stop):
+            box.exec("echo first; sleep 3; echo late", on_output=interrupt)
+        r = box.exec("echo next; pwd")
+        assert r.stdout == "next\n/tmp\n" and r.exit_code == 0, r
+
+
 def test_bad_config_fails_before_any_container(image):
     for bad in (dict(memory="lots"), dict(cpus=0), dict(pids=1), dict(workdir="rel"),
                 dict(env={"1BAD": "x"})):
