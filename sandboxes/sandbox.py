@@ -333,8 +333,6 @@ class DockerSandbox(FileTransfer):
             self._raise_if_gone()
             rc = -1
         timed_out = rc in (124, 137) and rec.elapsed() >= timeout
-        if rc == 126 and b"" == bytes(rec.streams[1].head) and rec.elapsed() < timeout:
-            pass  # command not executable: keep bash's 126
         return ExecResult(exit_code=124 if timed_out else rc, stdout=rec.streams[1].text(),
                           stderr=rec.streams[2].text(), timed_out=timed_out,
                           truncated=rec.truncated, duration_s=rec.elapsed(),
