@@ -99,7 +99,7 @@ def main() -> None:
         prefix_tokens = sum(p + 1 for e in encs for p in e.read_at)
 
     ours = [r.value for r in rows if r.turn_index is not None]
-    diff = max(abs(a - b) for a, b in zip(ours, reference))
+    diff = max(abs(a - b) for a, b in zip(ours, reference, strict=False))
     steps = args.trajectories * args.steps
     achieved = forward_flops(config, lengths) / ours_s
     print(f"model: hidden {config.hidden_size}, {config.num_hidden_layers} layers, style {args.style}; "

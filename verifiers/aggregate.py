@@ -51,7 +51,7 @@ def softmin_weights(step_scores: Sequence[float], temperature: float = 0.1) -> l
 def minform_credit(step_scores: Sequence[float], temperature: float = 0.1) -> list[float]:
     """PURE's per-step credit r'_k = w_k · r_k; Σ_k r'_k ≈ min_k r_k."""
     weights = softmin_weights(step_scores, temperature)
-    return [w * float(r) for w, r in zip(weights, step_scores)]
+    return [w * float(r) for w, r in zip(weights, step_scores, strict=False)]
 
 
 def future_min(step_scores: Sequence[float]) -> list[float]:

@@ -140,7 +140,7 @@ class PRMScorer(ScorerBase):
             encs = [self._formatter.encode(t) for t in trajs]
             reads = self._backend.read_steps(encs, self.batch_size)
         out: list[Score] = []
-        for traj, enc, steps in zip(trajs, encs, reads):
+        for traj, enc, steps in zip(trajs, encs, reads, strict=False):
             out.extend(self._rows(traj, enc, steps))
         return out
 
@@ -149,7 +149,7 @@ class PRMScorer(ScorerBase):
         if enc.truncated_tokens:
             common["truncated_tokens"] = enc.truncated_tokens
         rows = []
-        for k, (turn, read) in enumerate(zip(traj.turns, steps)):
+        for k, (turn, read) in enumerate(zip(traj.turns, steps, strict=False)):
             if read is None:
                 rows.append(self.turn_score(traj.id, turn.index, None, step=k, reason="truncated", **common))
             else:

@@ -85,12 +85,12 @@ def readouts(logits: Any, style: str) -> list[Readout]:
     logits = logits.float()
     if style == "value":
         raw = logits[:, 0]
-        return list(zip(torch.sigmoid(raw).tolist(), raw.tolist()))
+        return list(zip(torch.sigmoid(raw).tolist(), raw.tolist(), strict=False))
     if style == "token-cls":  # class 1 is "good"
         probs, raw = torch.softmax(logits, -1)[:, 1], logits[:, 1] - logits[:, 0]
     else:  # tag / judge: column 0 is good/Yes
         probs, raw = torch.softmax(logits, -1)[:, 0], logits[:, 0] - logits[:, 1]
-    return list(zip(probs.tolist(), raw.tolist()))
+    return list(zip(probs.tolist(), raw.tolist(), strict=False))
 
 
 def _buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -135,7 +135,7 @@ class HFBackbone:
                 values = readouts(head(h[rows, cols].float().cpu()), style) if rows else []
             for i in bucket:
                 results[i] = [None] * len(items[i].read_at)
-            for (i, k), value in zip(owners, values):
+            for (i, k), value in zip(owners, values, strict=False):
                 results[i][k] = value
         return results
 
@@ -168,7 +168,7 @@ class HFBackbone:
                 values = readouts(head(h[rows, cols].float().cpu()), "judge") if rows else []
             for i in bucket:
                 results[i] = [None] * len(items[i].questions)
-            for (i, k), value in zip(owners, values):
+            for (i, k), value in zip(owners, values, strict=False):
                 results[i][k] = value
         return results
 

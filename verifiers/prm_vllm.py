@@ -18,8 +18,8 @@ import gc
 import logging
 import math
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from agentrm.errors import InfrastructureError, PrerequisiteError
@@ -127,14 +127,14 @@ class VLLMBackend:
         results: list[list[Readout | None]] = []
         for start in range(0, len(items), max(batch_size, 32)):
             chunk = items[start:start + max(batch_size, 32)]
-            for enc, data in zip(chunk, self._encode([e.ids for e in chunk])):
+            for enc, data in zip(chunk, self._encode([e.ids for e in chunk]), strict=False):
                 live = [k for k, p in enumerate(enc.read_at) if p is not None]
                 if self.task == "token_classify":
                     values = self._step_probs(enc, data, len(live))
                 else:
                     values = readouts(self.head(data[[enc.read_at[k] for k in live]].float()), self.style)
                 row: list[Readout | None] = [None] * len(enc.read_at)
-                for k, value in zip(live, values):
+                for k, value in zip(live, values, strict=False):
                     row[k] = value
                 results.append(row)
         return results
@@ -150,7 +150,7 @@ class VLLMBackend:
     def read_judge(self, items: Sequence[JudgeEncoded], batch_size: int) -> list[list[Readout | None]]:
         prompts, owners = [], []
         for i, enc in enumerate(items):
-            for k, (end, question) in enumerate(zip(enc.step_end, enc.questions)):
+            for k, (end, question) in enumerate(zip(enc.step_end, enc.questions, strict=False)):
                 if end is not None:
                     prompts.append(enc.stream[:end] + question)
                     owners.append((i, k))
@@ -160,7 +160,7 @@ class VLLMBackend:
             import torch
 
             last = torch.stack([d[-1] for d in datas]).float()
-            for (i, k), value in zip(owners[start:], readouts(self.head(last), "judge")):
+            for (i, k), value in zip(owners[start:], readouts(self.head(last), "judge"), strict=False):
                 results[i][k] = value
         return results
 

@@ -9,8 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentrm.verifiers.aggregate import (AGGREGATIONS, aggregate, future_min, minform_credit,
-                                         softmin_weights)
+from agentrm.verifiers.aggregate import (
+    AGGREGATIONS,
+    aggregate,
+    future_min,
+    minform_credit,
+    softmin_weights,
+)
 
 scores = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=30)
 
@@ -23,7 +28,7 @@ def test_hand_computed_cases():
     assert aggregate(steps, "product") == pytest.approx(0.9 * 0.2 * 0.6)
     # minform, T = 1: w ∝ exp(-r)
     w = [math.exp(-0.9), math.exp(-0.2), math.exp(-0.6)]
-    expected = sum(wi * r for wi, r in zip(w, steps)) / sum(w)
+    expected = sum(wi * r for wi, r in zip(w, steps, strict=False)) / sum(w)
     assert aggregate(steps, "minform", temperature=1.0) == pytest.approx(expected)
 
 

@@ -7,8 +7,13 @@ import pytest
 from agentrm.errors import InputError
 from agentrm.types import Trajectory, Turn
 from agentrm.verifiers.prm import PRMConfig, PRMScorer, make_scorer, token_id
-from agentrm.verifiers.prm_format import (StepFormatter, Template, context_text, message_text,
-                                          step_texts)
+from agentrm.verifiers.prm_format import (
+    StepFormatter,
+    Template,
+    context_text,
+    message_text,
+    step_texts,
+)
 from agentrm.verifiers.prm_tiny import build_tokenizer
 
 

@@ -65,7 +65,7 @@ def naive_prefixes(tok, traj, style, scorer):
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_model(folder, style):
     """Stock transformers classes and a head built by hand from the checkpoint's tensors."""
     tok = AutoTokenizer.from_pretrained(str(folder))
@@ -153,7 +153,7 @@ def test_truncation_is_recorded_and_lost_steps_abstain(models):
     with torch.no_grad():
         h = model(torch.tensor([enc.ids[cut:]])).last_hidden_state[0]
     head = full._backend.head
-    for row, pos in zip(turns, enc.read_at):
+    for row, pos in zip(turns, enc.read_at, strict=False):
         if row.value is not None:
             assert row.value == pytest.approx(torch.softmax(head(h[pos - cut]), -1)[1].item(), abs=1e-4)
 
