@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentrm.errors import InputError
-from agentrm.types import Score, Trajectory
+from agentrm.types import FailureKind, Score, Trajectory
 from agentrm.verifiers.aggregate import AGGREGATIONS, aggregate
 from agentrm.verifiers.base import ScorerBase
 from agentrm.verifiers.prm_format import StepFormatter, Template
@@ -162,6 +162,9 @@ class PRMScorer(ScorerBase):
             extra["scrubbed_separators"] = enc.scrubbed
         if not traj.turns:
             extra["reason"] = "no steps"
+        if traj.failure_kind == FailureKind.INFRASTRUCTURE:  # the environment failed, not the
+            total = None                                      # agent: no trajectory verdict
+            extra["reason"] = f"infrastructure failure ({traj.exit_status.value})"
         rows.append(self.trajectory_score(traj.id, total, **common, **extra))
         return rows
 
