@@ -120,3 +120,13 @@ def test_lsc_term_via_spec():
     (row,) = C.combine_scores("judge|logit|lsig + tests|logit|lsig:0.5", [t], scores)
     expected = C.log_sigmoid(C.logit(0.9)) + C.log_sigmoid(C.logit(1.0) - 0.5)
     assert row.total == pytest.approx(float(expected))
+
+
+def test_min_and_softmin_via_spec():
+    t = traj("a", 3)
+    scores = [turn("prm", "a", i, v) for i, v in enumerate([0.8, 0.2, 0.6])]
+    (row,) = C.combine_scores("prm|min", [t], scores)
+    assert row.total == pytest.approx(0.2)  # the return is the worst turn
+    (soft,) = C.combine_scores("prm|softmin:0.1", [t], scores)
+    w = np.exp(-np.array([0.8, 0.2, 0.6]) / 0.1)
+    assert soft.total == pytest.approx(float((w * [0.8, 0.2, 0.6]).sum() / w.sum()))

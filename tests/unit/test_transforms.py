@@ -40,7 +40,6 @@ def test_gate_hand_computed():
 
 
 def test_minform_return_is_min():
-    pytest.importorskip("agentrm.verifiers.aggregate")
     r = [0.8, 0.2, 0.6, 0.9]
     shaped = T.minform(r)
     # return-to-go from t equals min_{k>=t} r_k (independent computation)
@@ -66,7 +65,6 @@ def test_padding_never_raises_return(rewards, data, eta, last):
 @settings(max_examples=100, deadline=None)
 @given(rewards_st, st.data())
 def test_padding_never_raises_minform_return(rewards, data):
-    pytest.importorskip("agentrm.verifiers.aggregate")
     index = data.draw(st.integers(0, len(rewards) - 1))
     padded = _pad(rewards, index, data.draw(st.integers(1, 5)))
     assert T.minform(padded).sum() <= T.minform(rewards).sum() + 1e-9
