@@ -50,6 +50,8 @@ def swe_bench(
     policy: Annotated[str | None, typer.Option(help="Policy SPEC for --agent (default "
                                                        "transformers:smollm2).")] = None,
     max_turns: Annotated[int, typer.Option(help="Agent turn limit.", min=1)] = 20,
+    agent_timeout: Annotated[float, typer.Option(help="Agent wall-clock seconds per instance.",
+                                                 min=1)] = 1800.0,
     redo: Annotated[bool, typer.Option("--redo", help="Re-evaluate even when a stored result "
                                                       "matches.")] = False,
     db: DbOption = None,
@@ -67,7 +69,8 @@ def swe_bench(
     cfg = EvalConfig(dataset=dataset, predictions=predictions or "gold", instance_ids=_ids(instance_ids),
                      max_workers=max_workers or default_workers(), timeout=timeout, run_id=run_id,
                      run_dir=run_dir, repos=repos, specs=specs, db=db_url(db), redo=redo,
-                     agent=agent, policy=policy, max_turns=max_turns)
+                     agent=agent, policy=policy, max_turns=max_turns,
+                     agent_timeout=agent_timeout)
     harness = Harness(cfg)
     instances, _, _ = harness.prepare()  # bad input fails here, before any progress output
     with progress() as bar:
