@@ -37,6 +37,11 @@ def test_several_and_unclosed_tags():
         ("bash", {"command": "a"}), ("submit", {"answer": "7"})]
 
 
+def test_list_of_calls_in_one_tag():
+    text = '<tool_call>[{"name": "bash", "arguments": {"command": "ls"}}, {"name": "submit", "arguments": {}}]</tool_call>'
+    assert [c.name for c in calls_of(text)] == ["bash", "submit"]
+
+
 def test_bad_json_in_tag_is_an_invalid_call_with_name_hint():
     (c,) = calls_of('<tool_call>{"name": "bash", "arguments": {"command": "ls"</tool_call>')
     assert not c.valid and c.name == "bash"

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "data" / "rollout"))
-from agentrm.traces import open_store  # noqa: E402
 from fakes import DirSandbox  # noqa: E402
 
 from agentrm.hashing import anchor_key  # noqa: E402
@@ -21,6 +20,7 @@ from agentrm.protocols import PolicyOutput  # noqa: E402
 from agentrm.rollout.loop import Limits, run_trajectory  # noqa: E402
 from agentrm.rollout.policies import ScriptedPolicy  # noqa: E402
 from agentrm.rollout.policies.parsing import _call  # noqa: E402
+from agentrm.traces import open_store  # noqa: E402
 from agentrm.types import ExitStatus, Task  # noqa: E402
 
 TASK = Task(id="count", instruction="How many lines in data.txt?", answer="3",

@@ -45,6 +45,17 @@ def _from_json(text: str) -> dict[str, Any] | None:
     return _call(obj["name"], args)
 
 
+def _from_json_list(text: str) -> list[dict[str, Any]] | None:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, list) or not obj:
+        return None
+    calls = [_from_json(json.dumps(item)) for item in obj]
+    return calls if all(calls) else None
+
+
 def _name_hint(text: str) -> str:
     match = re.search(r'"name"\s*:\s*"([^"]*)"', text)
     return match.group(1) if match else ""
@@ -54,7 +65,10 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
     """Split a completion into (content without the calls, OpenAI-shaped tool_calls)."""
     blocks = _TAGGED.findall(text)
     if "<tool_call>" in text:
-        calls = [_from_json(b) or _call(_name_hint(b), b) for b in blocks]
+        calls = []
+        for block in blocks:
+            listed = _from_json_list(block)  # SmolLM2's training format: a JSON list of calls
+            calls.extend(listed if listed else [_from_json(block) or _call(_name_hint(block), block)])
         content = text[: text.index("<tool_call>")].strip()
         return content, calls
     stripped = text.strip()
