@@ -178,6 +178,7 @@ def run_rollouts(tasks: Sequence[Task], policy_spec: str | Policy | None, store,
             raise
     for f in futures:
         f.result()  # surface a bug in the runner itself
+    _prune_snapshots(run_id)
     store.end_run(run_id, "finished" if not cancel.is_set() else "interrupted")
     summary.trajectories = [_row(t) for t in sorted(results, key=lambda t: t.id)]
     summary.duration_s = time.monotonic() - started
@@ -206,6 +207,16 @@ def _one(group: _Group, policy, store, limits, run_id, tid, replay, cancel) -> T
             sandbox.close()
         except Exception:  # noqa: BLE001
             log.warning("could not remove the sandbox of %s", tid, exc_info=True)
+
+
+def _prune_snapshots(run_id: str) -> None:
+    """Group snapshots are only needed while their forks start; a rerun sets up again."""
+    try:
+        from agentrm.sandboxes.admin import prune_images
+
+        prune_images(run_id=run_id)
+    except Exception:  # noqa: BLE001 - housekeeping must not fail a finished run
+        log.warning("could not remove the snapshots of run %s", run_id, exc_info=True)
 
 
 def _row(t: Trajectory) -> dict[str, Any]:

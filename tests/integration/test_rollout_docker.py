@@ -119,3 +119,10 @@ def test_limits_in_docker(docker_client, store):
                            limits=Limits(max_turns=4, max_seconds=2, command_timeout=30))
     assert summary.trajectories[0]["exit_status"] == "time_limit"
     assert summary.trajectories[0]["reward"] == 0.0
+
+
+def test_group_snapshots_are_removed_after_the_run(docker_client, store):
+    policy = ScriptedPolicy([act("submit", answer="137")])
+    run_rollouts([BUILTIN["count-lines"]], policy, store, run_id="snap1", group_size=2)
+    left = docker_client.images.list(filters={"label": ["agentrm.kind=snapshot", "agentrm.run_id=snap1"]})
+    assert left == []
