@@ -99,6 +99,8 @@ def render(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 def build_probe(tokenizer: Any, messages: list[dict[str, str]], answer: str, cfg: InfoGainConfig) -> Probe:
     """Tokenise context + answer prompt + answer + suffix once; the answer's tokens are those
     whose character offsets overlap the answer's characters (§4.1)."""
+    if not answer.strip():
+        raise InputError("info-gain: the ground-truth answer is empty")
     if not getattr(tokenizer, "is_fast", False):
         raise PrerequisiteError("info-gain needs a fast tokenizer (offset mappings)")
     head = render(tokenizer, messages) + cfg.answer_prompt
@@ -217,7 +219,7 @@ class InfoGainScorer(ScorerBase):
         if traj.failure_kind is not None and traj.failure_kind.value == "infrastructure":
             return self.trajectory_score(traj.id, None, error=f"trajectory ended {traj.exit_status.value}",
                                          failure="infrastructure")
-        if traj.answer is None:
+        if traj.answer is None or not str(traj.answer).strip():
             return self.trajectory_score(traj.id, None, abstain="no ground truth (probe target)")
         if not traj.turns:
             return self.trajectory_score(traj.id, None, abstain="no turns")
@@ -236,7 +238,11 @@ class InfoGainScorer(ScorerBase):
             ctx = contexts(traj, self.cfg.denoise)
             outcome_only = self.cfg.truncated == "outcome_only" and traj.exit_status in _TRUNCATED
             tokenizer = self.beliefs.tokenizer
-            probes.append([] if outcome_only else [build_probe(tokenizer, c, truths[0], self.cfg) for c in ctx])
+            try:
+                probes.append([] if outcome_only else [build_probe(tokenizer, c, truths[0], self.cfg) for c in ctx])
+            except InputError as exc:  # e.g. an empty ground truth: nothing to measure
+                scores.append(self.trajectory_score(traj.id, None, abstain=str(exc)))
+                continue
             work.append((traj, truths))
         try:
             mean_lps = self.beliefs.mean_logprobs(probes)

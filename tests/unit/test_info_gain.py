@@ -191,3 +191,8 @@ def test_probe_span_is_the_answer(tiny_lm):
     probe = IG.build_probe(tok, [{"role": "user", "content": "q"}], "Marie Curie", IG.InfoGainConfig())
     assert tok.decode([probe.ids[i] for i in probe.gt]).strip() == "Marie Curie"
     assert probe.ids[-1] == probe.ids[probe.gt[-1]]
+
+
+def test_empty_ground_truth_abstains(tiny_lm):
+    (row,) = scorer(tiny_lm).score([make_traj(answer="")])
+    assert row.value is None and "abstain" in row.details
