@@ -1,7 +1,7 @@
 """PRM scoring throughput: one pass per trajectory vs re-encoding every prefix.
 
-    python bench/prm_throughput.py [--trajectories 8] [--steps 20] [--style token-cls]
-                                   [--hidden 256] [--layers 4] [--threads N] [--model PATH]
+    python bench/prm_throughput.py [--trajectories 4] [--steps 20] [--style token-cls]
+                                   [--hidden 512] [--layers 4] [--threads N] [--model PATH]
 
 Both paths use the same model, the same token ids and the same process:
   ours   PRMScorer.score: one forward pass per trajectory (bucketed batches), read every step
@@ -59,13 +59,13 @@ def naive(scorer, trajs) -> tuple[list[float], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trajectories", type=int, default=8)
+    parser.add_argument("--trajectories", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--words", type=int, default=12, help="extra words per tool output")
     parser.add_argument("--context-words", type=int, default=0,
                         help="extra words in the system prompt (tool descriptions)")
     parser.add_argument("--style", default="token-cls", choices=["token-cls", "tag", "value"])
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=4)
