@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from agentrm.verifiers import answer as A
-from agentrm.verifiers.registry import make_scorer
 
 from agentrm.types import ExitStatus, ScoreLevel, Trajectory, Turn
+from agentrm.verifiers import answer as A
+from agentrm.verifiers.registry import make_scorer
 
 
 def traj(final: str | None = None, truth: str | None = "Paris", question="What is the capital of France?",

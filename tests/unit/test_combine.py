@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from agentrm.verifiers import combine as C
 
 from agentrm.errors import InputError
 from agentrm.types import Score, ScoreLevel, Trajectory, Turn
+from agentrm.verifiers import combine as C
 
 
 def traj(tid: str, n: int) -> Trajectory:

@@ -55,7 +55,7 @@ def _naive_plain(message):
     text = message.get("content") or ""
     for call in message.get("tool_calls") or []:
         fn = call["function"]
-        text += '\n<tool_call>{"name": "%s", "arguments": %s}</tool_call>' % (fn["name"], fn["arguments"])
+        text += '\n<tool_call>{"name": "' + fn["name"] + '", "arguments": ' + fn["arguments"] + "}</tool_call>"
     return {"role": message["role"], "content": text}
 
 
@@ -94,7 +94,7 @@ def test_fast_beliefs_equal_naive(tiny_lm):
     scores = scorer(tiny_lm).score([traj])
     assert [s.turn_index for s in scores] == [0, 1, 2, 3, 4]
     igs = [s.value for s in scores[:-1]]
-    want = [b - a for a, b in zip(expected[:-1], expected[1:])]
+    want = [b - a for a, b in zip(expected[:-1], expected[1:], strict=True)]
     assert igs == pytest.approx(want, abs=2e-4)
     assert [s.details["belief_before"] for s in scores] == pytest.approx(expected, abs=2e-4)
     assert scores[-1].value == 1.0 and scores[-1].details["kind"] == "outcome"
