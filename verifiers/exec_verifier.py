@@ -1,8 +1,8 @@
 """Execution verifier: run the agent's program (or command, or patched repository) in a fresh
 sandbox and compare its output with the expected output.
 
-Spec (task.verifier with kind "exec", trajectory.metadata["exec_verifier"], or scorer options,
-later ones overriding earlier ones):
+Spec (task.verifier with kind "exec", task.metadata["exec_verifier"] — the form task files use —,
+trajectory.metadata["exec_verifier"], or scorer options, later ones overriding earlier ones):
   source   "answer"  — the agent's answer is a program, written to `path` and run by `command`
            "command" — the agent's answer is a shell command, run as is
            "patch"   — the agent's submission (a git diff) is applied in `workdir`, then `command` runs
@@ -124,6 +124,8 @@ class ExecVerifier(ScorerBase):
         spec: dict[str, Any] = {}
         if task is not None and (task.verifier or {}).get("kind") == "exec":
             spec.update({k: v for k, v in task.verifier.items() if k != "kind"})
+        if task is not None:  # task files keep it in metadata (their verifier is the runtime's check)
+            spec.update(task.metadata.get("exec_verifier") or {})
         spec.update(traj.metadata.get("exec_verifier") or {})
         spec.update(self.options)
         self._check(spec, f"trajectory {traj.id}")
