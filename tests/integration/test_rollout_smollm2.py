@@ -19,10 +19,9 @@ def test_smollm2_runs_a_bundled_task(docker_client, tmp_path):
     task = next(t for t in bundled_tasks() if t.id == "count-lines")
     # Few, short turns: a 135M model on a shared 2-core CPU writes ~10 tokens/s with this prompt.
     summary = run_rollouts([task], "transformers:smollm2?max_new_tokens=48&temperature=0.7&seed=0",
-                           store, run_id="smol", group_size=2, concurrency=1,
-                           limits=Limits(max_turns=2))
+                           store, run_id="smol", limits=Limits(max_turns=3))
     trajs = list(store.iter_trajectories(run_id="smol"))
-    assert len(trajs) == 2 and len(summary.trajectories) == 2
+    assert len(trajs) == 1 and len(summary.trajectories) == 1
     for t in trajs:
         assert t.exit_status in {ExitStatus.SUBMITTED, ExitStatus.TURN_LIMIT, ExitStatus.FORMAT_ERROR}, t.metadata
         assert t.reward in (0.0, 1.0)
