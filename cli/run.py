@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+
 from agentrm.cli.common import (
     DbOption,
     JsonOption,
@@ -91,7 +92,6 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Roll a policy out on tasks in Docker sandboxes; every turn lands in the trace store."""
-    from agentrm.traces import open_store
     from rich.live import Live
 
     from agentrm.errors import InputError
@@ -99,6 +99,7 @@ def run(
     from agentrm.rollout.policies import make_policy
     from agentrm.rollout.runner import run_rollouts
     from agentrm.tasks import load_tasks
+    from agentrm.traces import open_store
 
     selected = load_tasks(tasks)
     if task_ids:
