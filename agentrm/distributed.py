@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from agentrm.executors import Executor, WorkFailure, connect_ray
+from agentrm.executors import Executor, WorkFailure, connect_ray, portable
 from agentrm.types import ExitStatus, Task
 
 log = logging.getLogger("agentrm.distributed")
@@ -49,25 +49,26 @@ def rollout_group_unit(db_url: str, run_id: str, task: dict[str, Any], policy_sp
 
 def run_rollouts_on(executor: Executor, tasks: Sequence[Task], policy_spec: str | None,
                     db_url: str, *, run_id: str | None = None, group_size: int = 1,
-                    max_turns: int = 20, sandbox: Any = None,
+                    max_turns: int = 20, limits: Any = None, sandbox: Any = None,
                     on_group: Callable[[int, Any], None] | None = None) -> dict[str, Any]:
     """Run every task group as one unit on `executor`; returns {run_id, trajectories, failed}."""
     from agentrm.rollout.loop import Limits
     from agentrm.rollout.runner import trajectory_id
     from agentrm.traces import open_store
 
+    db_url, policy_spec = portable(db_url), portable(policy_spec)
     store = open_store(db_url)
     run_id = store.begin_run({"executor": executor.name, "policy": policy_spec,
-                              "group_size": group_size, "max_turns": max_turns,
+                              "group_size": group_size, "limits": asdict(limits or Limits(max_turns=max_turns)),
                               "tasks": [t.id for t in tasks]}, run_id)
-    limits = asdict(Limits(max_turns=max_turns))
+    limits = asdict(limits or Limits(max_turns=max_turns))
     sandbox_dict = asdict(sandbox) if sandbox is not None else None
     payloads = [{"db_url": db_url, "run_id": run_id, "task": _task_dict(t),
                  "policy_spec": policy_spec, "group_size": group_size, "limits": limits,
                  "sandbox": sandbox_dict} for t in tasks]
     results = executor.map(ROLLOUT_UNIT, payloads, on_result=on_group)
-    trajectories, failed = [], []
-    for task, result in zip(tasks, results):
+    trajectories, skipped, failed = [], [], []
+    for task, result in zip(tasks, results, strict=True):
         if isinstance(result, WorkFailure):
             # The worker was lost after every retry: whatever it left running is an
             # infrastructure failure (never a model's zero); a rerun of the run id finishes it.
@@ -76,8 +77,9 @@ def run_rollouts_on(executor: Executor, tasks: Sequence[Task], policy_spec: str 
                 _close_as_crashed(store, trajectory_id(run_id, task.id, k), result.error)
             continue
         trajectories.extend(result["trajectories"])
+        skipped.extend(result["skipped"])
     store.end_run(run_id, "finished" if not failed else "incomplete")
-    return {"run_id": run_id, "trajectories": trajectories, "failed": failed}
+    return {"run_id": run_id, "trajectories": trajectories, "skipped": skipped, "failed": failed}
 
 
 def _task_dict(task: Task) -> dict[str, Any]:
@@ -133,6 +135,7 @@ def score_on_ray(trajectory_ids: Sequence[str], db_url: str, scorer_specs: list[
                  max_attempts: int = 3, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Score with `actors` long-lived Ray actors, every one kept busy; survives losing one."""
     ray = connect_ray(ray_address)
+    db_url = portable(db_url)
     remote_cls = ray.remote(num_cpus=1, max_restarts=0)(ScorerWorker)
     ids = list(trajectory_ids)
     batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]

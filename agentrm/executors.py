@@ -31,6 +31,22 @@ class WorkFailure:
     error: str
 
 
+def portable(value: Any) -> Any:
+    """Make a payload value mean the same on a worker whose working directory differs: relative
+    paths that exist here, `sqlite:///relative.db` URLs and `scripted:FILE` specs become absolute."""
+    if not isinstance(value, str) or not value:
+        return value
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        path = value[len("sqlite:///"):]
+        return "sqlite:///" + os.path.abspath(path) if path and path != ":memory:" else value
+    kind, sep, rest = value.partition(":")
+    if sep and kind == "scripted" and rest and os.path.exists(rest.split("?")[0]):
+        return f"{kind}:{os.path.abspath(rest)}"
+    if os.path.exists(value) and not os.path.isabs(value):
+        return os.path.abspath(value)
+    return value
+
+
 def resolve(target: str) -> Callable[..., Any]:
     module, _, name = target.partition(":")
     if not module or not name:

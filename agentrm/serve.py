@@ -103,7 +103,7 @@ class RewardService:
         if len(prompts) != len(queries) or len(labels) != len(queries):
             raise InputError('"prompts" and "labels" must be as long as "query"')
         trajectories = [_single_turn(f"q{i}", q, p, lbl)
-                        for i, (q, p, lbl) in enumerate(zip(queries, prompts, labels))]
+                        for i, (q, p, lbl) in enumerate(zip(queries, prompts, labels, strict=True))]
         scores = self._score(trajectories)
         by_scorer: dict[str, dict[str, float | None]] = {}
         for s in scores:

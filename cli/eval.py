@@ -54,6 +54,8 @@ def swe_bench(
                                                  min=1)] = 1800.0,
     redo: Annotated[bool, typer.Option("--redo", help="Re-evaluate even when a stored result "
                                                       "matches.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local | ray (one Ray task per instance).")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster address (default: start a local one).")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -66,11 +68,13 @@ def swe_bench(
         raise InputError("--predictions and --agent exclude each other: the agent makes the patches")
     if policy and not agent:
         raise InputError("--policy needs --agent")
+    if executor not in {"local", "ray"}:
+        raise InputError(f"unknown executor {executor!r} (--executor): choose local or ray")
     cfg = EvalConfig(dataset=dataset, predictions=predictions or "gold", instance_ids=_ids(instance_ids),
                      max_workers=max_workers or default_workers(), timeout=timeout, run_id=run_id,
                      run_dir=run_dir, repos=repos, specs=specs, db=db_url(db), redo=redo,
                      agent=agent, policy=policy, max_turns=max_turns,
-                     agent_timeout=agent_timeout)
+                     agent_timeout=agent_timeout, executor=executor, ray_address=ray_address)
     harness = Harness(cfg)
     instances, _, _ = harness.prepare()  # bad input fails here, before any progress output
     with progress() as bar:

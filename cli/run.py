@@ -88,6 +88,8 @@ def run(
     command_timeout: Annotated[float, typer.Option("--command-timeout", min=1, help="Seconds per tool command.")] = 60.0,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Trajectories at a time.")] = 1,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name the run; rerunning it resumes.")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local | ray (one task group per Ray task; workers share --db).")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster address (default: start a local one).")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -109,6 +111,10 @@ def run(
         selected = [t for t in selected if t.id in set(task_ids)]
     limits = Limits(max_turns=max_turns, max_tokens=max_tokens, max_seconds=time_limit,
                     command_timeout=command_timeout)
+    if executor == "ray":
+        return _run_on_ray(selected, policy, db_url(db), run_id, group_size, limits, ray_address, as_json)
+    if executor != "local":
+        raise InputError(f"unknown executor {executor!r} (--executor): choose local or ray")
     the_policy = make_policy(policy)
     store = open_store(db_url(db))
     view = LiveView()
@@ -118,13 +124,37 @@ def run(
     if as_json:
         print_json({**asdict(summary), "counts": summary.counts})
         return
-    console.print(rich_table(f"run {summary.run_id}", ["trajectory", "status", "turns", "invalid", "reward", "error"],
+    _report(summary.run_id, summary.trajectories, summary.skipped, summary.duration_s)
+
+
+def _report(run_id: str, trajectories: list[dict], skipped: list, seconds: float) -> None:
+    counts = Counter(t["exit_status"] for t in trajectories)
+    console.print(rich_table(f"run {run_id}", ["trajectory", "status", "turns", "invalid", "reward", "error"],
                              [[t["id"], t["exit_status"], t["turns"], t["invalid_turns"],
-                               t["reward"], (t["error"] or "")[:60]] for t in summary.trajectories]))
-    counts = "  ".join(f"{k}={v}" for k, v in sorted(summary.counts.items()))
-    console.print(f"{len(summary.trajectories)} run, {len(summary.skipped)} skipped (already finished) "
-                  f"in {summary.duration_s:.1f}s  {counts}")
-    failed = sum(summary.counts.get(s, 0) for s in INFRA)
+                               t["reward"], (t["error"] or "")[:60]] for t in trajectories]))
+    console.print(f"{len(trajectories)} run, {len(skipped)} skipped (already finished) "
+                  f"in {seconds:.1f}s  " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    failed = sum(counts.get(s, 0) for s in INFRA)
     if failed:
         err_console.print(f"[yellow]{failed} trajectories failed on infrastructure (reward unknown); "
-                          f"rerun with --run-id {summary.run_id} to retry them[/]")
+                          f"rerun with --run-id {run_id} to retry them[/]")
+
+
+def _run_on_ray(tasks, policy, url, run_id, group_size, limits, ray_address, as_json) -> None:
+    """One Ray task per task group; every worker writes its turns to the shared store."""
+    from agentrm.cli.common import progress
+    from agentrm.distributed import run_rollouts_on
+    from agentrm.executors import RayExecutor
+
+    started = time.monotonic()
+    with progress() as bar:
+        task = bar.add_task(f"task groups on Ray ({group_size} rollouts each)", total=len(tasks))
+        result = run_rollouts_on(RayExecutor(ray_address), tasks, policy, url, run_id=run_id,
+                                 group_size=group_size, limits=limits,
+                                 on_group=lambda i, r: bar.advance(task))
+    if as_json:
+        print_json(result)
+        return
+    _report(result["run_id"], result["trajectories"], result["skipped"], time.monotonic() - started)
+    for failure in result["failed"]:
+        err_console.print(f"[red]task {failure['task_id']}: worker lost ({failure['error']})[/]")

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from agentrm.cli.common import JsonOption, console, print_json, progress, rich_table
-from agentrm.errors import InputError
+from agentrm.errors import InfrastructureError, InputError
 
 Opt = typer.Option
 
@@ -129,6 +129,9 @@ def score(
     device: Annotated[str | None, Opt("--device", help="cpu | cuda | cuda:N (default: auto).")] = None,
     backend: Annotated[str | None, Opt("--backend", help="transformers | vllm")] = None,
     option: Annotated[list[str], Opt("--option", "-o", help="KEY=VALUE for the scorer (repeatable).")] = [],  # noqa: B006
+    executor: Annotated[str, Opt("--executor", help="local | ray (scorer actors on a Ray cluster; needs --db).")] = "local",
+    ray_address: Annotated[str | None, Opt("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster address (default: start a local one).")] = None,
+    actors: Annotated[int, Opt("--actors", min=1, help="Ray scorer actors (one model each).")] = 2,
     show: Annotated[int, Opt("--show", help="Table rows to print at most.")] = 200,
     as_json: JsonOption = False,
 ) -> None:
@@ -141,7 +144,16 @@ def score(
                  bad=bad, aggregate=aggregate, max_length=max_length, device=device,
                  backend=backend, batch_size=batch_size)
     options = {k: v for k, v in flags.items() if v is not None} | extra
-    scorers = [make_scorer(name, **_accepted(name, options, set(extra))) for name in scorer]
+    specs = [{"name": name, "options": _accepted(name, options, set(extra))} for name in scorer]
+    if executor not in {"local", "ray"}:
+        raise InputError(f"unknown executor {executor!r} (--executor): choose local or ray")
+    if executor == "ray":
+        if not db:
+            raise InputError("--executor ray needs --db: Ray workers read and write the shared store")
+        trajs, store = _load(file, db, run)
+        scores = _score_on_ray(trajs, store, db, specs, actors, batch_size or 8, ray_address)
+        return _show(scores, trajs, db, as_json, show)
+    scorers = [make_scorer(spec["name"], **spec["options"]) for spec in specs]
     trajs, store = _load(file, db, run)
     for built in scorers:  # load models and check tokens before the bar: fail up front
         if callable(getattr(built, "load", None)):
@@ -150,13 +162,33 @@ def score(
         task = bar.add_task("scoring", total=len(trajs))
         scores = score_trajectories(trajs, scorers, store=store, batch_size=batch_size or 8,
                                     on_progress=lambda done, total: bar.update(task, completed=done))
+    _show(scores, trajs, db if store is not None else None, as_json, show)
+
+
+def _score_on_ray(trajs, store, db, specs, actors, batch_size, ray_address) -> list:
+    from agentrm.distributed import score_on_ray
+
+    ids = [t.id for t in trajs]
+    with progress() as bar:
+        task = bar.add_task(f"scoring on Ray ({actors} actors)", total=len(ids))
+        report = score_on_ray(ids, db, specs, actors=actors, batch_size=batch_size,
+                              ray_address=ray_address, on_batch=lambda n: bar.advance(task, n))
+    if report["failed"]:
+        lost = sum(len(f["trajectory_ids"]) for f in report["failed"])
+        raise InfrastructureError(f"{lost} trajectories could not be scored on Ray: "
+                         f"{report['failed'][0]['error']} (rerun the same command to finish them)")
+    names = {spec["name"] for spec in specs}
+    return [s for s in store.get_scores(trajectory_ids=ids) if s.scorer in names]
+
+
+def _show(scores: list, trajs: list, db: str | None, as_json: bool, show: int) -> None:
     if as_json:
         print_json([{"scorer": s.scorer, "trajectory_id": s.trajectory_id, "level": s.level.value,
                      "turn_index": s.turn_index, "value": s.value, "version": s.version,
                      "config_hash": s.config_hash, "details": s.details} for s in scores])
         return
     rows = _rows(scores, trajs)
-    where = f" → {db}" if store is not None else ""
+    where = f" → {db}" if db else ""
     console.print(rich_table(f"{len(trajs)} trajectories, {len(scores)} scores{where}",
                              ["trajectory", "turn", "scorer", "score", "note"], rows[:show]))
     if len(rows) > show:

@@ -107,7 +107,10 @@ def ray_cluster():
 
     if shutil.which("ray") is None:
         missing("ray", "the `ray` command is not installed (pip install 'agentrm[ray]')")
-    env_vars = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    # Loopback-only test cluster: no auth token (a token left in ~/.ray by another cluster would
+    # otherwise lock this one out).
+    env_vars = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                "RAY_AUTH_MODE": "disabled"}
     os.environ.update(env_vars)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -133,8 +133,8 @@ def test_scoring_actors_equal_local_scoring_and_survive_losing_one(ray_cluster, 
     from agentrm.verifiers.registry import make_scorer
 
     store = open_store(db_url)
-    run = run_rollouts_on(LocalExecutor(2), tasks(4), f"scripted:{script}", db_url,
-                          run_id="to-score", group_size=2, max_turns=6)
+    run_rollouts_on(LocalExecutor(2), tasks(4), f"scripted:{script}", db_url,
+                    run_id="to-score", group_size=2, max_turns=6)
     ids = sorted(t.id for t in store.iter_trajectories(run_id="to-score"))
     assert len(ids) == 8
     specs = [{"name": "answer", "options": {"mode": "numeric"}}]
@@ -161,3 +161,37 @@ def test_scoring_actors_equal_local_scoring_and_survive_losing_one(ray_cluster, 
     assert got == expected  # same scores, each written once (keys are unique)
     assert len(stored) == len(got)
     assert any(s.level is ScoreLevel.TRAJECTORY and s.value == 1.0 for s in stored)
+
+
+def test_cli_runs_rollouts_scoring_and_swebench_on_ray(ray_cluster, docker_client, db_url, script,
+                                                       tmp_path):
+    from typer.testing import CliRunner
+
+    from agentrm.cli.main import app
+
+    runner = CliRunner()
+    task_file = tmp_path / "tasks.jsonl"
+    task_file.write_text("\n".join(json.dumps({"id": t.id, "instruction": t.instruction,
+                                               "answer": t.answer, "setup": t.setup,
+                                               "verifier": t.verifier}) for t in tasks(2)))
+    common = ["--executor", "ray", "--ray-address", ray_cluster, "--db", db_url]
+    out = runner.invoke(app, ["run", "--tasks", str(task_file), "--policy", f"scripted:{script}",
+                              "--group-size", "2", "--run-id", "cli-ray", "--json", *common])
+    assert out.exit_code == 0, out.output
+    ran = json.loads(out.stdout)
+    assert sorted(t["exit_status"] for t in ran["trajectories"]) == ["submitted"] * 4
+
+    out = runner.invoke(app, ["score", "--run", "cli-ray", "-s", "answer", "-o", "mode=numeric",
+                              "--actors", "1", "--json", *common])
+    assert out.exit_code == 0, out.output
+    rows = [r for r in json.loads(out.stdout) if r["level"] == "trajectory"]
+    assert len(rows) == 4 and {r["value"] for r in rows} == {1.0}
+
+    ids = "agentrm__textkit-1,agentrm__ministats-1"
+    out = runner.invoke(app, ["eval", "swe-bench", "--predictions", "gold", "--instance-ids", ids,
+                              "--run-id", "swe-ray", "--run-dir", str(tmp_path / "runs"),
+                              "--json", *common])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)["summary"]
+    assert summary["resolved_instances"] == 2 and summary["error_instances"] == 0
+    assert (tmp_path / "runs" / "swe-ray").is_dir()

@@ -71,6 +71,8 @@ class EvalConfig:
     policy: str | None = None
     max_turns: int = 20
     agent_timeout: float = 1800.0
+    executor: str = "local"  # local threads | ray (one Ray task per instance)
+    ray_address: str | None = None
 
 
 @dataclass
@@ -145,6 +147,8 @@ class Harness:
         return EvalRun(run_id, model, report, results, path)
 
     def _run_all(self, instances, preds, model, run_id, out_dir) -> list[InstanceResult]:
+        if self.cfg.executor == "ray":
+            return self._run_on_ray(instances, model, run_id)
         results: list[InstanceResult] = []
         workers = max(1, min(self.cfg.max_workers, len(instances)))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="swe")
@@ -164,6 +168,27 @@ class Harness:
                 self.store.end_run(run_id, "interrupted")
             raise
         pool.shutdown(wait=True)
+        return sorted(results, key=lambda r: r.instance_id)
+
+    def _run_on_ray(self, instances, model, run_id) -> list[InstanceResult]:
+        """One Ray task per instance, on the worker's own Docker engine. Per-instance files go
+        to the worker's --run-dir (a shared directory on a multi-host cluster); the summary and
+        the store rows are the same as a local run's."""
+        from agentrm.executors import RayExecutor, portable
+
+        config = {k: portable(v) for k, v in asdict(self.cfg).items()}
+        config.update(executor="local", instance_ids=None,
+                      run_dir=os.path.abspath(self.cfg.run_dir))
+        payloads = [{"config": config, "instance_id": inst.instance_id, "run_id": run_id}
+                    for inst in instances]
+
+        def finished(i: int, value: Any) -> None:
+            if self.on_progress:
+                self.on_progress(_as_result(instances[i].instance_id, model, value))
+
+        values = RayExecutor(self.cfg.ray_address).map(
+            "agentrm.evals.swebench.harness:instance_unit", payloads, on_result=finished)
+        results = [_as_result(inst.instance_id, model, v) for inst, v in zip(instances, values, strict=True)]
         return sorted(results, key=lambda r: r.instance_id)
 
     # -- one instance --------------------------------------------------------------------
@@ -242,6 +267,30 @@ class Harness:
             return
         with self._store_lock:
             record.record(self.store, run_id, inst, result, patch, spec, run)
+
+
+def instance_unit(config: dict[str, Any], instance_id: str, run_id: str) -> dict[str, Any]:
+    """Evaluate one instance where this unit runs (a Ray worker): same steps as a local run."""
+    harness = Harness(EvalConfig(**{**config, "instance_ids": [instance_id]}))
+    instances, preds, model = harness.prepare()
+    if harness.cfg.db:
+        from agentrm.traces import open_store
+
+        harness.store = open_store(harness.cfg.db)
+    if harness.cfg.agent:
+        from agentrm.rollout.policies import make_policy
+
+        harness.policy = make_policy(harness.cfg.policy)
+    directory = Path(harness.cfg.run_dir) / run_id / model_dir_name(model) / instance_id
+    return harness._one(instances[0], preds.get(instance_id), model, run_id, directory).to_dict()
+
+
+def _as_result(instance_id: str, model: str, value: Any) -> InstanceResult:
+    from agentrm.executors import WorkFailure
+
+    if isinstance(value, WorkFailure):  # the worker was lost: infrastructure, never "unresolved"
+        return InstanceResult(instance_id, ERROR, model, error=f"worker lost: {value.error}"[:300])
+    return InstanceResult(**value)
 
 
 def _expected(exc: BaseException) -> str:
