@@ -46,8 +46,9 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class TransformersBeliefs:
     """Beliefs from a causal LM; `fast=False` is the naive baseline (one full pass per probe)."""
 
-    def __init__(self, model: Any, tokenizer: Any, fast: bool = True):
+    def __init__(self, model: Any, tokenizer: Any, fast: bool = True, full_logits: bool = False):
         self.model, self.tokenizer, self.fast = model, tokenizer, fast
+        self.full_logits = full_logits  # naive only: a plain forward (LM head on every position)
         self.tokens_run = 0  # conversation + probe tokens fed to the model (for the benchmark)
 
     @classmethod
@@ -82,9 +83,10 @@ class TransformersBeliefs:
         for p in probes:
             first, stop = p.gt[0] - 1, p.gt[-1]
             ids = torch.tensor([p.ids[:stop]], device=self.model.device)
-            logits = self.model(input_ids=ids, use_cache=False, logits_to_keep=stop - first).logits[0]
+            keep = 0 if self.full_logits else stop - first  # 0 = every position
+            logits = self.model(input_ids=ids, use_cache=False, logits_to_keep=keep).logits[0]
             self.tokens_run += stop
-            out.append(self._answer_mean(logits, p.ids[first + 1: stop + 1]))
+            out.append(self._answer_mean(logits[-(stop - first):], p.ids[first + 1: stop + 1]))
         return out
 
     def _walk(self, probes: Sequence[Any], seen: dict) -> list[float]:
