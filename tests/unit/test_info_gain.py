@@ -196,3 +196,23 @@ def test_probe_span_is_the_answer(tiny_lm):
 def test_empty_ground_truth_abstains(tiny_lm):
     (row,) = scorer(tiny_lm).score([make_traj(answer="")])
     assert row.value is None and "abstain" in row.details
+
+
+def test_cli_writes_info_gain_rows(tiny_lm, tmp_path):
+    """`agentrm score -s info-gain --model DIR` stores one row per turn."""
+    import subprocess
+    import sys
+
+    from agentrm.traces import open_store
+    from agentrm.traces.io import write_jsonl
+
+    _, _, path = tiny_lm
+    write_jsonl([make_traj("cli", n_turns=3, reward=1.0)], tmp_path / "t.jsonl")
+    db = f"sqlite:///{tmp_path / 'ig.db'}"
+    r = subprocess.run([sys.executable, "-m", "agentrm.cli.main", "score", str(tmp_path / "t.jsonl"), "--db", db,
+                        "-s", "info-gain", "--model", str(path), "-o", "form=prob", "--json"],
+                       capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    rows = sorted(open_store(db).get_scores(scorer="info-gain"), key=lambda s: s.turn_index)
+    assert [s.turn_index for s in rows] == [0, 1, 2] and rows[-1].value == 1.0
+    assert all(0.0 < s.details["belief_before"] < 1.0 for s in rows)  # prob form
