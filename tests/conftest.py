@@ -7,9 +7,11 @@ FAILS when CI=true: CI must never pass by silently testing less.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,30 @@ def postgres_url():
     return url
 
 
+@contextlib.contextmanager
+def fresh_pg_database(base_url: str):
+    """A uniquely named database on the test server (yields its URL; dropped afterwards), so
+    tests never see each other's rows, even when several suites share one server."""
+    import sqlalchemy as sa
+
+    name = f"agentrm_t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url):
+    with fresh_pg_database(postgres_url) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def vllm_module():
     try:
@@ -135,7 +161,8 @@ def ray_cluster():
 
 def pytest_collection_modifyitems(config, items):
     """Keep marker hygiene: a test using a component fixture must carry its marker."""
-    needs = {"docker_client": "docker", "postgres_url": "postgres", "vllm_module": "vllm",
+    needs = {"docker_client": "docker", "postgres_url": "postgres",
+             "fresh_postgres_url": "postgres", "vllm_module": "vllm",
              "ray_cluster": "ray"}
     for item in items:
         for fixture, marker in needs.items():

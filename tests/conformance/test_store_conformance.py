@@ -6,9 +6,6 @@ test runs on the same server.
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-
 import pytest
 import sqlalchemy as sa
 
@@ -27,29 +24,12 @@ from agentrm.types import (
 )
 
 
-@contextlib.contextmanager
-def fresh_pg_database(base_url: str):
-    """Create a uniquely named database next to `base_url`'s, yield its URL, drop it."""
-    name = f"agentrm_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'traces.db'}"
         return
-    base = request.getfixturevalue("postgres_url")
-    with fresh_pg_database(base) as url:
-        yield url
+    yield request.getfixturevalue("fresh_postgres_url")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -47,19 +46,8 @@ def script(tmp_path):
 
 
 @pytest.fixture
-def db_url(postgres_url):
-    """A fresh schema-isolated database per test: a new database on the test server."""
-    import sqlalchemy as sa
-
-    name = f"agentrm_dist_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def db_url(fresh_postgres_url):
+    return fresh_postgres_url
 
 
 def comparable(store, run_id: str) -> dict:

@@ -4,17 +4,14 @@ file. Real processes, real databases."""
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from agentrm.traces import open_store
 from agentrm.types import ExitStatus
@@ -43,27 +40,12 @@ WRITER = textwrap.dedent("""
 """)
 
 
-@contextlib.contextmanager
-def _pg_database(base_url):
-    name = f"agentrm_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'crash.db'}"
         return
-    with _pg_database(request.getfixturevalue("postgres_url")) as pg:
-        yield pg
+    yield request.getfixturevalue("fresh_postgres_url")
 
 
 def _writer(tmp_path, *args) -> subprocess.Popen:
@@ -141,13 +123,12 @@ def test_several_writer_processes_share_one_sqlite_file(tmp_path):
 
 
 @pytest.mark.postgres
-def test_several_writer_processes_race_to_migrate_postgres(postgres_url, tmp_path):
-    n, writers = 10, 3
-    with _pg_database(postgres_url) as url:  # empty database: every writer tries to migrate
-        procs = [_writer(tmp_path, url, f"w{k}", n, 0) for k in range(writers)]
-        for proc in procs:
-            _, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err
-        with open_store(url) as store:
-            rows = store.summaries(run_id="run")
-            assert sorted(r["n_turns"] for r in rows) == [n] * writers
+def test_several_writer_processes_race_to_migrate_postgres(fresh_postgres_url, tmp_path):
+    n, writers, url = 10, 3, fresh_postgres_url  # an empty database: every writer tries to migrate
+    procs = [_writer(tmp_path, url, f"w{k}", n, 0) for k in range(writers)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    with open_store(url) as store:
+        rows = store.summaries(run_id="run")
+        assert sorted(r["n_turns"] for r in rows) == [n] * writers
