@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from agentrm.verifiers.base import ScorerBase
-
 from agentrm.types import Message, Score, Trajectory
+from agentrm.verifiers.base import ScorerBase
 
 MODES = ("exact", "normalised", "numeric", "f1")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -178,9 +177,8 @@ class AnswerVerifier(ScorerBase):
         return [self.score_one(t) for t in trajectories]
 
     def score_one(self, traj: Trajectory) -> Score:
-        if traj.failure_kind is not None and traj.failure_kind.value == "infrastructure":
-            return self.trajectory_score(traj.id, None, error=f"trajectory ended {traj.exit_status.value}",
-                                         failure="infrastructure")
+        if (abstention := self.infrastructure_abstention(traj)) is not None:
+            return abstention
         truth = traj.answer if traj.answer is not None else self.answers.get(traj.task_id)
         if truth is None:
             return self.trajectory_score(traj.id, None, abstain="no ground truth")

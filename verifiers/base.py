@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentrm.hashing import stable_hash
-from agentrm.types import Score, ScoreLevel, Trajectory
+from agentrm.types import FailureKind, Score, ScoreLevel, Trajectory
 
 
 class ScorerBase:
@@ -35,3 +35,11 @@ class ScorerBase:
     def trajectory_score(self, trajectory_id: str, value: float | None, **details: Any) -> Score:
         return Score(self.name, trajectory_id, value, ScoreLevel.TRAJECTORY, None,
                      self.version, self.config_hash(), details)
+
+    def infrastructure_abstention(self, traj: Trajectory) -> Score | None:
+        """An abstaining row for a trajectory the environment broke (never a model's 0), or
+        None when the trajectory can be judged."""
+        if traj.failure_kind is not FailureKind.INFRASTRUCTURE:
+            return None
+        return self.trajectory_score(traj.id, None, error=f"trajectory ended {traj.exit_status.value}",
+                                     failure="infrastructure")

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from agentrm.verifiers import transforms
 
 from agentrm.errors import InputError
 from agentrm.types import Score, ScoreLevel, Trajectory
+from agentrm.verifiers import transforms
 
 
 def log_sigmoid(x: np.ndarray | float) -> np.ndarray:

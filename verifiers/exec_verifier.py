@@ -136,9 +136,8 @@ class ExecVerifier(ScorerBase):
         return [self.score_one(t) for t in trajectories]
 
     def score_one(self, traj: Trajectory) -> Score:
-        if traj.failure_kind is not None and traj.failure_kind.value == "infrastructure":
-            return self.trajectory_score(traj.id, None, error=f"trajectory ended {traj.exit_status.value}",
-                                         failure="infrastructure")
+        if (abstention := self.infrastructure_abstention(traj)) is not None:
+            return abstention
         spec, task = self.spec(traj)
         source = spec.get("source", "answer")
         cases = spec.get("cases") or [{"stdin": spec.get("stdin"), "expected": spec.get("expected", traj.answer)}]

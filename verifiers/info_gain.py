@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agentrm.verifiers.answer import alternatives, extract_answer
-from agentrm.verifiers.base import ScorerBase
-
 from agentrm.errors import InputError, PrerequisiteError
 from agentrm.hashing import normalise_observation_text
 from agentrm.types import ExitStatus, Message, Score, Trajectory
+from agentrm.verifiers.answer import alternatives, extract_answer
+from agentrm.verifiers.base import ScorerBase
 
 _TRUNCATED = {ExitStatus.TURN_LIMIT, ExitStatus.TOKEN_LIMIT, ExitStatus.TIME_LIMIT}
 
@@ -216,9 +215,8 @@ class InfoGainScorer(ScorerBase):
         return max(word_set_f1(answer, t) for t in truths)
 
     def _skip(self, traj: Trajectory) -> Score | None:
-        if traj.failure_kind is not None and traj.failure_kind.value == "infrastructure":
-            return self.trajectory_score(traj.id, None, error=f"trajectory ended {traj.exit_status.value}",
-                                         failure="infrastructure")
+        if (abstention := self.infrastructure_abstention(traj)) is not None:
+            return abstention
         if traj.answer is None or not str(traj.answer).strip():
             return self.trajectory_score(traj.id, None, abstain="no ground truth (probe target)")
         if not traj.turns:

@@ -103,9 +103,8 @@ class JudgeVerifier(ScorerBase):
         return Task(id=f"judge:{traj.task_id}", instruction=text)
 
     def score_one(self, traj: Trajectory) -> Score:
-        if traj.failure_kind is not None and traj.failure_kind.value == "infrastructure":
-            return self.trajectory_score(traj.id, None, error=f"trajectory ended {traj.exit_status.value}",
-                                         failure="infrastructure")
+        if (abstention := self.infrastructure_abstention(traj)) is not None:
+            return abstention
         answer = extract_answer(traj)
         if answer is None:
             return self.trajectory_score(traj.id, 0.0, reason="no answer")

@@ -110,9 +110,8 @@ class ProgressScorer(ScorerBase):
         return out
 
     def score_one(self, traj: Trajectory) -> list[Score]:
-        if traj.failure_kind is not None and traj.failure_kind.value == "infrastructure":
-            return [self.trajectory_score(traj.id, None, error=f"trajectory ended {traj.exit_status.value}",
-                                          failure="infrastructure")]
+        if (abstention := self.infrastructure_abstention(traj)) is not None:
+            return [abstention]
         task = self._lookup.get(traj.task_id)
         if task is None:
             return [self.trajectory_score(traj.id, None, abstain=f"task {traj.task_id!r} unknown (-o tasks=FILE or -o db=URL)")]
