@@ -85,15 +85,9 @@ class DockerSandbox(FileTransfer):
     # -- lifecycle -------------------------------------------------------------------------
     def _create(self) -> str:
         cfg = self.cfg
-        mem = cfg.memory_bytes
         api = client().api
         labels = {**_cleanup.owner_labels(cfg.run_id), LABEL_KIND: "sandbox", **cfg.labels}
-        host = api.create_host_config(
-            init=True, auto_remove=True, log_config=LogConfig(type="none"), network_mode="bridge" if cfg.network else "none",
-            mem_limit=mem, memswap_limit=mem, nano_cpus=int(cfg.cpus * 1e9),
-            pids_limit=cfg.pids, security_opt=["no-new-privileges"], cap_drop=CAP_DROP,
-            tmpfs=self._tmpfs(cfg.disk_bytes),
-            ulimits=[_ulimit("core", 0), _ulimit("nofile", 4096)])
+        host = host_config(api, cfg)
         try:
             # create + start, never containers.run(): it pulls a missing image from a registry
             # The main process is the first persistent shell (under the wall-clock `timeout`);
@@ -131,18 +125,6 @@ class DockerSandbox(FileTransfer):
         except Exception as exc:  # noqa: BLE001 - the one-off exec killer remains
             if not self._closed:
                 log.warning("control shell of %s did not start: %s", self.id[:12], exc)
-
-    def _tmpfs(self, disk: int) -> dict[str, str]:
-        """Sized tmpfs mounts for every place the agent user can write: this engine's storage
-        driver cannot limit the writable layer, so these sizes are the disk limit."""
-        opts = "rw,exec,nosuid,nodev,size={}"
-        mounts = {"/tmp": opts.format(disk // 2) + ",mode=1777",
-                  "/var/tmp": opts.format(64 << 20) + ",mode=1777"}
-        if self.cfg.user == "agent":  # our images' user; other users write the writable layer
-            owner = f",uid={AGENT_UID},gid={AGENT_UID},mode=0755"
-            mounts[self.cfg.workdir] = opts.format(disk) + owner
-            mounts["/home/agent"] = opts.format(disk // 2) + owner
-        return mounts
 
     def _seed(self) -> None:
         """Restore /workspace and /home/agent from an image's seed archive (snapshots and
@@ -377,6 +359,31 @@ class DockerSandbox(FileTransfer):
             except (NotFound, APIError) as exc:
                 raise self._gone(f"commit failed: {exc}") from exc
             return f"{repo}:{tag}"
+
+
+def host_config(api, cfg: SandboxConfig, auto_remove: bool = True):
+    """The limits every container of ours runs under (sandboxes and one-shot runs alike)."""
+    mem = cfg.memory_bytes
+    return api.create_host_config(
+        init=True, auto_remove=auto_remove, log_config=LogConfig(type="none"),
+        network_mode="bridge" if cfg.network else "none",
+        mem_limit=mem, memswap_limit=mem, nano_cpus=int(cfg.cpus * 1e9),
+        pids_limit=cfg.pids, security_opt=["no-new-privileges"], cap_drop=CAP_DROP,
+        tmpfs=tmpfs_mounts(cfg), ulimits=[_ulimit("core", 0), _ulimit("nofile", 4096)])
+
+
+def tmpfs_mounts(cfg: SandboxConfig) -> dict[str, str]:
+    """Sized tmpfs mounts for every place the agent user can write: this engine's storage
+    driver cannot limit the writable layer, so these sizes are the disk limit."""
+    disk = cfg.disk_bytes
+    opts = "rw,exec,nosuid,nodev,size={}"
+    mounts = {"/tmp": opts.format(disk // 2) + ",mode=1777",
+              "/var/tmp": opts.format(64 << 20) + ",mode=1777"}
+    if cfg.user == "agent":  # our images' user; other users write the writable layer
+        owner = f",uid={AGENT_UID},gid={AGENT_UID},mode=0755"
+        mounts[cfg.workdir] = opts.format(disk) + owner
+        mounts["/home/agent"] = opts.format(disk // 2) + owner
+    return mounts
 
 
 def LogConfig(type: str):  # noqa: N802, A002 - mirrors docker.types.LogConfig

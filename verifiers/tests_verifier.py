@@ -167,17 +167,14 @@ def run_tests(spec: TestSpec, patch: str | None, sandbox_factory: Any = None) ->
     return run
 
 
-def _sandbox(spec: TestSpec, factory: Any):
-    if factory is not None:
-        return factory(spec)
-    from agentrm.sandboxes import DockerSandbox, SandboxConfig
+def _sandbox_config(spec: TestSpec):
+    from agentrm.sandboxes import SandboxConfig
 
     # root, as the SWE-bench harness grades (datasets are validated that way); it also skips the
     # agent user's tmpfs workspace, so the image's tree is used as is, with nothing to restore
-    cfg = SandboxConfig(image=spec.image, workdir=spec.workdir, network=False, cpus=spec.cpus,
-                        memory=spec.memory, wall_clock_s=spec.timeout + 600, output_cap=16 << 20,
-                        user=spec.user)
-    return DockerSandbox(cfg)
+    return SandboxConfig(image=spec.image, workdir=spec.workdir, network=False, cpus=spec.cpus,
+                         memory=spec.memory, wall_clock_s=spec.timeout + 600,
+                         output_cap=16 << 20, user=spec.user)
 
 
 def _run_in_sandbox(spec: TestSpec, patch: str, factory: Any) -> TestRun:
@@ -186,9 +183,15 @@ def _run_in_sandbox(spec: TestSpec, patch: str, factory: Any) -> TestRun:
     junit = f"{tmp}/{secrets.token_hex(8)}.xml"
     reset = protected_paths(touched_paths(patch), spec.protected)
     script = eval_script(spec, tmp, junit, reset, model_patch=patch, nonce=nonce)
-    with _sandbox(spec, factory) as sb:
-        # one exec: inputs ride in the script, results come back on stdout (see tests_script)
-        result = sb.exec(["bash", "-s"], input=script, timeout=spec.timeout + 60, stateless=True)
+    # one process: inputs ride in the script, results come back on stdout (see tests_script)
+    if factory is None:  # the script is a fresh container's main process (docker run -i)
+        from agentrm.sandboxes import run_once
+
+        result = run_once(_sandbox_config(spec), ["bash", "-s"], input=script,
+                          timeout=spec.timeout + 60)
+    else:  # another Sandbox backend
+        with factory(spec) as sb:
+            result = sb.exec(["bash", "-s"], input=script, timeout=spec.timeout + 60, stateless=True)
     output, junit_text = split_junit(result.stdout + (result.stderr or ""), nonce)
     run = interpret(spec, output, result.exit_code, bool(result.timed_out),
                     junit_text if _uses_junit(spec) else None, reset)
