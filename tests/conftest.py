@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,28 @@ def missing(component: str, why: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: components are required)", pytrace=False)
     pytest.skip(message)
+
+
+def run_agentrm(capsys, monkeypatch, *args: str) -> subprocess.CompletedProcess:
+    """`agentrm ARGS` in this process (a subprocess costs seconds of imports on a busy box):
+    exit code, stdout and stderr as a CompletedProcess. The user's AGENTRM_DB is not seen."""
+    from agentrm.cli.main import main
+
+    monkeypatch.delenv("AGENTRM_DB", raising=False)
+    monkeypatch.setattr(sys, "argv", ["agentrm", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """run_agentrm bound to this test: cli("traces", "list") -> CompletedProcess."""
+    return lambda *args: run_agentrm(capsys, monkeypatch, *args)
 
 
 def _start_service(name: str) -> str | None:

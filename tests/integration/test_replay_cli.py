@@ -24,24 +24,6 @@ def agentrm(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           text=True, timeout=60, env={**os.environ, "COLUMNS": "120", **(env or {})})
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """`agentrm ARGS` in this process (a subprocess costs seconds of imports on a busy box)."""
-    from agentrm.cli.main import main
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "argv", ["agentrm", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def db(tmp_path_factory) -> str:
     return make_demo_store(f"sqlite:///{tmp_path_factory.mktemp('replay') / 'store.db'}")

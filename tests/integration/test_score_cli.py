@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -30,26 +28,6 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("score-cli")
     write_jsonl(TRAJS, root / "t.jsonl")
     return root, build_tiny_prm(root / "tc", "token-cls"), build_tiny_prm(root / "tag", "tag")
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """`agentrm ARGS` in this process (a subprocess costs seconds of imports on a busy box)."""
-    from agentrm.cli.main import main
-
-    monkeypatch.delenv("AGENTRM_DB", raising=False)
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "argv", ["agentrm", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return run
 
 
 def test_file_without_db_scores_in_memory_and_prints_a_table(setup, cli):

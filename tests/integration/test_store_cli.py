@@ -12,21 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from agentrm.cli.main import main
+from conftest import run_agentrm
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
 
 
 def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["agentrm", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+    result = run_agentrm(capsys, monkeypatch, *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.fixture
