@@ -57,7 +57,7 @@ def initial_messages(task: Task, workdir: str = "/workspace") -> list[Message]:
 class Episode:
     """The side of one rollout the graph state cannot hold: policy, sandbox, store, records."""
 
-    def __init__(self, task: Task, policy: Policy, sandbox: Sandbox, store: TraceStore | None,
+    def __init__(self, task: Task, policy: Policy, sandbox: Sandbox, store: TurnWriter | None,
                  trajectory: Trajectory, workdir: str, replay: list[Turn],
                  cancel: threading.Event | None = None):
         self.task, self.policy, self.sandbox, self.store = task, policy, sandbox, store
@@ -67,6 +67,10 @@ class Episode:
 
     # -- nodes ---------------------------------------------------------------------------
     def policy_step(self, state: dict[str, Any]) -> dict[str, Any]:
+        if self.store is not None:
+            # the previous turn is committed before the next action starts: a process killed
+            # at any point keeps every completed turn (the write overlaps only the routing)
+            self.store.flush()
         if self.cancel is not None and self.cancel.is_set():
             return {"status": ExitStatus.CRASHED.value, "error": "interrupted"}
         if state["deadline"] is not None and time.monotonic() >= state["deadline"]:

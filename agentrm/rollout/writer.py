@@ -1,9 +1,10 @@
 """Turn writes off the loop's critical path.
 
 A SQLite commit costs milliseconds, more than a persistent-shell command; the loop hands each
-completed turn to a background thread that writes it at once, in order. A killed process loses
-at most the turns still queued (a suffix; never a gap), and `flush` runs before the trajectory
-is closed, so a closed trajectory always has all its turns.
+completed turn to a background thread that writes it at once, in order, while the graph routes
+to the next step. The loop flushes before every model call, so a turn is committed before the
+next action starts (a process killed at any point keeps every completed turn), and again before
+the trajectory is closed, so a closed trajectory always has all its turns.
 """
 
 from __future__ import annotations
