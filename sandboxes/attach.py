@@ -69,33 +69,33 @@ class AttachedExec:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            ready, _, _ = select.select([self.sock], [], [], min(remaining, 1.0))
-            if not ready:
-                continue
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self.eof = True
-            self.buf += chunk
+            chunk = self._recv(min(remaining, 1.0))
+            if chunk is not None:
+                self.buf += chunk
 
     def discard_pending(self) -> int:
         """Drop whatever has already arrived (without waiting); returns the bytes dropped."""
         dropped = len(self.buf)
         self.buf.clear()
         while not self.eof:
-            ready, _, _ = select.select([self.sock], [], [], 0)
-            if not ready:
+            chunk = self._recv(0)
+            if chunk is None:
                 break
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self.eof = True
             dropped += len(chunk)
         return dropped
+
+    def _recv(self, wait: float) -> bytes | None:
+        """What the socket has within `wait` seconds (None: nothing yet); b"" marks EOF."""
+        ready, _, _ = select.select([self.sock], [], [], wait)
+        if not ready:
+            return None
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.eof = True
+        return chunk
 
     def exit_code(self) -> int | None:
         """The process's exit code once it ended (None while running or unknown)."""
