@@ -59,6 +59,24 @@ class Sandbox(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+class SandboxFactory(Protocol):
+    """Makes a sandbox from a sandbox config (agentrm.sandboxes.SandboxConfig for Docker)."""
+
+    def __call__(self, config: Any) -> Sandbox: ...
+
+
+@dataclass
+class ScoringContext:
+    """What a scorer may use but must not build itself, so its cost and lifetime stay visible
+    to whoever runs it: the store (tasks, side trajectories such as a judge's), how to make
+    sandboxes, where to run units of work, and the torch device."""
+
+    store: Any = None  # a TraceStore (plus TaskSource for scorers that need the task)
+    sandbox_factory: SandboxFactory | None = None
+    executor: Any = None  # agentrm.executors.Executor
+    device: str | None = None  # None: CUDA when present, else CPU
+
+
 @runtime_checkable
 class Scorer(Protocol):
     """Batched scoring of trajectories. May abstain (Score.value None) or return nothing."""
@@ -70,7 +88,8 @@ class Scorer(Protocol):
         """Everything that changes the scores; hashed into Score.config_hash."""
         ...
 
-    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]: ...
+    def score(self, trajectories: Sequence[Trajectory],
+              context: ScoringContext | None = None) -> list[Score]: ...
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ from itertools import islice
 from typing import Any
 
 from agentrm.errors import AgentrmError
-from agentrm.protocols import Scorer
+from agentrm.protocols import Scorer, ScoringContext
 from agentrm.types import Score, Trajectory
 
 log = logging.getLogger("agentrm.scoring")
@@ -39,12 +39,15 @@ def _check(scorer: Any, rows: Sequence[Score], batch: Sequence[Trajectory]) -> N
 
 def score_trajectories(trajectories: Iterable[Trajectory], scorers: Sequence[Scorer],
                        store: Any = None, batch_size: int = 8,
-                       on_progress: Progress | None = None) -> list[Score]:
+                       on_progress: Progress | None = None,
+                       context: ScoringContext | None = None) -> list[Score]:
     """Score every trajectory with every scorer; return all rows (and write them to `store`).
 
     `batch_size` trajectories are handed to each scorer at a time (a PRM buckets them by length
     inside); `on_progress(done, total)` is called after each batch (total None for iterators).
     """
+    if context is None:
+        context = ScoringContext(store=store)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     total = len(trajectories) if isinstance(trajectories, Sequence) else None
@@ -53,7 +56,7 @@ def score_trajectories(trajectories: Iterable[Trajectory], scorers: Sequence[Sco
     for batch in _batches(trajectories, batch_size):
         rows: list[Score] = []
         for scorer in scorers:
-            got = list(scorer.score(batch))
+            got = list(scorer.score(batch, context))
             _check(scorer, got, batch)
             rows.extend(got)
         if store is not None and rows:

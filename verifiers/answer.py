@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
+from agentrm.protocols import ScoringContext
 from agentrm.types import Message, Score, Trajectory
 from agentrm.verifiers.base import ScorerBase
 
@@ -173,7 +174,7 @@ class AnswerVerifier(ScorerBase):
         return {"mode": self.mode, "abs_tol": self.abs_tol, "rel_tol": self.rel_tol,
                 "restate_threshold": self.restate_threshold}
 
-    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+    def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         return [self.score_one(t) for t in trajectories]
 
     def score_one(self, traj: Trajectory) -> Score:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentrm.hashing import stable_hash
+from agentrm.protocols import ScoringContext
 from agentrm.types import FailureKind, Score, ScoreLevel, Trajectory
 
 
@@ -25,7 +26,7 @@ class ScorerBase:
     def config_hash(self) -> str:
         return stable_hash({"name": self.name, "version": self.version, **self.config()})
 
-    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+    def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         raise NotImplementedError
 
     def turn_score(self, trajectory_id: str, turn_index: int, value: float | None, **details: Any) -> Score:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentrm.errors import AgentrmError, InputError
+from agentrm.protocols import ScoringContext
 from agentrm.types import Score, Task, Trajectory
 from agentrm.verifiers.answer import extract_answer
 from agentrm.verifiers.base import ScorerBase
@@ -132,7 +133,7 @@ class ExecVerifier(ScorerBase):
         return spec, task
 
     # -- scoring -------------------------------------------------------------------------------
-    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+    def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         return [self.score_one(t) for t in trajectories]
 
     def score_one(self, traj: Trajectory) -> Score:

@@ -19,6 +19,7 @@ from typing import Any
 
 from agentrm.errors import InputError, PrerequisiteError
 from agentrm.hashing import normalise_observation_text
+from agentrm.protocols import ScoringContext
 from agentrm.types import ExitStatus, Message, Score, Trajectory
 from agentrm.verifiers.answer import alternatives, extract_answer
 from agentrm.verifiers.base import ScorerBase
@@ -223,7 +224,7 @@ class InfoGainScorer(ScorerBase):
             return self.trajectory_score(traj.id, None, abstain="no turns")
         return None
 
-    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+    def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         scores: list[Score] = []
         work: list[tuple[Trajectory, list[str]]] = []
         probes: list[list[Probe]] = []

@@ -22,6 +22,7 @@ from typing import Any
 
 from agentrm.errors import AgentrmError
 from agentrm.hashing import stable_hash
+from agentrm.protocols import ScoringContext
 from agentrm.types import Score, Task, Trajectory
 from agentrm.verifiers.answer import alternatives, extract_answer, question_of, restates_question
 from agentrm.verifiers.base import ScorerBase
@@ -93,7 +94,7 @@ class JudgeVerifier(ScorerBase):
             self._store = open_store(self.db)
         return self._store
 
-    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+    def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         return [self.score_one(t) for t in trajectories]
 
     def judge_task(self, traj: Trajectory, answer: str) -> Task:

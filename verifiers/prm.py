@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentrm.errors import InputError
+from agentrm.protocols import ScoringContext
 from agentrm.types import FailureKind, Score, Trajectory
 from agentrm.verifiers.aggregate import AGGREGATIONS, aggregate
 from agentrm.verifiers.base import ScorerBase
@@ -130,7 +131,7 @@ class PRMScorer(ScorerBase):
         # an ordinary token as separator (value style's "\n") stays in the text: positions are known
         self._formatter = StepFormatter(tokenizer, template, sep, max_length, scrub=cfg.style != "value")
 
-    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+    def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         self.load()
         trajs = list(trajectories)
         if self.cfg.style == "judge":

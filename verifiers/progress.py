@@ -28,6 +28,7 @@ from typing import Any
 
 from agentrm.errors import AgentrmError, InfrastructureError
 from agentrm.hashing import stable_hash
+from agentrm.protocols import ScoringContext
 from agentrm.types import ExitStatus, Message, Score, Task, ToolCall, Trajectory
 from agentrm.verifiers.base import ScorerBase
 from agentrm.verifiers.exec_verifier import TaskLookup
@@ -102,7 +103,7 @@ class ProgressScorer(ScorerBase):
         return stable_hash([task.id, task.image, task.setup, task.answer, task.verifier, convo, self.config()], 32)
 
     # -- scoring -------------------------------------------------------------------------------
-    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+    def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         out: list[Score] = []
         for traj in trajectories:
             out.extend(self.score_one(traj))

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentrm.hashing import stable_hash
+from agentrm.protocols import ScoringContext
 from agentrm.types import Score, Trajectory
 from agentrm.verifiers import log_parsers
 from agentrm.verifiers.base import ScorerBase
@@ -296,7 +297,7 @@ class TestVerifier(ScorerBase):
     def config(self) -> dict[str, Any]:
         return {"timeout": self.timeout}
 
-    def score(self, trajectories: Sequence[Trajectory]) -> list[Score]:
+    def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         out = []
         for traj in trajectories:
             spec_data = traj.metadata.get("tests_verifier")
