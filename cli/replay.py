@@ -47,7 +47,7 @@ def replay(
         "--image", help="Sandbox image for --rerun (default: the recorded one).")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    from agentrm.traces.replay import build_view, load_scores, load_trajectory
+    from agentrm.replay.view import build_view, load_scores, load_trajectory
 
     if not speed > 0:
         raise InputError(f"--speed must be > 0, got {speed:g}")
@@ -72,7 +72,7 @@ def replay(
         print_json(asdict(view))
         return
     if interactive and sys.stdout.isatty():
-        from agentrm.traces.replay_player import KeyReader, Player, open_tty
+        from agentrm.replay.player import KeyReader, Player, open_tty
 
         fd = open_tty()
         if fd is not None:
@@ -85,15 +85,15 @@ def replay(
                 if fd != sys.stdin.fileno():
                     os.close(fd)
             return
-    from agentrm.traces.replay_render import full_renderable
+    from agentrm.replay.render import full_renderable
 
     console.print(full_renderable(view, max_lines))
 
 
 def _export(view, cast: Path | None, page: Path | None, width: int, height: int,
             idle_limit: float, max_lines: int, json_out: bool) -> None:
-    from agentrm.traces.asciicast import write_cast
-    from agentrm.traces.html import write_html
+    from agentrm.replay.asciicast import write_cast
+    from agentrm.replay.html import write_html
 
     written = []
     for path in (p for p in (cast, page) if p):
@@ -119,7 +119,7 @@ def _export(view, cast: Path | None, page: Path | None, width: int, height: int,
 
 def _rerun(traj, url: str | None, image: str | None, json_out: bool) -> None:
     from agentrm.cli.common import progress
-    from agentrm.traces.replay_rerun import rerun_trajectory
+    from agentrm.replay.rerun import rerun_trajectory
 
     with progress() as bar:
         task = bar.add_task(f"rerun {traj.id}", total=len(traj.turns))
@@ -128,7 +128,7 @@ def _rerun(traj, url: str | None, image: str | None, json_out: bool) -> None:
     if json_out:
         print_json(report.as_dict())
     else:
-        from agentrm.traces.replay_rerun import render_report
+        from agentrm.replay.rerun import render_report
 
         console.print(render_report(report))
     if report.diverged:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from asciinema.asciicast import v2
 
-from agentrm.traces.asciicast import write_cast
-from agentrm.traces.html import write_html
-from agentrm.traces.replay import build_view
-from agentrm.traces.replay_render import full_renderable, to_ansi
+from agentrm.replay.asciicast import write_cast
+from agentrm.replay.html import write_html
+from agentrm.replay.render import full_renderable, to_ansi
+from agentrm.replay.view import build_view
 from agentrm.types import ExitStatus, ToolResult, Trajectory, Turn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))

@@ -18,8 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_replay_view import DATA, load_demo  # noqa: E402
 
-from agentrm.traces.html import render_html  # noqa: E402
-from agentrm.traces.replay import build_view  # noqa: E402
+from agentrm.replay.html import render_html  # noqa: E402
+from agentrm.replay.view import build_view  # noqa: E402
 
 VOID = {"meta", "input", "br", "img", "link", "hr"}
 

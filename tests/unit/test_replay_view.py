@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from asciinema.asciicast import v2
 
-from agentrm.traces.asciicast import LEAD_IN_S, write_cast
-from agentrm.traces.html import render_html, write_html
-from agentrm.traces.replay import build_view, clean_text
-from agentrm.traces.replay_render import bar, fold, full_renderable, to_ansi
-from agentrm.traces.replay_timing import FALLBACK_THINK_S, schedule
+from agentrm.replay.asciicast import LEAD_IN_S, write_cast
+from agentrm.replay.html import render_html, write_html
+from agentrm.replay.render import bar, fold, full_renderable, to_ansi
+from agentrm.replay.timing import FALLBACK_THINK_S, schedule
+from agentrm.replay.view import build_view, clean_text
 from agentrm.types import Advantage, ExitStatus, Score, ScoreLevel, ToolResult, Trajectory, Turn
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "replay"

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from agentrm.traces.replay import ReplayView
-from agentrm.traces.replay_render import header_renderable, to_ansi, turn_renderable, turn_title
-from agentrm.traces.replay_timing import TurnTiming, schedule
+from agentrm.replay.render import header_renderable, to_ansi, turn_renderable, turn_title
+from agentrm.replay.timing import TurnTiming, schedule
+from agentrm.replay.view import ReplayView
 
 KEYS = {
     "\x1b[C": "next", "\x1bOC": "next", "\x1b[B": "next", "\x1bOB": "next", "n": "next",

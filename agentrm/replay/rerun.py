@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 
 from agentrm.errors import AgentrmError, InfrastructureError
 from agentrm.hashing import normalise_observation_text
-from agentrm.traces.replay import CallView, build_view, clean_text
+from agentrm.replay.view import CallView, build_view, clean_text
 from agentrm.types import Task, Trajectory
 
-log = logging.getLogger("agentrm.traces.replay_rerun")
+log = logging.getLogger("agentrm.replay.rerun")
 DIFF_LINES = 16
 
 

@@ -17,15 +17,15 @@ from pathlib import Path
 
 from rich.text import Text
 
-from agentrm.traces.replay import ReplayView, clean_text
-from agentrm.traces.replay_render import (
+from agentrm.replay.render import (
     header_renderable,
     scores_table,
     to_ansi,
     turn_renderable,
     turn_title,
 )
-from agentrm.traces.replay_timing import schedule
+from agentrm.replay.timing import schedule
+from agentrm.replay.view import ReplayView, clean_text
 
 Event = tuple[float, str, str]
 # The header stays alone on screen briefly; it also keeps the first marker off t=0, where

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agentrm.traces.replay import CallView, ReplayView
+from agentrm.replay.view import CallView, ReplayView
 
 FALLBACK_THINK_S = 1.0  # model time shown when nothing was recorded
 FALLBACK_COMMAND_S = 0.5  # command time when nothing was recorded

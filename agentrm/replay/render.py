@@ -15,7 +15,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from agentrm.traces.replay import CallView, ReplayView, TurnView, clean_text
+from agentrm.replay.view import CallView, ReplayView, TurnView, clean_text
 
 BAR_CELLS = 10
 SCORES_WIDTH = 36

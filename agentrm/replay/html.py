@@ -18,10 +18,10 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 
-from agentrm.traces import replay_assets
-from agentrm.traces.replay import CallView, ReplayView, TurnView, clean_text
-from agentrm.traces.replay_render import output_lexer
-from agentrm.traces.replay_timing import schedule
+from agentrm.replay import assets as replay_assets
+from agentrm.replay.render import output_lexer
+from agentrm.replay.timing import schedule
+from agentrm.replay.view import CallView, ReplayView, TurnView, clean_text
 
 _FORMATTER = HtmlFormatter(noclasses=True, nowrap=True, style="monokai")
 
