@@ -1,7 +1,7 @@
 """`agentrm rewards --combine SPEC`: the per-turn reward table from stored scores.
 
 SPEC combines scorers with transforms (clip, delta, min-form, log-sigmoid) and an optional
-G-RA gate; the grammar is in agentrm.verifiers.combine and docs/verifiers.md.
+G-RA gate; the grammar is in agentrm.rewards.combine and docs/verifiers.md.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def rewards(
 ) -> None:
     """Combine stored scores into one reward per turn (nothing is written)."""
     from agentrm.traces import open_store
-    from agentrm.verifiers.combine import combine_scores, parse_spec
+    from agentrm.rewards.combine import combine_scores, parse_spec
 
     spec = parse_spec(combine)  # bad SPEC: one-line error before touching the store
     store = open_store(db_url(db))

@@ -9,7 +9,7 @@ import pytest
 
 from agentrm.errors import InputError
 from agentrm.types import Score, ScoreLevel, Trajectory, Turn
-from agentrm.verifiers import combine as C
+from agentrm.rewards import combine as C
 
 
 def traj(tid: str, n: int) -> Trajectory:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentrm.verifiers import transforms as T
+from agentrm.rewards import transforms as T
 
 rewards_st = st.lists(st.floats(-5, 5, allow_nan=False, allow_infinity=False), min_size=1, max_size=12)
 

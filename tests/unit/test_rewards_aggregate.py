@@ -1,4 +1,4 @@
-"""verifiers/aggregate.py: hand-computed cases, an independent numpy reference, invariants."""
+"""agentrm/rewards/aggregate.py: hand-computed cases, an independent numpy reference, invariants."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentrm.verifiers.aggregate import (
+from agentrm.rewards.aggregate import (
     AGGREGATIONS,
     aggregate,
     future_min,

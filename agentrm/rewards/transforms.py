@@ -64,7 +64,7 @@ def minform(rewards: Sequence[float], how: str = "min", temperature: float = 0.1
     return-to-go from t equal V_t, so the whole return is the (soft) minimum. The hard min is
     padding-proof; the soft-min is not exactly (duplicating a high step shifts its weights).
     """
-    from agentrm.verifiers.aggregate import aggregate
+    from agentrm.rewards.aggregate import aggregate
 
     arr = _as_array(rewards)
     values = np.array([float(aggregate(list(arr[t:]), how=how, temperature=temperature))

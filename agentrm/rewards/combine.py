@@ -27,7 +27,7 @@ import numpy as np
 
 from agentrm.errors import InputError
 from agentrm.types import Score, ScoreLevel, Trajectory
-from agentrm.verifiers import transforms
+from agentrm.rewards import transforms
 
 
 def log_sigmoid(x: np.ndarray | float) -> np.ndarray:
