@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -27,6 +27,8 @@ from agentrm.types import Advantage, ExitStatus, Message, Score, Task, Trajector
 log = logging.getLogger("agentrm.traces.store")
 T = TypeVar("T")
 PAGE = 200  # trajectories loaded per query when streaming
+# what update_trajectory may change: a trajectory's description, never its outcome or turns
+UPDATABLE = frozenset({"task_id", "group_id", "policy", "answer", "metadata", "tail"})
 
 
 def open_store(url: str, migrate: bool = True) -> SQLStore:
@@ -159,45 +161,57 @@ class SQLStore:
                              .values(tail=traj.tail))
         self.write(go)
 
-    def append_turn(self, traj_id: str, turn: Turn) -> None:
-        row = R.turn_row(traj_id, turn)
+    def append_turn(self, trajectory_id: str, turn: Turn) -> None:
+        row = R.turn_row(trajectory_id, turn)
 
         def go(conn):
             try:
                 upsert(conn, turns, row, ["trajectory_id", "idx"])
             except IntegrityError as exc:
-                raise NotFoundError(f"append_turn: unknown trajectory {traj_id!r}") from exc
-            _refresh_turn_count(conn, traj_id)
+                raise NotFoundError(f"append_turn: unknown trajectory {trajectory_id!r}") from exc
+            _refresh_turn_count(conn, trajectory_id)
         self.write(go)
 
-    def set_tail(self, traj_id: str, messages: list[Message]) -> None:
-        self._update_trajectory(traj_id, tail=list(messages) or None)
+    def set_tail(self, trajectory_id: str, messages: Sequence[Message]) -> None:
+        self.update_trajectory(trajectory_id, tail=list(messages))
 
-    def end_trajectory(self, traj_id: str, status: ExitStatus, reward: float | None = None) -> None:
+    def update_trajectory(self, trajectory_id: str, **fields: Any) -> None:
+        """Set descriptive fields (UPDATABLE) of a trajectory; turns, status and reward stay.
+
+        `metadata` replaces the stored dict (merge on the caller's side when that is meant)."""
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise TypeError(f"update_trajectory: cannot set {', '.join(sorted(unknown))} "
+                            f"(only {', '.join(sorted(UPDATABLE))})")
+        values = {k: (v or None) if k in ("metadata", "tail") else v for k, v in fields.items()}
+        if "tail" in values and values["tail"] is not None:
+            values["tail"] = list(values["tail"])
+        if values:
+            self.write(lambda c: _update(c, trajectory_id, **values))
+
+    def end_trajectory(self, trajectory_id: str, status: ExitStatus, reward: float | None = None) -> None:
         status = ExitStatus(status)
         kind = status.failure_kind
-        self._update_trajectory(traj_id, exit_status=status.value, reward=reward,
-                                failure_kind=kind.value if kind else None, ended_at=time.time())
+        self.write(lambda c: _update(c, trajectory_id, exit_status=status.value, reward=reward,
+                                     failure_kind=kind.value if kind else None,
+                                     ended_at=time.time()))
 
-    def reset_trajectory(self, traj_id: str) -> None:
+    def reset_trajectory(self, trajectory_id: str) -> None:
         """Drop a trajectory's turns, scores and advantages and mark it running again.
 
         For runtimes that restart an unfinished rollout from scratch under the same id (turns
         past the new end would otherwise survive from the killed attempt)."""
         def go(conn):
             for table in (turns, scores, advantages):
-                conn.execute(table.delete().where(table.c.trajectory_id == traj_id))
-            _update(conn, traj_id, exit_status=ExitStatus.RUNNING.value, failure_kind=None,
+                conn.execute(table.delete().where(table.c.trajectory_id == trajectory_id))
+            _update(conn, trajectory_id, exit_status=ExitStatus.RUNNING.value, failure_kind=None,
                     reward=None, tail=None, n_turns=0, ended_at=None)
         self.write(go)
 
-    def _update_trajectory(self, traj_id: str, **values: Any) -> None:
-        self.write(lambda c: _update(c, traj_id, **values))
-
-    def get_trajectory(self, traj_id: str) -> Trajectory:
-        found = list(self.iter_trajectories(ids=[traj_id]))
+    def get_trajectory(self, trajectory_id: str) -> Trajectory:
+        found = list(self.iter_trajectories(ids=[trajectory_id]))
         if not found:
-            raise NotFoundError(f"unknown trajectory {traj_id!r}")
+            raise NotFoundError(f"unknown trajectory {trajectory_id!r}")
         return found[0]
 
     def iter_trajectories(self, run_id: str | None = None, task_id: str | None = None,
@@ -298,16 +312,16 @@ def _ensure_run(conn: sa.Connection, run_id: str) -> None:
                         "started_at": time.time()}, ["id"], update=[])
 
 
-def _refresh_turn_count(conn: sa.Connection, traj_id: str) -> None:
-    count = sa.select(sa.func.count()).select_from(turns).where(turns.c.trajectory_id == traj_id)
-    conn.execute(trajectories.update().where(trajectories.c.id == traj_id)
+def _refresh_turn_count(conn: sa.Connection, trajectory_id: str) -> None:
+    count = sa.select(sa.func.count()).select_from(turns).where(turns.c.trajectory_id == trajectory_id)
+    conn.execute(trajectories.update().where(trajectories.c.id == trajectory_id)
                  .values(n_turns=count.scalar_subquery()))
 
 
-def _update(conn: sa.Connection, traj_id: str, **values: Any) -> None:
-    stmt = trajectories.update().where(trajectories.c.id == traj_id).values(**values)
+def _update(conn: sa.Connection, trajectory_id: str, **values: Any) -> None:
+    stmt = trajectories.update().where(trajectories.c.id == trajectory_id).values(**values)
     if conn.execute(stmt).rowcount == 0:
-        raise NotFoundError(f"unknown trajectory {traj_id!r}")
+        raise NotFoundError(f"unknown trajectory {trajectory_id!r}")
 
 
 def _filters(run_id, task_id, group_id, exit_status) -> list[Any]:

@@ -125,6 +125,25 @@ def test_append_turn_is_idempotent_and_commits(store, store_url):
     assert len(store.get_trajectory("x").turns) == 2
 
 
+def test_update_trajectory_sets_only_the_given_fields(store):
+    store.begin_trajectory(_traj("x", policy="p", answer="42", metadata={"seed": 7}))
+    store.append_turn("x", _turn(0))
+    store.end_trajectory("x", ExitStatus.SUBMITTED, reward=0.5)
+    store.update_trajectory("x", metadata={"seed": 7, "verdict": "ok"}, group_id="g2")
+    got = store.get_trajectory("x")
+    assert (got.metadata, got.group_id, got.policy, got.answer) == (
+        {"seed": 7, "verdict": "ok"}, "g2", "p", "42")
+    assert (got.exit_status, got.reward, len(got.turns)) == (ExitStatus.SUBMITTED, 0.5, 1)
+    assert [r["id"] for r in store.summaries(group_id="g2")] == ["x"]
+    store.update_trajectory("x", tail=[{"role": "tool", "content": "t"}], metadata={})
+    got = store.get_trajectory("x")
+    assert got.tail == [{"role": "tool", "content": "t"}] and got.metadata == {}
+    with pytest.raises(TypeError):  # outcome fields change only through end_trajectory
+        store.update_trajectory("x", reward=1.0)
+    with pytest.raises(NotFoundError):
+        store.update_trajectory("ghost", metadata={"a": 1})
+
+
 def test_unknown_ids_raise_not_found(store):
     with pytest.raises(NotFoundError):
         store.append_turn("ghost", _turn(0))
