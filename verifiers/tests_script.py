@@ -24,6 +24,7 @@ DEFAULT_PROTECTED = [
     "tests/**", "test/**", "testing/**", "**/test_*.py", "**/*_test.py",
 ]
 
+RUNNER_MISSING = ">>>>> Runner Missing"
 JUNIT_BEGIN = ">>>>> JUnit XML (base64)"
 JUNIT_END = ">>>>> JUnit End"
 
@@ -47,7 +48,7 @@ cat > "$D/v5_eval.sh" <<'{eof}'
 {v5_script}{eof}
 BASE=$(git rev-parse --verify -q {base}) || {{ echo ">>>>> Reset Failed: unknown base commit"; return 90; }}
 git reset -q --hard "$BASE" && git clean -qfd || {{ echo ">>>>> Reset Failed"; return 90; }}
-restore() {{ if git cat-file -e "$BASE:$1" 2>/dev/null; then git checkout -q "$BASE" -- "$1"; else rm -rf -- "$1"; fi; }}
+{probe}restore() {{ if git cat-file -e "$BASE:$1" 2>/dev/null; then git checkout -q "$BASE" -- "$1"; else rm -rf -- "$1"; fi; }}
 if [ -s "$D/model.patch" ]; then
   ok=""
   for m in "git apply --verbose" "git apply --verbose --reject" \\
@@ -92,6 +93,17 @@ def test_command(spec: Any, junit: str) -> str:
     return f"{cmd} {_words(files)}".strip()
 
 
+def runner_probe(spec: Any) -> str:
+    """A check that the test runner starts, run on the pristine tree before the patch: the only
+    evidence of a broken environment the grader trusts. Once patched code has run, anything it
+    prints or any way it exits (a fake "No module named pytest", exit 127, a hang) is the model's."""
+    words = shlex.split(spec.test_cmd or "")
+    if spec.eval_script or len(words) < 3 or words[1:3] != ["-m", "pytest"]:
+        return ""  # a v5 script or another runner: no probe, so no infrastructure verdict
+    return (f"timeout -k 5 300 {shlex.quote(words[0])} -c 'import pytest' </dev/null >/dev/null 2>&1"
+            f" || {{ echo \"{RUNNER_MISSING}\"; return 93; }}\n")
+
+
 def _text(value: str | None) -> str:
     if not value:
         return ""
@@ -113,7 +125,7 @@ def eval_script(spec: Any, tmp: str, junit: str, reset: Sequence[str], model_pat
         v5_script=_text(spec.eval_script), base=shlex.quote(f"{spec.base_commit}^{{commit}}"),
         reset=_words(reset), test_files=_words(test_files), start=START, end=END,
         timeout=f"{float(spec.timeout):g}", command=command, junit=shlex.quote(junit),
-        junit_begin=JUNIT_BEGIN, junit_end=JUNIT_END, nonce=nonce)
+        junit_begin=JUNIT_BEGIN, junit_end=JUNIT_END, nonce=nonce, probe=runner_probe(spec))
 
 
 _DIFF_GIT = re.compile(r"^diff --git (\"?a/.+?\"?) (\"?b/.+?\"?)$")
@@ -183,3 +195,65 @@ def patch_problem(patch: str) -> str | None:
     if re.search(r"^(?:new file mode|new mode|old mode) 120000$", patch, re.M):
         return "patch creates a symbolic link (not supported: links can point outside the tree)"
     return None
+
+
+# Patch lines that reach into the test runner instead of the code under test. The grader's test
+# process runs the patched code, so in-process tampering (a plugin registered at run time, a junit
+# file rewritten at exit) cannot be fully stopped; it is flagged so a reward can penalise it.
+# Tags are stable names; each reason reads "tag: path".
+_RUNNER_REACH = [
+    ("atexit", re.compile(r"\batexit\b")),
+    ("os_exit", re.compile(r"\bos\._exit\b|\bos\.kill\(\s*os\.getpid\(|\bsignal\.raise_signal\b")),
+    ("sys_argv", re.compile(r"\bsys\.(?:orig_)?argv\b")),
+    ("junit", re.compile(r"junit|xunit", re.I)),
+    ("gc_walk", re.compile(r"\bgc\.get_(?:objects|referrers|referents)\b")),
+    ("runner_import", re.compile(r"\b_pytest\b|\bpluggy\b|^\s*(?:import|from)\s+(?:pytest|unittest)\b")),
+    ("plugin_registration", re.compile(
+        r"pluginmanager|hookimpl|hookwrapper|pytest_plugins|PYTEST_PLUGINS|\bpytest_[a-z_]+\s*\("
+        r"|\bregister\(.*plugin", re.I)),
+    ("runner_env", re.compile(r"PYTEST_(?:ADDOPTS|CURRENT_TEST|VERSION|XDIST)")),
+    ("stream_redirect", re.compile(
+        r"\bsys\.(?:__)?std(?:out|err)(?:__)?\s*=(?!=)|\bos\.dup2\(|redirect_std(?:out|err)")),
+    ("frame_inspection", re.compile(r"\bsys\._getframe\b|\.f_back\b|\.f_locals\b|\bsys\.settrace\b"
+                                    r"|\bsys\.setprofile\b|\binspect\.stack\(")),
+    ("sys_modules", re.compile(r"\bsys\.modules\[[^\]]+\]\s*=(?!=)|\bsys\.modules\.(?:update|pop)\(")),
+]
+_RUNNER_FILES = re.compile(r"(?:^|/)(?:conftest\.py|sitecustomize\.py|usercustomize\.py|pytest\.ini"
+                           r"|[^/]+\.pth)$")
+_CONFIG_FILES = re.compile(r"(?:^|/)(?:tox\.ini|setup\.cfg|pyproject\.toml)$")
+
+
+def added_lines(patch: str) -> dict[str, list[str]]:
+    """Path → the lines a unified diff adds to it."""
+    out: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in (patch or "").splitlines():
+        if line.startswith("+++ "):
+            match = _FILE_LINE.match(line)
+            current = _clean(match.group(1)) if match else None
+            if current:
+                out.setdefault(current, [])
+        elif line.startswith("+") and current:
+            out[current].append(line[1:])
+        elif line.startswith("diff --git "):
+            current = None
+    return out
+
+
+def suspicious_reasons(patch: str, reset: Sequence[str] = ()) -> list[str]:
+    """Why a patch looks like it reaches into the test runner ("tag: path"), or []. Files reset
+    before grading are not scanned (their code never runs) but runner hooks among them are named."""
+    reasons: list[str] = []
+    for path in sorted(touched_paths(patch)):
+        if _RUNNER_FILES.search(path):
+            reasons.append(f"runner_config: {path}" + (" (reset)" if path in reset else ""))
+    for path, lines in sorted(added_lines(patch).items()):
+        text = "\n".join(lines)
+        if _CONFIG_FILES.search(path) and re.search(r"pytest|addopts|-p\s", text):
+            reasons.append(f"runner_config: {path}" + (" (reset)" if path in reset else ""))
+        if path in reset:
+            continue
+        for tag, regex in _RUNNER_REACH:
+            if any(regex.search(line) for line in lines):
+                reasons.append(f"{tag}: {path}")
+    return list(dict.fromkeys(reasons))

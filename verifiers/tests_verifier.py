@@ -4,13 +4,18 @@ One implementation serves `agentrm eval swe-bench` and the "tests" scorer. Per r
 fresh container → apply the patch (git apply, then --reject, then patch --fuzz) → reset every
 protected file the patch touched (test files, conftest.py, pytest config, start-up hooks) →
 reset the files the test patch touches and apply it → run the test command → statuses from
-junit XML, cross-checked with the text log and the exit code → grade (FORMATS.md §1.4).
+junit XML, cross-checked with the text log (both directions) and the exit code → grade
+(FORMATS.md §1.4). Patches that reach into the test runner are flagged `suspicious`.
 
 Trust: everything the script prints before the tests start is ours; after that only the exec's
 exit code (from the engine) and the junit file are used, and stdout only as a cross-check, since
-code under test can print anything (EVAL_HARNESS_LESSONS.md §3). "patch_failed", "timeout" and
+code under test can print anything. The code under test shares the test process with the
+runner, so it can forge every channel at once (a plugin registered at run time); that limit is
+not closed here, only flagged (see docs/verifiers.md). "patch_failed", "timeout" and
 "error" (infrastructure) are kept apart from a model's unresolved result; the last two never
-become a reward of 0.
+become a reward of 0. Blame is decided from what the agent cannot touch: the engine's timeout
+and a probe of the runner on the pristine tree are infrastructure; whatever happens once patched
+code runs (a hang to the in-container timeout, an exit status, any printed error) is the model's.
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ from agentrm.verifiers.tests_script import (
     EXIT_TIMEOUT,
     JUNIT_BEGIN,
     JUNIT_END,
+    RUNNER_MISSING,
     START,
     eval_script,
     patch_problem,
     protected_paths,
+    suspicious_reasons,
     touched_paths,
 )
 
@@ -48,8 +55,8 @@ VERSION = "1"
 RESOLVED, UNRESOLVED, PATCH_FAILED, TIMEOUT, ERROR, EMPTY = (
     "resolved", "unresolved", "patch_failed", "timeout", "error", "empty_patch")
 FULL, PARTIAL, NO = "RESOLVED_FULL", "RESOLVED_PARTIAL", "RESOLVED_NO"
-_INFRA_SIGNS = ("No module named pytest", "command not found", "No space left on device",
-                "Cannot allocate memory", "exec format error", "OCI runtime")
+CONTRADICTED = "junit_contradicts_log"
+_PASSING = (log_parsers.PASSED, log_parsers.XFAIL)
 
 
 @dataclass
@@ -102,6 +109,7 @@ class TestRun:
     apply_method: str | None = None
     reset_files: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    suspicious: list[str] = field(default_factory=list)  # "tag: path" (tests_script._RUNNER_REACH)
     error: str | None = None
     duration_s: float = 0.0
     log: str = field(default="", repr=False)
@@ -114,9 +122,11 @@ class TestRun:
 
     @property
     def failure_kind(self) -> str | None:
-        if self.status in (ERROR, TIMEOUT):
+        # TIMEOUT is the in-container limit the patched code ran into: the model's (a hang must
+        # not turn a certain 0 into "unknown"); an engine that never answered is an ERROR
+        if self.status == ERROR:
             return "infrastructure"
-        return "model" if self.status in (UNRESOLVED, PATCH_FAILED, EMPTY) else None
+        return "model" if self.status in (UNRESOLVED, PATCH_FAILED, EMPTY, TIMEOUT) else None
 
     @property
     def reward(self) -> float | None:
@@ -131,23 +141,10 @@ class TestRun:
         return d
 
 
-def grade(statuses: dict[str, str], fail_to_pass: Sequence[str], pass_to_pass: Sequence[str]
-          ) -> tuple[dict[str, dict[str, list[str]]], str]:
-    """SWE-bench resolution: a test passes iff reported PASSED or XFAIL (missing = failed,
-    SKIPPED = failed); RESOLVED_FULL iff every F2P and P2P test passes."""
-    def split(tests: Sequence[str]) -> dict[str, list[str]]:
-        ok = [t for t in tests if statuses.get(t) in (log_parsers.PASSED, log_parsers.XFAIL)]
-        return {"success": ok, "failure": [t for t in tests if t not in set(ok)]}
-
-    f2p, p2p = split(fail_to_pass), split(pass_to_pass)
-    tests_status = {"FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p,
-                    "FAIL_TO_FAIL": {"success": [], "failure": []},
-                    "PASS_TO_FAIL": {"success": [], "failure": []}}
-    f2p_rate = len(f2p["success"]) / len(fail_to_pass) if fail_to_pass else 1.0
-    p2p_rate = len(p2p["success"]) / len(pass_to_pass) if pass_to_pass else 1.0
-    if f2p_rate == 1.0 and p2p_rate == 1.0:
-        return tests_status, FULL
-    return tests_status, PARTIAL if 0 < f2p_rate < 1 and p2p_rate == 1.0 else NO
+def grade(statuses: dict[str, str], fail_to_pass: Sequence[str], pass_to_pass: Sequence[str],
+          parser: str = "") -> tuple[dict[str, dict[str, list[str]]], str]:
+    """SWE-bench resolution, by the official package's grading (see log_parsers.grade)."""
+    return log_parsers.grade(statuses, fail_to_pass, pass_to_pass, parser)
 
 
 def run_tests(spec: TestSpec, patch: str | None, sandbox_factory: Any = None) -> TestRun:
@@ -156,14 +153,16 @@ def run_tests(spec: TestSpec, patch: str | None, sandbox_factory: Any = None) ->
     started = time.monotonic()
     if not patch or not patch.strip():
         return TestRun(EMPTY, duration_s=0.0)
+    suspicious = suspicious_reasons(patch, protected_paths(touched_paths(patch), spec.protected))
     problem = patch_problem(patch)
     if problem:
-        return TestRun(PATCH_FAILED, error=problem)
+        return TestRun(PATCH_FAILED, error=problem, suspicious=suspicious)
     try:
         run = _run_in_sandbox(spec, patch if patch.endswith("\n") else patch + "\n", sandbox_factory)
     except Exception as exc:  # noqa: BLE001 - any engine failure is an infrastructure error
         log.warning("test run failed in the environment: %s", exc)
         run = TestRun(ERROR, error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    run.suspicious = suspicious
     run.duration_s = round(time.monotonic() - started, 3)
     return run
 
@@ -235,22 +234,27 @@ def interpret(spec: TestSpec, output: str, exit_code: int, timed_out: bool,
         return run
     run.patch_applied = True
     for marker, why in ((">>>>> Test Patch Apply Failed", "test patch did not apply"),
-                        (">>>>> Reset Failed", "could not reset the repository")):
+                        (">>>>> Reset Failed", "could not reset the repository"),
+                        (RUNNER_MISSING, "the test runner does not start on the pristine tree")):
         if marker in pre:
             run.status, run.error = ERROR, why
             return run
     if not started:
         run.status, run.error = ERROR, f"eval script ended before the tests (exit {exit_code})"
         return run
-    if timed_out or exit_code == EXIT_TIMEOUT:
+    if timed_out:  # the engine's own deadline: the container never finished
+        run.status, run.error = ERROR, f"grading container did not finish in {spec.timeout + 60:g}s"
+        return run
+    if exit_code == EXIT_TIMEOUT:
         run.status, run.error = TIMEOUT, f"tests exceeded {spec.timeout:g}s"
         return run
     test_log = rest.rsplit(END, 1)[0] if END in rest else rest
     run.tests = _statuses(spec, test_log, exit_code, junit_text, run.flags)
-    if not run.tests and (exit_code in (126, 127) or any(s in test_log for s in _INFRA_SIGNS)):
-        run.status, run.error = ERROR, f"test command could not run (exit {exit_code})"
-        return run
-    run.tests_status, run.resolution = grade(run.tests, spec.fail_to_pass, spec.pass_to_pass)
+    if CONTRADICTED in run.flags:
+        run.error = ("the junit file reports PASSED for tests the log reports FAILED/ERROR: "
+                     "nothing trusted")
+    run.tests_status, run.resolution = grade(run.tests, spec.fail_to_pass, spec.pass_to_pass,
+                                               spec.log_parser)
     run.status = RESOLVED if run.resolution == FULL else UNRESOLVED
     return run
 
@@ -270,6 +274,12 @@ def _statuses(spec: TestSpec, test_log: str, exit_code: int, junit_text: str | N
             return {}
         if any(s == log_parsers.PASSED and final.get(t) != log_parsers.PASSED for t, s in text.items()):
             flags.append("log_claims_unconfirmed_passes")
+        # the other direction: a junit file rewritten after the run (at exit, say) passes tests
+        # the runner printed as failed; one such test and neither channel is trusted
+        bad = (log_parsers.FAILED, log_parsers.ERROR)
+        if any(s in bad and final.get(t) in _PASSING for t, s in text.items()):
+            flags.append(CONTRADICTED)
+            return {}
     else:
         final = text
     failing = any(s in (log_parsers.FAILED, log_parsers.ERROR) for s in final.values())

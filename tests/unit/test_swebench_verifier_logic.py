@@ -61,8 +61,11 @@ def test_pytest_verbose_lines_and_worst_status_wins():
     log = ("tests/t.py::test_x PASSED                                  [ 50%]\n"
            "tests/t.py::test_x ERROR                                   [ 50%]\n"
            "\x1b[32mtests/t.py::test_y PASSED\x1b[0m [100%]\n")
-    assert lp.parse("parse_log_pytest", log) == {"tests/t.py::test_x": "ERROR",
-                                                 "tests/t.py::test_y": "PASSED"}
+    assert lp.parse("pytest", log) == {"tests/t.py::test_x": "ERROR",
+                                       "tests/t.py::test_y": "PASSED"}
+    # parse_log_pytest is the swebench package's parser: -rA summary lines only
+    assert lp.parse("parse_log_pytest", log) == {}
+    assert lp.parse("parse_log_pytest", "PASSED tests/t.py::test_y\n") == {"tests/t.py::test_y": "PASSED"}
 
 
 def test_junit_parser_builds_pytest_ids():
@@ -93,8 +96,10 @@ def test_grade_follows_the_swebench_rule():
     assert res == "RESOLVED_FULL" and ts["FAIL_TO_PASS"]["success"] == ["f1", "f2"]
     _, res = grade(statuses, ["f1", "missing"], ["p1"])  # a missing test counts as failed
     assert res == "RESOLVED_PARTIAL"
-    _, res = grade(statuses, ["f1"], ["p1", "p2"])  # SKIPPED is not a pass
-    assert res == "RESOLVED_NO"
+    _, res = grade(statuses, ["f1", "p2"], ["p1"])  # a SKIPPED F2P test is not a pass
+    assert res == "RESOLVED_PARTIAL"
+    _, res = grade(statuses, ["f1"], ["p1", "p2"])  # a SKIPPED P2P test is kept (swebench 5)
+    assert res == "RESOLVED_FULL"
     _, res = grade({}, [], [])  # empty lists count as fully passed (rate 1)
     assert res == "RESOLVED_FULL"
 
@@ -156,9 +161,13 @@ def test_interpret_missing_junit_trusts_no_text():
 def test_interpret_separates_patch_failure_timeout_and_infrastructure():
     assert interpret(SPEC, ">>>>> Patch Apply Failed\n", 91, False, None, []).status == PATCH_FAILED
     timeout = interpret(SPEC, _out("..."), 124, False, None, [])
-    assert timeout.status == TIMEOUT and timeout.reward is None and timeout.failure_kind == "infrastructure"
-    infra = interpret(SPEC, _out("/opt/venv/bin/python: No module named pytest\n"), 1, False, None, [])
+    # the in-container timeout and anything printed after the patched code ran are the model's
+    assert timeout.status == TIMEOUT and timeout.reward == 0.0 and timeout.failure_kind == "model"
+    faked = interpret(SPEC, _out("/opt/venv/bin/python: No module named pytest\n"), 127, False, None, [])
+    assert faked.status == UNRESOLVED and faked.reward == 0.0
+    infra = interpret(SPEC, ">>>>> Runner Missing\n", 93, False, None, [])  # probed before the patch
     assert infra.status == ERROR and infra.reward is None
+    assert interpret(SPEC, _out("..."), -1, True, None, []).status == ERROR  # the engine's deadline
     assert interpret(SPEC, ">>>>> Test Patch Apply Failed\n", 92, False, None, []).status == ERROR
     unresolved = interpret(SPEC, _out(""), 1, False,
                            PASS_JUNIT.replace('name="f" file="t.py"/>', 'name="f" file="t.py"><failure/></testcase>'), [])
