@@ -1,17 +1,23 @@
 """Test-log parsers: a test runner's output → {test id: status}.
 
-Statuses are the SWE-bench ones (FORMATS.md §1.4): PASSED, FAILED, SKIPPED, ERROR, XFAIL.
-Parsers are registered by name (`PARSERS`); v5 dataset rows name theirs (`log_parser`), with or
-without SWE-bench's `parse_log_` prefix. Text parsers only read what a runner printed, which the
-code under test can forge, so the test verifier prefers the structured junit parser and uses text
-only as a cross-check (EVAL_HARNESS_LESSONS.md §3.4).
+Statuses are the SWE-bench ones: PASSED, FAILED, SKIPPED, ERROR, XFAIL.
+Names: `parse_log_X` is exactly the official `swebench` package's parser X (every one in its
+PARSER_REGISTRY: django, sympy, matplotlib, jest, cargo, ...); a bare name is agentrm's own parser
+when it has one (pytest, pytest_v2, unittest, junit), else the package's. Some package parsers
+read the instance (its version or id); a parser spec carries that context after an `@`:
+`parse_log_calypso@version=10.0,instance_id=Automattic__wp-calypso-1`, and `eval_type=fail_only`
+for the repositories SWE-bench grades on failures only. Grading (`grade`) is the package's.
+Text parsers only read what a runner printed, which the code under test can forge, so the test
+verifier prefers the structured junit parser and uses text only as a cross-check.
 """
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
 
 from agentrm.errors import InputError
 
@@ -29,15 +35,87 @@ def register(name: str, parser: Parser) -> Parser:
     return parser
 
 
+PASS_AND_FAIL, FAIL_ONLY = "pass_and_fail", "fail_only"
+SUITE_RAN_ID = "(suite ran)"  # see _package_parser: evidence, not a test
+
+
+def package_registry() -> dict[str, Callable[..., dict[str, str]]]:
+    """The `swebench` package's PARSER_REGISTRY (imported on first use: about a second)."""
+    from swebench.harness.log_parsers import PARSER_REGISTRY
+
+    return PARSER_REGISTRY
+
+
+def parser_spec(name: str, **context: Any) -> str:
+    """`name@k=v,...` for the context a package parser reads (empty values are dropped)."""
+    items = [f"{k}={v}" for k, v in sorted(context.items()) if v not in (None, "")]
+    return f"{name}@{','.join(items)}" if items else name
+
+
+def split_spec(spec: str) -> tuple[str, dict[str, str]]:
+    name, _, rest = spec.partition("@")
+    context = dict(kv.split("=", 1) for kv in rest.split(",") if "=" in kv)
+    return name, context
+
+
+def names() -> list[str]:
+    return sorted(set(PARSERS) | set(package_registry()))
+
+
 def get(name: str) -> Parser:
-    key = name.removeprefix("parse_log_")
+    """The parser for a name or parser spec; an InputError lists the known names."""
+    bare, context = split_spec(name)
+    key = bare.removeprefix("parse_log_")
+    if bare.startswith("parse_log_") or key not in PARSERS:
+        func = package_registry().get(f"parse_log_{key}")
+        if func is not None:
+            return _package_parser(func, context)
     if key not in PARSERS:
-        raise InputError(f"unknown log parser {name!r}: choose from {', '.join(sorted(PARSERS))}")
+        raise InputError(f"unknown log parser {bare!r}: choose from {', '.join(names())}")
     return PARSERS[key]
+
+
+def _package_parser(func: Callable[..., dict[str, str]], context: dict[str, str]) -> Parser:
+    """A package parser bound to its instance context. For fail-only grading an empty map is
+    ambiguous (all passed, or never ran): the package's own evidence test (SUITE_RAN) decides,
+    recorded as the SUITE_RAN_ID entry so `grade` can tell the two apart."""
+    spec = SimpleNamespace(instance_id=context.get("instance_id", ""),
+                           version=context.get("version", ""), repo=context.get("repo", ""),
+                           log_parser=func.__name__, FAIL_TO_PASS=[], PASS_TO_PASS=[])
+
+    def parse_with_context(log: str) -> dict[str, str]:
+        out = dict(func(log, spec))
+        if not out and context.get("eval_type") == FAIL_ONLY:
+            from swebench.harness.grading import SUITE_RAN
+
+            if SUITE_RAN.search(log):
+                out[SUITE_RAN_ID] = PASSED
+        return out
+
+    return parse_with_context
 
 
 def parse(name: str, log: str) -> dict[str, str]:
     return get(name)(log)
+
+
+def grade(statuses: dict[str, str], fail_to_pass: Sequence[str], pass_to_pass: Sequence[str],
+          parser: str = "") -> tuple[dict[str, dict[str, list[str]]], str]:
+    """The package's grading (get_eval_tests_report + get_resolution_status): F2P passes iff
+    PASSED or XFAIL (missing or SKIPPED fail), P2P is kept iff PASSED, XFAIL or SKIPPED;
+    RESOLVED_FULL iff all of both. Fail-only repositories (eval_type in the parser spec) count
+    every test not reported FAILED, but only when the suite is known to have run."""
+    from swebench.harness.constants import EvalType
+    from swebench.harness.grading import get_eval_tests_report, get_resolution_status
+
+    eval_type = split_spec(parser)[1].get("eval_type", PASS_AND_FAIL)
+    if eval_type == FAIL_ONLY and not statuses:
+        eval_type = PASS_AND_FAIL  # no evidence the suite ran: nothing counts as passed
+    statuses = {k: v for k, v in statuses.items() if k != SUITE_RAN_ID}
+    gold = {"FAIL_TO_PASS": list(fail_to_pass), "PASS_TO_PASS": list(pass_to_pass),
+            "FAIL_TO_FAIL": [], "PASS_TO_FAIL": []}
+    report = get_eval_tests_report(statuses, gold, eval_type=EvalType(eval_type))
+    return report, get_resolution_status(report)
 
 
 # pytest -rA short summary: "PASSED tests/a.py::t", "FAILED tests/a.py::t - AssertionError: ..."
