@@ -1,0 +1,50 @@
+"""Files written whole or not at all: a temp file beside the target, renamed over it on success.
+
+A reader (or a resumed run) never sees half a file, and a failed write leaves the old file in
+place. The temp file gets ordinary permissions (`mode` less the umask, 0644 usually) — a bare
+mkstemp file is 0600, which made exported pages unreadable to anyone else.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask is process-wide, racy in threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], binary: bool = False,
+                mode: int = 0o644) -> Iterator[IO[Any]]:
+    """Open a temp file beside `path` for writing; it replaces `path` when the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(fd, mode & ~_umask())
+            yield out
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o644) -> None:
+    """Write `data` (text as UTF-8) to `path` atomically."""
+    with atomic_open(path, binary=isinstance(data, bytes), mode=mode) as out:
+        out.write(data)

@@ -1,0 +1,50 @@
+"""agentrm.files: whole-or-nothing writes with ordinary permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from agentrm.files import atomic_open, atomic_write
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_text_and_bytes_land_whole_with_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "sub" / "a.txt", "héllo\n")
+        atomic_write(tmp_path / "b.bin", b"\x00\xff")
+        atomic_write(tmp_path / "c.key", "secret", mode=0o600)
+        os.umask(0o077)
+        atomic_write(tmp_path / "d.txt", "private by the user's choice")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "sub" / "a.txt").read_bytes() == "héllo\n".encode()
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\xff"
+    assert [_mode(tmp_path / n) for n in ("sub/a.txt", "b.bin", "c.key", "d.txt")] == [
+        0o644, 0o644, 0o600, 0o600]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out.jsonl"
+    atomic_write(target, "old\n")
+    with pytest.raises(RuntimeError), atomic_open(target) as out:
+        out.write("half of the new\n")
+        raise RuntimeError("writer failed")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_streaming_writes_replace_the_file(tmp_path):
+    target = tmp_path / "rows.jsonl"
+    atomic_write(target, "old\n")
+    with atomic_open(target) as out:
+        for i in range(3):
+            out.write(f"{i}\n")
+        assert target.read_text() == "old\n"  # readers see the old file until the rename
+    assert target.read_text() == "0\n1\n2\n"
