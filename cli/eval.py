@@ -20,6 +20,8 @@ from agentrm.cli.common import (
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Evaluate on benchmarks in local Docker.", no_args_is_help=True)
     group.command("swe-bench")(swe_bench)
+    from agentrm.cli.eval_verifier import verifier  # agentrm eval verifier
+    group.command("verifier")(verifier)
     app.add_typer(group, name="eval")
 
 

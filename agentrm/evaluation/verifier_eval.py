@@ -55,7 +55,7 @@ class EvalConfig:
 def _labels(trajs: Sequence[Trajectory], scores: Sequence[Score], cfg: EvalConfig
             ) -> tuple[dict[str, int], dict[str, int] | None, str]:
     path = Path(cfg.labels)
-    if cfg.labels not in ("reward",) and (path.suffix in (".jsonl", ".json") or path.exists()):
+    if cfg.labels != "reward" and (path.suffix in (".jsonl", ".json") or path.is_file()):
         steps = read_step_labels(path)
         known = {t.id for t in trajs}
         steps = {k: v for k, v in steps.items() if k in known}
@@ -130,7 +130,8 @@ def _hybrid(trajs, scores, per_scorer, labels, groups, cfg) -> dict[str, Any] | 
         hybrid = dict(zip(common, decision, strict=True))
     else:
         combine = _combine_module()
-        rows = combine.combine_scores(cfg.hybrid, [t for t in trajs if t.id in set(common)], scores)
+        chosen = set(common)
+        rows = combine.combine_scores(cfg.hybrid, [t for t in trajs if t.id in chosen], scores)
         hybrid = {r.trajectory_id: r.total for r in rows if r.total is not None}
         out |= {"kind": "spec", "spec": cfg.hybrid}
         common = [t for t in common if t in hybrid]
