@@ -3,9 +3,8 @@
 Each unit is shipped as ids and configs and talks to the shared trace store itself (PostgreSQL
 when workers live on other hosts), so the driver never moves trajectories around:
 
-* rollouts: one unit per task group (the group's snapshot and forks stay on one worker's Docker
-  engine); a unit is `run_rollouts` on one task with the run's id, so a retried or rerun unit
-  resumes from the store instead of writing anything twice;
+* rollouts: the driver itself (`agentrm.rollout.run.run(..., executor=...)`, see
+  agentrm/rollout/units.py): one unit per task group, resumed by the driver's rule when retried;
 * scoring: long-lived scorer actors (a model loads once per actor) fed batches of trajectory ids;
   a batch whose actor dies goes to a fresh actor, and trajectories already scored with the same
   scorer config are skipped, so nothing is scored twice;
@@ -16,85 +15,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
-from agentrm.executors import Executor, WorkFailure, connect_ray, portable
-from agentrm.types import ExitStatus, Task
+from agentrm.executors import connect_ray, portable
 
 log = logging.getLogger("agentrm.distributed")
-
-ROLLOUT_UNIT = "agentrm.distributed:rollout_group_unit"
-
-
-# ----------------------------------------------------------------------------- rollouts
-def rollout_group_unit(db_url: str, run_id: str, task: dict[str, Any], policy_spec: str | None,
-                       group_size: int, limits: dict[str, Any],
-                       sandbox: dict[str, Any] | None = None) -> dict[str, Any]:
-    """All rollouts of one task group, run where this unit lands (a Ray worker or a thread)."""
-    from agentrm.rollout.loop import Limits
-    from agentrm.rollout.runner import run_rollouts
-    from agentrm.sandboxes import SandboxConfig
-    from agentrm.tasks import task_from_dict
-    from agentrm.traces import open_store
-
-    store = open_store(db_url)
-    summary = run_rollouts(
-        [task_from_dict(task, "<shipped task>", None)], policy_spec, store, run_id=run_id,
-        group_size=group_size, limits=Limits(**limits),
-        sandbox_config=SandboxConfig(**sandbox) if sandbox else None,
-    )
-    return {"trajectories": summary.trajectories, "skipped": summary.skipped}
-
-
-def run_rollouts_on(executor: Executor, tasks: Sequence[Task], policy_spec: str | None,
-                    db_url: str, *, run_id: str | None = None, group_size: int = 1,
-                    max_turns: int = 20, limits: Any = None, sandbox: Any = None,
-                    on_group: Callable[[int, Any], None] | None = None) -> dict[str, Any]:
-    """Run every task group as one unit on `executor`; returns {run_id, trajectories, failed}."""
-    from agentrm.rollout.loop import Limits
-    from agentrm.rollout.runner import trajectory_id
-    from agentrm.traces import open_store
-
-    db_url, policy_spec = portable(db_url), portable(policy_spec)
-    store = open_store(db_url)
-    run_id = store.begin_run({"executor": executor.name, "policy": policy_spec,
-                              "group_size": group_size, "limits": asdict(limits or Limits(max_turns=max_turns)),
-                              "tasks": [t.id for t in tasks]}, run_id)
-    limits = asdict(limits or Limits(max_turns=max_turns))
-    sandbox_dict = asdict(sandbox) if sandbox is not None else None
-    payloads = [{"db_url": db_url, "run_id": run_id, "task": _task_dict(t),
-                 "policy_spec": policy_spec, "group_size": group_size, "limits": limits,
-                 "sandbox": sandbox_dict} for t in tasks]
-    results = executor.map(ROLLOUT_UNIT, payloads, on_result=on_group)
-    trajectories, skipped, failed = [], [], []
-    for task, result in zip(tasks, results, strict=True):
-        if isinstance(result, WorkFailure):
-            # The worker was lost after every retry: whatever it left running is an
-            # infrastructure failure (never a model's zero); a rerun of the run id finishes it.
-            failed.append({"task_id": task.id, "error": result.error})
-            for k in range(group_size):
-                _close_as_crashed(store, trajectory_id(run_id, task.id, k), result.error)
-            continue
-        trajectories.extend(result["trajectories"])
-        skipped.extend(result["skipped"])
-    store.end_run(run_id, "finished" if not failed else "incomplete")
-    return {"run_id": run_id, "trajectories": trajectories, "skipped": skipped, "failed": failed}
-
-
-def _task_dict(task: Task) -> dict[str, Any]:
-    return {k: v for k, v in asdict(task).items() if v not in (None, [], {})}
-
-
-def _close_as_crashed(store, traj_id: str, error: str) -> None:
-    from agentrm.errors import NotFoundError
-
-    try:
-        traj = store.get_trajectory(traj_id)
-    except NotFoundError:
-        return
-    if traj.exit_status is ExitStatus.RUNNING:
-        store.end_trajectory(traj_id, ExitStatus.CRASHED, None)
 
 
 # ----------------------------------------------------------------------------- scoring

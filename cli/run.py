@@ -1,12 +1,13 @@
-"""`agentrm run`: group rollouts of a task file with a policy, logged to the trace store."""
+"""`agentrm run`: group rollouts of a task file with a policy, logged to the trace store.
+Flags come from agentrm.rollout.config.RolloutConfig; the driver is agentrm.rollout.run."""
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict
-from typing import Annotated
+from typing import Any
 
 import typer
 
@@ -19,40 +20,42 @@ from agentrm.cli.common import (
     print_json,
     rich_table,
 )
+from agentrm.cli.options import build, command, parameters
+from agentrm.rollout import events as ev
+from agentrm.rollout.config import RolloutConfig
 
 INFRA = {"sandbox_error", "model_error", "crashed"}
-
-
-def register(app: typer.Typer) -> None:
-    app.command("run")(run)
+_KW = inspect.Parameter.KEYWORD_ONLY
 
 
 class LiveView:
-    """Run state fed by the runner's events (from worker threads), drawn by rich.Live."""
+    """Run state fed by the driver's events (from worker threads), drawn by rich.Live."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.total = self.skipped = 0
+        self.total = 0
         self.rows: dict[str, dict] = {}
         self.started = time.monotonic()
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: ev.Event) -> None:
         with self.lock:
-            kind, tid = event["type"], event.get("trajectory_id")
-            if kind == "plan":
-                self.total, self.skipped = event["total"], event["skipped"]
-            elif kind == "skip":
-                self.rows[tid] = {"task": event["task_id"], "turns": event["turns"],
-                                  "status": event["status"], "note": "skipped (finished)"}
-            elif kind == "start":
-                self.rows[tid] = {"task": event["task_id"], "turns": 0, "status": "running",
-                                  "note": "resumed" if event.get("resumed") else ""}
-            elif kind == "turn" and tid in self.rows:
-                self.rows[tid]["turns"] = event["turn"]
-            elif kind == "end":
-                self.rows[tid].update(status=event["status"], turns=event["turns"],
-                                      note=(event.get("error") or "")[:60],
-                                      reward=event.get("reward"))
+            match event:
+                case ev.RunPlanned(total=total):
+                    self.total = total
+                case ev.TrajectorySkipped(trajectory_id=tid):
+                    self.rows[tid] = {"turns": event.turns, "status": event.status,
+                                      "note": "skipped (finished)"}
+                case ev.TrajectoryStarted(trajectory_id=tid):
+                    self.rows[tid] = {"turns": event.resumed_turns, "status": "running",
+                                      "note": "resumed" if event.resumed else ""}
+                case ev.TurnDone(trajectory_id=tid) if tid in self.rows:
+                    self.rows[tid]["turns"] = event.turn
+                case ev.TrajectoryEnded(trajectory_id=tid):
+                    self.rows.setdefault(tid, {}).update(status=event.status, turns=event.turns,
+                                                         note=(event.error or "")[:60])
+                case ev.GroupFailed(task_id=task_id):
+                    self.rows[f"{task_id} (group)"] = {"turns": 0, "status": "failed",
+                                                       "note": event.error[:60]}
 
     def render(self):
         from rich.console import Group
@@ -77,84 +80,47 @@ class LiveView:
         return Group(head, table)
 
 
-def run(
-    tasks: Annotated[str, typer.Option("--tasks", help="Task file (.jsonl/.yaml) or `builtin`.")] = "builtin",
-    task_ids: Annotated[list[str] | None, typer.Option("--task", help="Only these task ids (repeatable).")] = None,
-    policy: Annotated[str, typer.Option("--policy", help="scripted:FILE | transformers:PATH_OR_ID | openai:URL#MODEL | vllm:PATH (options after ?k=v&…)")] = "transformers:smollm2",
-    group_size: Annotated[int, typer.Option("--group-size", min=1, help="Rollouts per task from one initial state.")] = 1,
-    max_turns: Annotated[int, typer.Option("--max-turns", min=1, help="Turns before `turn_limit`.")] = 10,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Context tokens per model call before `token_limit`.")] = None,
-    time_limit: Annotated[float | None, typer.Option("--time-limit", min=1, help="Seconds per trajectory before `time_limit`.")] = None,
-    command_timeout: Annotated[float, typer.Option("--command-timeout", min=1, help="Seconds per tool command.")] = 60.0,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Trajectories at a time.")] = 1,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Name the run; rerunning it resumes.")] = None,
-    executor: Annotated[str, typer.Option("--executor", help="local | ray (one task group per Ray task; workers share --db).")] = "local",
-    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster address (default: start a local one).")] = None,
-    db: DbOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Roll a policy out on tasks in Docker sandboxes; every turn lands in the trace store."""
+def _run(values: dict[str, Any]) -> None:
     from rich.live import Live
 
-    from agentrm.errors import InputError
-    from agentrm.rollout.loop import Limits
-    from agentrm.rollout.policies import make_policy
-    from agentrm.rollout.runner import run_rollouts
-    from agentrm.tasks import load_tasks
+    from agentrm.rollout.config import run_config
     from agentrm.traces import open_store
 
-    selected = load_tasks(tasks)
-    if task_ids:
-        unknown = sorted(set(task_ids) - {t.id for t in selected})
-        if unknown:
-            raise InputError(f"--task: no task {', '.join(unknown)} in {tasks}")
-        selected = [t for t in selected if t.id in set(task_ids)]
-    limits = Limits(max_turns=max_turns, max_tokens=max_tokens, max_seconds=time_limit,
-                    command_timeout=command_timeout)
-    if executor == "ray":
-        return _run_on_ray(selected, policy, db_url(db), run_id, group_size, limits, ray_address, as_json)
-    if executor != "local":
-        raise InputError(f"unknown executor {executor!r} (--executor): choose local or ray")
-    the_policy = make_policy(policy)
-    store = open_store(db_url(db))
+    config = build(RolloutConfig, values)
+    url = db_url(values["db"])
     view = LiveView()
     with Live(console=err_console, get_renderable=view.render, refresh_per_second=4, transient=True):
-        summary = run_rollouts(selected, the_policy, store, run_id=run_id, group_size=group_size,
-                               concurrency=concurrency, limits=limits, on_event=view)
-    if as_json:
-        print_json({**asdict(summary), "counts": summary.counts})
+        # the store is opened only once the input is valid: bad input writes nothing
+        summary = run_config(lambda: open_store(url), config, store_url=url, on_event=view)
+    if values["json_"]:
+        print_json(summary.as_dict())
         return
-    _report(summary.run_id, summary.trajectories, summary.skipped, summary.duration_s)
+    _report(summary)
 
 
-def _report(run_id: str, trajectories: list[dict], skipped: list, seconds: float) -> None:
-    counts = Counter(t["exit_status"] for t in trajectories)
-    console.print(rich_table(f"run {run_id}", ["trajectory", "status", "turns", "invalid", "reward", "error"],
+def _report(summary: Any) -> None:
+    rows = summary.trajectories
+    console.print(rich_table(f"run {summary.run_id}", ["trajectory", "status", "turns", "invalid", "reward", "error"],
                              [[t["id"], t["exit_status"], t["turns"], t["invalid_turns"],
-                               t["reward"], (t["error"] or "")[:60]] for t in trajectories]))
-    console.print(f"{len(trajectories)} run, {len(skipped)} skipped (already finished) "
-                  f"in {seconds:.1f}s  " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    failed = sum(counts.get(s, 0) for s in INFRA)
+                               t["reward"], (t["error"] or "")[:60]] for t in rows]))
+    console.print(f"{len(rows)} run, {len(summary.skipped)} skipped (already finished) "
+                  f"in {summary.duration_s:.1f}s  "
+                  + "  ".join(f"{k}={v}" for k, v in sorted(summary.counts.items())), highlight=False)
+    failed = sum(summary.counts.get(s, 0) for s in INFRA)
     if failed:
-        err_console.print(f"[yellow]{failed} trajectories failed on infrastructure (reward unknown); "
-                          f"rerun with --run-id {run_id} to retry them[/]")
+        err_console.print(f"{failed} trajectories failed on infrastructure (reward unknown); "
+                          f"rerun with --run-id {summary.run_id} to retry them", style="yellow",
+                          markup=False, highlight=False)
+    for group in summary.failed:
+        err_console.print(f"task {group['task_id']}: worker lost ({group['error']})", style="red",
+                          markup=False, highlight=False)
 
 
-def _run_on_ray(tasks, policy, url, run_id, group_size, limits, ray_address, as_json) -> None:
-    """One Ray task per task group; every worker writes its turns to the shared store."""
-    from agentrm.cli.common import progress
-    from agentrm.distributed import run_rollouts_on
-    from agentrm.executors import RayExecutor
+run = command(_run, parameters(RolloutConfig) + [
+    inspect.Parameter("db", _KW, default=None, annotation=DbOption),
+    inspect.Parameter("json_", _KW, default=False, annotation=JsonOption)],
+    "Roll a policy out on tasks in Docker sandboxes; every turn lands in the trace store.")
 
-    started = time.monotonic()
-    with progress() as bar:
-        task = bar.add_task(f"task groups on Ray ({group_size} rollouts each)", total=len(tasks))
-        result = run_rollouts_on(RayExecutor(ray_address), tasks, policy, url, run_id=run_id,
-                                 group_size=group_size, limits=limits,
-                                 on_group=lambda i, r: bar.advance(task))
-    if as_json:
-        print_json(result)
-        return
-    _report(result["run_id"], result["trajectories"], result["skipped"], time.monotonic() - started)
-    for failure in result["failed"]:
-        err_console.print(f"[red]task {failure['task_id']}: worker lost ({failure['error']})[/]")
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

@@ -19,8 +19,9 @@ from agentrm.hashing import anchor_key
 from agentrm.protocols import Policy, PolicyOutput, Sandbox, TraceStore
 from agentrm.rollout.graph import build_graph, recursion_limit, run_direct
 from agentrm.rollout.policies.base import ContextLimitExceeded, ModelError
-from agentrm.rollout.tools import SUBMIT, TOOL_SCHEMAS, call_error, execute_tool_call
+from agentrm.rollout.tools import SUBMIT, TOOL_SCHEMAS, call_error
 from agentrm.rollout.writer import TurnWriter
+from agentrm.tasks import prepare
 from agentrm.tasks.check import outcome_reward
 from agentrm.types import ExitStatus, Message, Task, ToolCall, Trajectory, Turn
 
@@ -103,19 +104,16 @@ class Episode:
         if not calls:
             errors.append("no tool call")
             replies.append({"role": "user", "content": NO_TOOL_CALL})
-        timeout = self._command_timeout(state)
+        how = prepare.Replay.of(self.task, self.workdir, self._command_timeout(state))
         try:
-            for call in calls:
+            for call, result in prepare.run_calls(self.sandbox, calls, how):  # none after submit
                 problem = call_error(call)
                 if problem:
                     errors.append(problem)
-                result = execute_tool_call(self.sandbox, call, timeout=timeout, workdir=self.workdir,
-                                           repo_dir=self.task.metadata.get("repo_dir"))
                 results.append(result)
                 replies.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
                 if call.name == SUBMIT and not problem:
                     status, self.submission = ExitStatus.SUBMITTED.value, result.content
-                    break  # calls after submit are not run
         except InfrastructureError as exc:
             status, error = ExitStatus.SANDBOX_ERROR.value, f"{type(exc).__name__}: {exc}"
         self._record(state, assistant, pending, results, errors, error)
@@ -184,14 +182,16 @@ def run_trajectory(task: Task, policy: Policy, sandbox: Sandbox, store: TraceSto
                    limits: Limits | None = None, group_id: str | None = None,
                    trajectory_id: str | None = None, run_id: str | None = None,
                    replay: list[Turn] | None = None, workdir: str = "/workspace",
-                   cancel: threading.Event | None = None, engine: str = "langgraph") -> Trajectory:
+                   cancel: threading.Event | None = None, engine: str = "langgraph",
+                   messages: list[Message] | None = None) -> Trajectory:
     """Roll `policy` out on `task` in `sandbox` until it submits, hits a limit or fails.
 
     `replay`: turns already recorded for this trajectory (resume); their actions are re-run to
     rebuild the sandbox state and are not written again. `cancel`: when set, the trajectory
     stops before its next model call and closes as `crashed` ("interrupted"), which a rerun retries.
     `engine`: "langgraph" (the compiled StateGraph) or "direct" (the same nodes and router in a
-    plain loop; see graph.run_direct).
+    plain loop; see graph.run_direct). `messages`: the conversation to continue (default: the
+    task's prompt), for a sandbox that already holds the state it led to.
     """
     limits = limits or Limits()
     traj = Trajectory(id=trajectory_id or uuid.uuid4().hex, task_id=task.id,
@@ -199,7 +199,8 @@ def run_trajectory(task: Task, policy: Policy, sandbox: Sandbox, store: TraceSto
                       policy=getattr(policy, "name", None), run_id=run_id)
     writer = TurnWriter(store) if store is not None else None
     episode = Episode(task, policy, sandbox, writer, traj, workdir, list(replay or []), cancel)
-    state: dict[str, Any] = {"messages": initial_messages(task, episode.workdir), "obs_start": 0,
+    start = [dict(m) for m in messages] if messages else initial_messages(task, episode.workdir)
+    state: dict[str, Any] = {"messages": start, "obs_start": 0,
                              "turn": 0, "tokens": 0, "invalid_streak": 0, "limits": asdict(limits),
                              "pending": None, "status": None, "error": None,
                              "deadline": (time.monotonic() + limits.max_seconds

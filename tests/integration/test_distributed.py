@@ -14,9 +14,11 @@ import time
 
 import pytest
 
-from agentrm.distributed import run_rollouts_on, score_on_ray
+from agentrm.distributed import score_on_ray
 from agentrm.executors import LocalExecutor, RayExecutor
+from agentrm.rollout.loop import Limits
 from agentrm.rollout.policies.parsing import _call
+from agentrm.rollout.run import RunOptions, run
 from agentrm.traces import open_store
 from agentrm.types import ExitStatus, ScoreLevel, Task
 
@@ -50,6 +52,12 @@ def db_url(fresh_postgres_url):
     return fresh_postgres_url
 
 
+def run_on(executor, n: int, script, db_url: str, run_id: str):
+    """The driver with every task group as a unit on `executor` (workers open `db_url`)."""
+    return run(tasks(n), f"scripted:{script}", open_store(db_url), group_size=2, executor=executor,
+               run_id=run_id, store_url=db_url, options=RunOptions(limits=Limits(max_turns=6)))
+
+
 def comparable(store, run_id: str) -> dict:
     """A run's trajectories without ids/timings: what must match between executors."""
     out = {}
@@ -64,11 +72,9 @@ def comparable(store, run_id: str) -> dict:
 
 def test_ray_run_equals_local_run(ray_cluster, docker_client, db_url, script):
     store = open_store(db_url)
-    local = run_rollouts_on(LocalExecutor(2), tasks(3), f"scripted:{script}", db_url,
-                            run_id="local", group_size=2, max_turns=6)
-    remote = run_rollouts_on(RayExecutor(ray_cluster), tasks(3), f"scripted:{script}", db_url,
-                             run_id="ray", group_size=2, max_turns=6)
-    assert not local["failed"] and not remote["failed"]
+    local = run_on(LocalExecutor(2), 3, script, db_url, "local")
+    remote = run_on(RayExecutor(ray_cluster), 3, script, db_url, "ray")
+    assert not local.failed and not remote.failed
     expected = comparable(store, "local")
     assert len(expected) == 6
     assert all(t["status"] == "submitted" for t in expected.values())
@@ -99,19 +105,17 @@ def test_killing_a_worker_mid_run_loses_nothing(ray_cluster, docker_client, db_u
 
     thread = threading.Thread(target=killer)
     thread.start()
-    result = run_rollouts_on(RayExecutor(ray_cluster), tasks(2), f"scripted:{script}", db_url,
-                             run_id="killed", group_size=2, max_turns=6)
+    result = run_on(RayExecutor(ray_cluster), 2, script, db_url, "killed")
     thread.join()
     assert killed, "no Ray worker was caught mid-rollout"
-    assert not result["failed"]
+    assert not result.failed
     trajs = list(store.iter_trajectories(run_id="killed"))
     assert len(trajs) == 4
     for t in trajs:
         assert t.exit_status is ExitStatus.SUBMITTED, (t.id, t.exit_status)
         assert [turn.index for turn in t.turns] == list(range(len(t.turns)))  # no duplicates
-    local = run_rollouts_on(LocalExecutor(1), tasks(2), f"scripted:{script}", db_url,
-                            run_id="reference", group_size=2, max_turns=6)
-    assert not local["failed"]
+    local = run_on(LocalExecutor(1), 2, script, db_url, "reference")
+    assert not local.failed
     assert comparable(store, "killed") == comparable(store, "reference")
 
 
@@ -121,8 +125,7 @@ def test_scoring_actors_equal_local_scoring_and_survive_losing_one(ray_cluster, 
     from agentrm.verifiers.registry import make_scorer
 
     store = open_store(db_url)
-    run_rollouts_on(LocalExecutor(2), tasks(4), f"scripted:{script}", db_url,
-                    run_id="to-score", group_size=2, max_turns=6)
+    run_on(LocalExecutor(2), 4, script, db_url, "to-score")
     ids = sorted(t.id for t in store.iter_trajectories(run_id="to-score"))
     assert len(ids) == 8
     specs = [{"name": "answer", "options": {"mode": "numeric"}}]

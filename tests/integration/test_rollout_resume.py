@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from agentrm.rollout.runner import run_rollouts
+from agentrm.rollout.run import run
 from agentrm.tasks import bundled_tasks
 from agentrm.traces import open_store
 from agentrm.types import ExitStatus
@@ -78,7 +78,7 @@ def test_killed_run_resumes_without_duplicates(docker_client, tmp_path, sig):
     store = open_store(f"sqlite:///{db}")
     before = store.get_trajectory(second).turns
     tasks = [t for t in bundled_tasks() if t.id == "count-lines"]
-    summary = run_rollouts(tasks, f"scripted:{script}", store, run_id=run_id, group_size=2)
+    summary = run(tasks, f"scripted:{script}", store, run_id=run_id, group_size=2)
     assert summary.skipped == [first]
     assert [t["id"] for t in summary.trajectories] == [second]
     resumed = store.get_trajectory(second)
@@ -89,5 +89,5 @@ def test_killed_run_resumes_without_duplicates(docker_client, tmp_path, sig):
     with sqlite3.connect(db) as conn:
         (n,) = conn.execute("select count(*) from turns where trajectory_id = ?", (second,)).fetchone()
     assert n == 4
-    again = run_rollouts(tasks, f"scripted:{script}", store, run_id=run_id, group_size=2)
+    again = run(tasks, f"scripted:{script}", store, run_id=run_id, group_size=2)
     assert sorted(again.skipped) == [first, second] and again.trajectories == []

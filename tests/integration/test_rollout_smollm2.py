@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agentrm.rollout.loop import Limits
-from agentrm.rollout.runner import run_rollouts
+from agentrm.rollout.run import RunOptions, run
 from agentrm.tasks import bundled_tasks
 from agentrm.traces import open_store
 from agentrm.types import ExitStatus
@@ -18,8 +18,8 @@ def test_smollm2_runs_a_bundled_task(docker_client, tmp_path):
     store = open_store(f"sqlite:///{tmp_path}/t.db")
     task = next(t for t in bundled_tasks() if t.id == "count-lines")
     # Few, short turns: a 135M model on a shared 2-core CPU writes ~10 tokens/s with this prompt.
-    summary = run_rollouts([task], "transformers:smollm2?max_new_tokens=48&temperature=0.7&seed=0",
-                           store, run_id="smol", limits=Limits(max_turns=3))
+    summary = run([task], "transformers:smollm2?max_new_tokens=48&temperature=0.7&seed=0",
+                  store, run_id="smol", options=RunOptions(limits=Limits(max_turns=3)))
     trajs = list(store.iter_trajectories(run_id="smol"))
     assert len(trajs) == 1 and len(summary.trajectories) == 1
     for t in trajs:
