@@ -27,7 +27,9 @@ COMMAND_MODULES = [
     "score",       # agentrm score
     "rewards",     # agentrm rewards --combine
     "advantages",  # agentrm advantages, agentrm filter, agentrm export
-    "eval",        # agentrm eval swe-bench
+    "eval",        # agentrm eval swe-bench|verifier
+    "audit_scorers",  # agentrm audit (scorer perturbation audit)
+    "train",       # agentrm train prm
     "replay",      # agentrm replay
     "serve",       # agentrm serve (reward server)
 ]
