@@ -1,7 +1,7 @@
-"""asciicast v2 export of a replay (FORMATS.md §2.1): `asciinema play FILE.cast` plays it.
+"""asciicast v2 export of a replay: `asciinema play FILE.cast` plays it.
 
 v2 keeps absolute event times, which is what lets one "m" marker per turn be merged in at
-the turn's start (EVAL_HARNESS_LESSONS.md §11). Command output is emitted chunk by chunk at
+the turn's start. Command output is emitted chunk by chunk at
 its recorded offsets, so the recording shows what the agent saw as it saw it. The file is
 written to a temporary name and renamed, so a failed export leaves nothing half-written.
 """

@@ -1,7 +1,8 @@
 """Re-execution replay: feed the recorded actions to a fresh sandbox and compare observations.
 
-A determinism check before training on a trace (EVAL_HARNESS_LESSONS.md §10): same image,
-same task setup, then every recorded tool call through the runtime's `execute_tool_call`.
+A determinism check before training on a trace: same image,
+same task setup, then every recorded tool call, both through agentrm.tasks.prepare (the
+runtime's own setup and replay, so a rerun cannot disagree with a resume about a state).
 Observations are compared after `normalise_observation_text`, which removes the volatile
 fragments (times, temp paths, pids, hex ids, durations) that anchor keys ignore too. The
 first call whose normalised observation differs is the divergence; replay stops there,
@@ -18,7 +19,9 @@ from dataclasses import asdict, dataclass, field
 
 from agentrm.errors import AgentrmError, InfrastructureError
 from agentrm.hashing import normalise_observation_text
+from agentrm.protocols import SandboxFactory
 from agentrm.replay.view import CallView, build_view, clean_text
+from agentrm.tasks import prepare
 from agentrm.types import Task, Trajectory
 
 log = logging.getLogger("agentrm.replay.rerun")
@@ -168,39 +171,23 @@ def _compare(report: RerunReport, pos: int, turn_index: int, k: int, call: CallV
 
 
 def rerun_trajectory(traj: Trajectory, image: str | None = None, store_url: str | None = None,
-                     on_progress: Callable[[int, int], None] | None = None) -> RerunReport:
-    """Replay every recorded tool call in a fresh sandbox; stop at the first divergence."""
-    from agentrm.rollout.tools import SUBMIT, call_error, execute_tool_call
-    from agentrm.sandboxes import DockerSandbox
-
+                     on_progress: Callable[[int, int], None] | None = None,
+                     sandbox_factory: SandboxFactory | None = None) -> RerunReport:
+    """Replay every recorded tool call in a fresh sandbox; stop at the first divergence.
+    Setup and replay are the runtime's own (agentrm.tasks.prepare)."""
     plan = plan_rerun(traj, store_url, image)
     view = build_view(traj)
     report = RerunReport(traj.id, plan.image, len(traj.turns), notes=list(plan.notes))
     started = time.monotonic()
-    config = _sandbox_config(plan, traj, network=plan.network)
-    try:
-        sandbox = DockerSandbox(config)
-    except AgentrmError:
-        raise
-    except Exception as exc:  # the engine's own errors (no such image, ...): one clear line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise InfrastructureError(f"cannot start a rerun sandbox from image "
-                                  f"{plan.image or 'base image'!r}: {first}") from exc
-    with sandbox:
-        for command in plan.setup:
-            result = sandbox.exec(command, timeout=300)
-            report.setup_commands += 1
-            if not result.ok:
-                raise InfrastructureError(f"task setup failed in rerun (exit {result.exit_code}): "
-                                          f"{command[:80]}")
+    how = prepare.Replay(plan.workdir, plan.repo_dir, plan.timeout)
+    with _start(plan, traj, sandbox_factory) as sandbox:
+        prepare.setup(sandbox, Task(id=traj.task_id, instruction="", setup=plan.setup))
+        report.setup_commands = len(plan.setup)
         for pos, (turn, turn_view) in enumerate(zip(traj.turns, view.turns, strict=True)):
-            for k, (call, call_view) in enumerate(zip(turn.tool_calls, turn_view.calls, strict=True)):
-                observed = execute_tool_call(sandbox, call, timeout=plan.timeout,
-                                             workdir=plan.workdir, repo_dir=plan.repo_dir)
+            calls = prepare.run_calls(sandbox, turn.tool_calls, how)
+            for k, ((_, observed), call_view) in enumerate(zip(calls, turn_view.calls, strict=False)):
                 if _compare(report, pos, turn.index, k, call_view, observed.content):
                     break
-                if call.name == SUBMIT and call_error(call) is None:
-                    break  # the runtime runs no call after a submit
             report.turns_replayed = pos + 1
             if on_progress:
                 on_progress(pos + 1, len(traj.turns))
@@ -209,6 +196,18 @@ def rerun_trajectory(traj: Trajectory, image: str | None = None, store_url: str 
     report.seconds = time.monotonic() - started
     log.info("rerun %s: %d turns, diverged=%s", traj.id, report.turns_replayed, report.diverged)
     return report
+
+
+def _start(plan: RerunPlan, traj: Trajectory, factory: SandboxFactory | None):
+    config = _sandbox_config(plan, traj, network=plan.network)
+    try:
+        return (factory or prepare.default_factory)(config)
+    except AgentrmError:
+        raise
+    except Exception as exc:  # the engine's own errors (no such image, ...): one clear line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise InfrastructureError(f"cannot start a rerun sandbox from image "
+                                  f"{plan.image or 'base image'!r}: {first}") from exc
 
 
 def render_report(report: RerunReport):
