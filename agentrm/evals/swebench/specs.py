@@ -105,6 +105,18 @@ def read_table(path: Path) -> SpecTable:
     return SpecTable(dict(data.get("defaults") or {}), versions)
 
 
+def package_parser(name: str, instance_id: str = "", repo: str = "", version: str = "",
+                   eval_type: str = "") -> str:
+    """The parser spec of one of the swebench package's parsers for an instance. It always names
+    the repository, so the verifier keeps to the package's text parser (tests keyed exactly as
+    SWE-bench datasets key them) rather than agentrm's junit path for its own pytest specs."""
+    from agentrm.verifiers.log_parsers import parser_spec
+
+    name = name if name.startswith("parse_log_") else f"parse_log_{name}"
+    return parser_spec(name, instance_id=instance_id, repo=repo or "unknown", version=version,
+                       eval_type=eval_type)
+
+
 def load_specs(extra: str | Path | None = None) -> SpecTable:
     table = read_table(BUILTIN)
     if extra:
