@@ -69,6 +69,7 @@ def instance_report(instance_id: str, patch: str | None, run: TestRun) -> dict[s
         "patch_successfully_applied": run.patch_applied,
         "resolved": run.resolved,
         "tests_status": run.tests_status,
+        "suspicious": run.suspicious,  # agentrm: reasons the patch reaches into the test runner
     }}
 
 
@@ -90,6 +91,7 @@ def write_instance(directory: Path, result: InstanceResult, patch: str | None,
     if run is not None:
         lines += [f"apply_method: {run.apply_method}", f"exit_code: {run.exit_code}",
                   f"flags: {', '.join(run.flags) or '-'}",
+                  f"suspicious: {', '.join(run.suspicious) or '-'}",
                   f"reset_files: {', '.join(run.reset_files) or '-'}"]
     write_atomic(directory / "run_instance.log", "\n".join(lines) + "\n")
     write_atomic(directory / "result.json", json.dumps(result.to_dict(), indent=2, default=str))
