@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "audit_scorers",  # agentrm audit (scorer perturbation audit)
     "train",       # agentrm train prm
     "replay",      # agentrm replay
+    "view",        # agentrm view (web viewer over the trace store)
     "serve",       # agentrm serve (reward server)
 ]
 

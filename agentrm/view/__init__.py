@@ -1,0 +1,1 @@
+"""`agentrm view`: a read-only web viewer over the trace store (see docs/view.md)."""
