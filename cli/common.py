@@ -31,6 +31,13 @@ def db_url(value: str | None) -> str:
     return value or os.environ.get("AGENTRM_DB") or DEFAULT_DB
 
 
+def open_db(value: str | None):
+    """The trace store named by --db / AGENTRM_DB (default ./agentrm.db)."""
+    from agentrm.traces import open_store
+
+    return open_store(db_url(value))
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
 
@@ -61,3 +68,25 @@ def progress():
         MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=err_console, transient=False,
     )
+
+
+class LazyProgress:
+    """A progress bar that appears with the first update, so errors raised while a stage gets
+    ready (a bad model, a missing run) print as one clean line without a bar above them."""
+
+    def __init__(self, description: str):
+        self.description, self.bar, self.task = description, None, None
+
+    def update(self, done: int, total: int | None = None) -> None:
+        if self.bar is None:
+            self.bar = progress()
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from agentrm.config import option
 from agentrm.errors import InputError
 from agentrm.hashing import stable_hash
 
@@ -29,20 +30,20 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 class AdvantageConfig:
     """Conventions of one advantage computation. None = the estimator's default."""
 
-    estimator: str = "gigpo"
-    gamma: float | None = None  # discount of step returns (GiGPO) / turn recursion (IGPO)
-    omega: float = 1.0  # GiGPO step-advantage weight ω (Eq. 8)
-    norm: str | None = None  # "mean" (A = S − μ) | "mean_std" (A = (S − μ)/(σ + ε))
-    std: str | None = None  # "sample" σ₁ (ddof=1) | "population" σ₀ (ddof=0)
-    eps: float | None = None  # ε added to σ
-    eps_var: float | None = None  # ε' inside the root: σ = sqrt(var + ε')
-    baseline: str = "trajectory"  # episode pool: one entry per "trajectory" | per "step" row
-    anchor: str = "exact"  # "exact" | "similar:THRESH" (difflib ratio ≥ THRESH)
-    invalid_penalty: float | None = None  # subtracted for rows with valid=False
-    penalty_placement: str = "row"  # "row" (reference: per row, undiscounted) | "reward" (fold into r_t)
-    igpo_norm: str = "separate"  # IGPO: "separate" (outcome and IG pools) | "joint"
-    minform_temperature: float = 0.1  # PURE soft-min T; 0 = hard min
-    minform_scope: str = "future"  # min over steps k ≥ t ("future") | over all steps ("all")
+    estimator: str = option("gigpo", "gigpo | grpo | rloo | igpo | minform", "--estimator")
+    gamma: float | None = option(None, "Discount γ of step returns (GiGPO) / turn recursion (IGPO); default 1.0.")
+    omega: float = option(1.0, "GiGPO step-advantage weight ω (Eq. 8).")
+    norm: str | None = option(None, "mean (A = S − μ) | mean_std (A = (S − μ)/(σ + ε)); default per estimator.")
+    std: str | None = option(None, "sample (σ₁, ddof=1) | population (σ₀, ddof=0).")
+    eps: float | None = option(None, "ε added to σ.")
+    eps_var: float | None = option(None, "ε' inside the root: σ = sqrt(var + ε').")
+    baseline: str = option("trajectory", "Episode pool: one entry per trajectory | per step row.")
+    anchor: str = option("exact", "Anchor states: exact | similar:T (difflib ratio ≥ T).")
+    invalid_penalty: float | None = option(None, "Subtracted for rows with valid=false.")
+    penalty_placement: str = option("row", "row (per row, undiscounted; the reference) | reward (fold into r_t).")
+    igpo_norm: str = option("separate", "IGPO: separate (outcome and IG pools) | joint.")
+    minform_temperature: float = option(0.1, "Min-form soft-min T (0 = hard min).", "--temperature")
+    minform_scope: str = option("future", "Min-form: min over steps k ≥ t (future) | all.")
 
     def resolve(self) -> AdvantageConfig:
         """Fill estimator defaults and validate; raises InputError naming the flag to fix."""

@@ -16,18 +16,19 @@ from agentrm.advantages.config import AdvantageConfig
 from agentrm.advantages.grouping import Layout, cluster_exact, cluster_similar
 from agentrm.advantages.registry import compute
 from agentrm.advantages.rows import StepRows
+from agentrm.config import option
 from agentrm.errors import InputError
 
 
 @dataclass(frozen=True)
 class FilterConfig:
-    zero_variance: str = "keep"  # "keep" | "drop" | "keep-step" (drop unless GiGPO step terms ≠ 0)
-    tolerance: float = 1e-9  # outcome rewards within this are tied
-    min_score: float | None = None  # keep trajectories with R(τ) ≥ min_score
-    max_score: float | None = None  # ... and R(τ) ≤ max_score
-    best_of: int | None = None  # keep the N highest-R(τ) trajectories per group
-    require_verified: bool = False  # keep only trajectories whose `verified` flag is true
-    dedup: float | None = None  # drop a trajectory whose action text has ratio ≥ this to a kept one
+    zero_variance: str = option("keep", "keep | drop | keep-step (drop unless GiGPO step terms ≠ 0).")
+    tolerance: float = option(1e-9, "Outcome rewards within this are tied.", cli=False)
+    min_score: float | None = option(None, "Keep trajectories with R(τ) ≥ this.")
+    max_score: float | None = option(None, "Keep trajectories with R(τ) ≤ this.")
+    best_of: int | None = option(None, "Keep the N highest-R(τ) trajectories per group.")
+    require_verified: bool = option(False, "Keep verified trajectories only.", "--require-verified")
+    dedup: float | None = option(None, "Drop a trajectory whose action text has ratio ≥ this to a kept one.")
 
     def validate(self) -> None:
         if self.zero_variance not in ("keep", "drop", "keep-step"):
