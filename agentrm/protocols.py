@@ -3,7 +3,8 @@
 Policy      agentrm.rollout.policies   (OpenAI endpoint, vLLM, transformers, scripted)
 Sandbox     agentrm.sandboxes          (Docker)
 Scorer      agentrm.verifiers          (PRMs, verifiers, turn rewards)
-TraceStore  agentrm.traces             (SQLAlchemy: SQLite, PostgreSQL)
+TraceStore  agentrm.traces             (SQLAlchemy: SQLite, PostgreSQL); its parts: TurnSink
+            (the rollout loop), RunLog, TaskSource, TraceReader, ScoreStore
 AdvantageEstimator agentrm.advantages  (GRPO, RLOO, GiGPO, IGPO, min-form)
 """
 
@@ -13,7 +14,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from agentrm.types import ExecResult, ExitStatus, Message, Score, Trajectory, Turn
+from agentrm.types import (
+    Advantage,
+    ExecResult,
+    ExitStatus,
+    Message,
+    Score,
+    Task,
+    Trajectory,
+    Turn,
+)
 
 
 @dataclass
@@ -40,8 +50,10 @@ class Policy(Protocol):
 class Sandbox(Protocol):
     """An isolated machine to run an agent's commands in. Use it as a context manager."""
 
-    def exec(self, cmd: str, timeout: float | None = None) -> ExecResult:
-        """Run `cmd`; raise only when the sandbox itself is gone (SandboxGone)."""
+    def exec(self, cmd: str, timeout: float | None = None, *,
+             stateless: bool = False) -> ExecResult:
+        """Run `cmd` in the persistent shell (cd/env persist) or, `stateless`, as a process of
+        its own; raise only when the sandbox itself is gone (SandboxGone)."""
         ...
 
     def read_file(self, path: str) -> bytes: ...
@@ -93,22 +105,87 @@ class Scorer(Protocol):
 
 
 @runtime_checkable
-class TraceStore(Protocol):
-    """Where every turn lands as it completes. Writes are idempotent on (trajectory, turn index)."""
+class TurnSink(Protocol):
+    """What the rollout loop writes while a trajectory runs; every turn lands as it completes.
+
+    Writes are idempotent on (trajectory, turn index), so a resumed rollout never duplicates."""
 
     def begin_trajectory(self, trajectory: Trajectory) -> None: ...
 
     def append_turn(self, trajectory_id: str, turn: Turn) -> None: ...
 
+    def set_tail(self, trajectory_id: str, messages: Sequence[Message]) -> None:
+        """The messages after the last assistant turn (the final tool results)."""
+        ...
+
+    def update_trajectory(self, trajectory_id: str, **fields: Any) -> None:
+        """Set descriptive fields (metadata, group_id, answer, policy, task_id, tail)."""
+        ...
+
     def end_trajectory(
         self, trajectory_id: str, status: ExitStatus, reward: float | None = None
     ) -> None: ...
 
+
+@runtime_checkable
+class RunLog(Protocol):
+    """Runs and what a driver needs to resume one: which trajectories finished, and a restart."""
+
+    def begin_run(self, config: dict, run_id: str | None = None, kind: str = "run") -> str: ...
+
+    def end_run(self, run_id: str, status: str = "finished") -> None: ...
+
+    def get_run(self, run_id: str) -> dict[str, Any]: ...
+
+    def finished_trajectory_ids(self, run_id: str) -> set[str]: ...
+
+    def reset_trajectory(self, trajectory_id: str) -> None:
+        """Drop a trajectory's turns, scores and advantages, to rerun it under the same id."""
+        ...
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """Tasks by id (scorers that need the task's answer or setup)."""
+
+    def upsert_task(self, task: Task) -> None: ...
+
+    def get_task(self, task_id: str) -> Task: ...
+
+
+@runtime_checkable
+class TraceReader(Protocol):
+    """Stored trajectories, streamed or by id."""
+
     def get_trajectory(self, trajectory_id: str) -> Trajectory: ...
 
-    def iter_trajectories(self, **filters: Any) -> Iterator[Trajectory]: ...
+    def iter_trajectories(
+        self, run_id: str | None = None, task_id: str | None = None,
+        group_id: str | None = None, exit_status: ExitStatus | str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> Iterator[Trajectory]: ...
 
-    def write_scores(self, scores: Iterable[Score]) -> int: ...
+
+@runtime_checkable
+class ScoreStore(Protocol):
+    """Score and advantage rows, upserted on their natural keys."""
+
+    def write_scores(self, items: Iterable[Score]) -> int: ...
+
+    def get_scores(self, trajectory_ids: Iterable[str] | None = None,
+                   scorer: str | None = None) -> list[Score]: ...
+
+    def write_advantages(self, advs: Iterable[Advantage]) -> int: ...
+
+    def get_advantages(self, trajectory_ids: Iterable[str] | None = None,
+                       estimator: str | None = None) -> list[Advantage]: ...
+
+
+@runtime_checkable
+class TraceStore(TurnSink, RunLog, TaskSource, TraceReader, ScoreStore, Protocol):
+    """The whole store (agentrm.traces.SQLStore): what the pipeline hands each stage a part of."""
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable

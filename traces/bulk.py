@@ -39,7 +39,10 @@ try:  # 5-10x faster than json for the large message lists; falls back where it 
         except (TypeError, orjson.JSONEncodeError):
             return json.dumps([R.tool_result_dict(r) for r in results])
 except ImportError:  # pragma: no cover - orjson comes with langgraph
-    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    _compact = json.JSONEncoder(separators=(",", ":"))
+
+    def dumps(value: Any) -> str:
+        return _compact.encode(value)
 
     def _results_json(results: list) -> str:
         return dumps([R.tool_result_dict(r) for r in results])

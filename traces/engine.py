@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger("agentrm.traces.engine")
@@ -34,7 +35,7 @@ def make_engine(url: str) -> sa.Engine:
 def _sqlite_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
-    @sa.event.listens_for(engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see module docstring)
         cursor = dbapi_conn.cursor()
@@ -45,7 +46,7 @@ def _sqlite_engine(url: str) -> sa.Engine:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
-    @sa.event.listens_for(engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn):
         mode = conn.get_execution_options().get("sqlite_begin", "")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())

@@ -140,8 +140,8 @@ def dumps_record(record: dict[str, Any]) -> str:
 
 def write_jsonl(trajs: Iterable[Trajectory], path: str | Path | IO[str]) -> int:
     """Write trajectories as JSONL; returns the number written."""
-    if hasattr(path, "write"):
-        return _write_lines(trajs, path)  # type: ignore[arg-type]
+    if not isinstance(path, (str, Path)):
+        return _write_lines(trajs, path)
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         return _write_lines(trajs, fh)
 

@@ -106,12 +106,15 @@ def task_from_row(row: Any) -> Task:
 
 def score_row(score: Score, now: float) -> dict[str, Any]:
     level = ScoreLevel(score.level)
-    if level is ScoreLevel.TURN and score.turn_index is None:
+    if level is ScoreLevel.TRAJECTORY:
+        turn_index = TRAJECTORY_LEVEL
+    elif score.turn_index is None:
         raise ValueError(f"turn-level score by {score.scorer} for {score.trajectory_id} has no turn_index")
+    else:
+        turn_index = int(score.turn_index)
     return {
         "scorer": score.scorer, "version": str(score.version), "config_hash": score.config_hash,
-        "level": level.value, "trajectory_id": score.trajectory_id,
-        "turn_index": TRAJECTORY_LEVEL if level is ScoreLevel.TRAJECTORY else int(score.turn_index),
+        "level": level.value, "trajectory_id": score.trajectory_id, "turn_index": turn_index,
         "value": None if score.value is None else float(score.value),
         "details": score.details or None, "created_at": now,
     }

@@ -12,12 +12,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import IntegrityError
 
 from agentrm.errors import InputError, NotFoundError, PrerequisiteError
+from agentrm.protocols import TraceStore
 from agentrm.traces import rows as R
 from agentrm.traces.engine import make_engine, retrying
 from agentrm.traces.migrate import upgrade
@@ -37,7 +39,7 @@ def open_store(url: str, migrate: bool = True) -> SQLStore:
         raise InputError(f"not a database URL: {url!r} (use sqlite:///FILE or postgresql+psycopg://…)")
     try:
         engine = make_engine(url)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
         raise InputError(f"bad database URL {url!r}: {exc}") from exc
     except ModuleNotFoundError as exc:
         raise PrerequisiteError(f"database driver {exc.name!r} is not installed for {url!r} "
@@ -45,7 +47,7 @@ def open_store(url: str, migrate: bool = True) -> SQLStore:
     if migrate:
         try:
             upgrade(engine)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        except (sa_exc.DatabaseError, sa_exc.InterfaceError) as exc:  # also "not a database"
             engine.dispose()
             shown = engine.url.render_as_string(hide_password=True)
             reason = " ".join(str(exc.orig or exc).split())[:200]
@@ -81,7 +83,7 @@ def upsert(conn, table, values, keys: list[str], update: list[str] | None = None
 
 
 class SQLStore:
-    """See CONTRACTS.md for the API; docs/traces.md for resume semantics."""
+    """The TraceStore of agentrm.protocols; docs/runtime.md for resume semantics."""
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
@@ -144,8 +146,9 @@ class SQLStore:
         return R.task_from_row(row)
 
     # -- trajectories and turns -----------------------------------------------------------
-    def begin_trajectory(self, traj: Trajectory) -> None:
+    def begin_trajectory(self, trajectory: Trajectory) -> None:
         """Create the trajectory (or refresh its descriptive fields); existing turns are kept."""
+        traj = trajectory
         row = R.trajectory_row(traj)
         keep = ["run_id", "task_id", "group_id", "policy", "answer", "metadata"]
 
@@ -305,6 +308,11 @@ class SQLStore:
             stmt = table.select().where(*where).order_by(table.c.id)
             out += self.read(lambda c, s=stmt: list(c.execute(s)))
         return out
+
+
+if TYPE_CHECKING:
+    def _implements_the_protocol(store: SQLStore) -> TraceStore:
+        return store  # pyright (scripts/typecheck) checks every signature against the contract
 
 
 def _ensure_run(conn: sa.Connection, run_id: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from agentrm import protocols
 from agentrm.errors import NotFoundError
 from agentrm.traces import open_store
 from agentrm.types import (
@@ -50,6 +51,13 @@ def _turn(i: int, **kw) -> Turn:
 def _traj(tid="t1", run_id=None, **kw) -> Trajectory:
     return Trajectory(id=tid, task_id=kw.pop("task_id", "task"), group_id=kw.pop("group_id", "g"),
                       run_id=run_id, **kw)
+
+
+def test_the_store_is_every_part_of_the_protocol(store):
+    # methods only at run time; scripts/typecheck (pyright) checks the signatures
+    for part in (protocols.TurnSink, protocols.RunLog, protocols.TaskSource,
+                 protocols.TraceReader, protocols.ScoreStore, protocols.TraceStore):
+        assert isinstance(store, part), part.__name__
 
 
 def test_open_migrates_and_reopens(store_url):
