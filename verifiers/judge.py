@@ -1,11 +1,12 @@
 """Judge verifier with tools (Themis / ARM-Thinker style): a policy judges the agent's answer and
 may run `bash` (and python through it) in its own sandbox first.
 
-The judge is an ordinary rollout of the runtime: a judge task (question, the agent's answer,
-the reference when known; the answer is also written to /workspace/answer.txt so the judge can
-run or grep it) goes through `run_trajectory`, so every judge call is traced like an agent turn.
-With a trace store the judge trajectory is stored (run "judge-<config hash>", kind "judge") and
-its id is put in the Score details; without one the transcript is kept in the details.
+The judge is an ordinary rollout through the one driver (agentrm.rollout.run): a judge task
+(question, the agent's answer, the reference when known; the answer is also written to
+/workspace/answer.txt so the judge can run or grep it) in a sandbox from the ScoringContext's
+factory, so every judge call is traced like an agent turn. With a store in the context the judge
+trajectory is stored (run "judge-<config hash>", kind "judge"; a re-judge replaces it) and its id
+is put in the Score details; without one the transcript is kept in the details.
 
 Verdict: the judge's `submit` answer (or last message): PASS/YES/CORRECT → 1, FAIL/NO/WRONG → 0,
 or a number in [0, 1]. A judge that crashes or gives no verdict is an infrastructure failure
@@ -20,8 +21,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from agentrm.errors import AgentrmError
-from agentrm.hashing import stable_hash
 from agentrm.protocols import ScoringContext
 from agentrm.types import Score, Task, Trajectory
 from agentrm.verifiers.answer import alternatives, extract_answer, question_of, restates_question
@@ -66,14 +65,13 @@ class JudgeVerifier(ScorerBase):
     version = "1"
 
     def __init__(self, policy: str | None = None, model: str | None = None, max_turns: int = 6,
-                 image: str | None = None, db: str | None = None, use_reference: bool = True,
+                 image: str | None = None, use_reference: bool = True,
                  restate_threshold: float = 0.6, command_timeout: float = 30.0, judge_policy: Any = None):
         self.policy_spec = policy or (f"transformers:{model}" if model else "transformers:smollm2")
-        self.max_turns, self.image, self.db = int(max_turns), image, db
+        self.max_turns, self.image = int(max_turns), image
         self.use_reference, self.restate_threshold = bool(use_reference), float(restate_threshold)
         self.command_timeout = float(command_timeout)
         self._policy = judge_policy  # a Policy object (tests pass a ScriptedPolicy)
-        self._store = None
 
     def config(self) -> dict[str, Any]:
         name = getattr(self._policy, "name", None) or self.policy_spec
@@ -87,23 +85,18 @@ class JudgeVerifier(ScorerBase):
             self._policy = make_policy(self.policy_spec)
         return self._policy
 
-    @property
-    def store(self) -> Any:
-        if self._store is None and self.db:
-            from agentrm.traces import open_store
-            self._store = open_store(self.db)
-        return self._store
-
     def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
-        return [self.score_one(t) for t in trajectories]
+        context = context or ScoringContext()
+        return [self.score_one(t, context) for t in trajectories]
 
     def judge_task(self, traj: Trajectory, answer: str) -> Task:
         truths = alternatives(traj.answer) if traj.answer is not None and self.use_reference else []
         reference = f"\nREFERENCE ANSWER (trusted):\n{truths[0]}\n" if truths else ""
         text = JUDGE_PROMPT.format(question=question_of(traj), answer=answer, reference=reference)
-        return Task(id=f"judge:{traj.task_id}", instruction=text)
+        return Task(id=f"judge:{traj.id}", instruction=text, image=self.image, network=False)
 
-    def score_one(self, traj: Trajectory) -> Score:
+    def score_one(self, traj: Trajectory, context: ScoringContext | None = None) -> Score:
+        context = context or ScoringContext()
         if (abstention := self.infrastructure_abstention(traj)) is not None:
             return abstention
         answer = extract_answer(traj)
@@ -113,7 +106,7 @@ class JudgeVerifier(ScorerBase):
         if restates_question(answer, question_of(traj), truths, self.restate_threshold):
             return self.trajectory_score(traj.id, 0.0, reason="restates the question", answer=answer[:300])
         try:
-            judged = self._run_judge(traj, answer)
+            judged = self._run_judge(traj, answer, context)
         except Exception as exc:  # noqa: BLE001 - the judge's machinery failing is not the agent's 0
             log.exception("judge failed on %s", traj.id)
             return self.trajectory_score(traj.id, None, error=f"{type(exc).__name__}: {exc}"[:300],
@@ -121,7 +114,7 @@ class JudgeVerifier(ScorerBase):
         link = {"judge_trajectory_id": judged.id, "judge_exit_status": judged.exit_status.value,
                 "judge_turns": len(judged.turns),
                 "judge_tool_calls": sum(len(t.tool_calls) for t in judged.turns)}
-        if self.store is None:
+        if context.store is None:
             link["judge_messages"] = judged.messages()[-12:]
         if judged.failure_kind is not None and judged.failure_kind.value == "infrastructure":
             return self.trajectory_score(traj.id, None, error=judged.metadata.get("error", "judge rollout failed"),
@@ -133,30 +126,37 @@ class JudgeVerifier(ScorerBase):
                                          failure="infrastructure", verdict_text=(verdict_text or "")[:300], **link)
         return self.trajectory_score(traj.id, verdict, verdict_text=str(verdict_text)[:300], **link)
 
-    def _run_judge(self, traj: Trajectory, answer: str) -> Trajectory:
-        from agentrm.rollout.loop import Limits, run_trajectory
-        from agentrm.sandboxes import DockerSandbox, SandboxConfig
+    def _run_judge(self, traj: Trajectory, answer: str, context: ScoringContext) -> Trajectory:
+        from agentrm.rollout.loop import Limits
+        from agentrm.rollout.run import RunOptions, run
 
-        task = self.judge_task(traj, answer)
-        run_id = judge_id = None
-        if self.store is not None:
-            run_id = self.store.begin_run({"judge": self.config()}, run_id=f"judge-{self.config_hash()}", kind="judge")
-            judge_id = f"judge-{stable_hash([traj.id, self.config_hash()], 16)}"
-            self.store.upsert_task(task)
-            try:
-                self.store.reset_trajectory(judge_id)  # a re-judge replaces the old transcript
-            except AgentrmError:
-                pass
+        store = context.store
         limits = Limits(max_turns=self.max_turns, command_timeout=self.command_timeout)
-        with DockerSandbox(SandboxConfig(image=self.image, network=False, wall_clock_s=900)) as sb:
-            sb.write_file("/workspace/answer.txt", answer)
-            judged = run_trajectory(task, self.policy, sb, store=self.store, limits=limits,
-                                    group_id=f"judge:{traj.id}", trajectory_id=judge_id, run_id=run_id)
+        summary = run([self.judge_task(traj, answer)], self.policy, store,
+                      sandbox_factory=_with_answer(context.sandbox_factory, answer),
+                      run_id=f"judge-{self.config_hash()}",
+                      options=RunOptions(limits=limits, resume=False, kind="judge"))
+        (judged,) = summary.results
         judged.metadata["judges"] = traj.id  # the link back, also persisted with the judge's record
-        if self.store is not None:
-            self.store.begin_trajectory(Trajectory(judged.id, judged.task_id, judged.group_id,
-                                                   policy=judged.policy, run_id=run_id, metadata=judged.metadata))
+        if store is not None:
+            store.update_trajectory(judged.id, metadata=judged.metadata)
         return judged
+
+
+def _with_answer(factory: Any, answer: str) -> Any:
+    """The context's sandbox factory, with the answer written where the prompt says it is."""
+    from agentrm.tasks.prepare import default_factory
+
+    def make(config: Any) -> Any:
+        sandbox = (factory or default_factory)(config)
+        try:
+            sandbox.write_file("/workspace/answer.txt", answer)
+        except BaseException:
+            sandbox.close()
+            raise
+        return sandbox
+
+    return make
 
 
 def make_scorer(**options: Any) -> JudgeVerifier:

@@ -256,10 +256,7 @@ def _finish(traj: Trajectory, state: dict[str, Any], episode: Episode, store, wr
     try:
         if traj.tail:
             store.set_tail(traj.id, traj.tail)
-        # begin_trajectory refreshes descriptive fields: this persists error/submission/reason.
-        store.begin_trajectory(Trajectory(traj.id, traj.task_id, traj.group_id, answer=traj.answer,
-                                          policy=traj.policy, run_id=traj.run_id,
-                                          metadata=traj.metadata))
+        store.update_trajectory(traj.id, metadata=traj.metadata)  # error, submission, reason
         store.end_trajectory(traj.id, traj.exit_status, traj.reward)
     except Exception:  # noqa: BLE001 - the caller still gets the trajectory back
         log.exception("could not close trajectory %s in the store", traj.id)

@@ -157,20 +157,19 @@ def run_groups(groups: Sequence[Group], policy: Policy, store: Any, *, run_id: s
 def plan(groups: Sequence[Group], store: Any, run_id: str, resume: bool, summary: RunSummary,
          emit: Callable[[Event], None]) -> list[Member]:
     """The members to run now, by the resume rule; finished ones go to `summary.skipped`."""
-    previous = {t.id: t for t in store.iter_trajectories(run_id=run_id)} if store is not None else {}
+    ids = [(g, k, trajectory_id(run_id, g.task.id, k)) for g in groups for k in range(g.size)]
+    previous = {t.id: t for t in store.iter_trajectories(ids=[i[2] for i in ids])} if store is not None else {}
     members = []
-    for group in groups:
-        for k in range(group.size):
-            tid = trajectory_id(run_id, group.task.id, k)
-            old = previous.get(tid)
-            if old is not None and not resume:
-                store.reset_trajectory(tid)
-                old = None
-            if old is not None and old.exit_status in FINAL:
-                summary.skipped.append(tid)
-                emit(TrajectorySkipped(tid, group.task.id, old.exit_status.value, len(old.turns)))
-                continue
-            members.append(Member(group, k, tid, list(old.turns) if old else []))
+    for group, k, tid in ids:
+        old = previous.get(tid)
+        if old is not None and not resume:
+            store.reset_trajectory(tid)
+            old = None
+        if old is not None and old.exit_status in FINAL:
+            summary.skipped.append(tid)
+            emit(TrajectorySkipped(tid, group.task.id, old.exit_status.value, len(old.turns)))
+            continue
+        members.append(Member(group, k, tid, list(old.turns) if old else []))
     return members
 
 

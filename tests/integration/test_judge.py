@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from agentrm.errors import InfrastructureError
+from agentrm.protocols import ScoringContext
 from agentrm.types import ExitStatus, ScoreLevel, Trajectory, Turn
 from agentrm.verifiers.judge import JudgeVerifier, parse_verdict
 
@@ -45,17 +47,20 @@ def test_judge_uses_tools_and_is_traced(docker_client, store_url):
 
     policy = judge_policy(("bash", {"command": "python3 -c 'print(6*7)'; cat /workspace/answer.txt"}),
                           ("submit", {"answer": "PASS"}))
-    scorer = JudgeVerifier(judge_policy=policy, db=store_url)
-    (score,) = scorer.score([agent("42")])
+    scorer = JudgeVerifier(judge_policy=policy)
+    context = ScoringContext(store=open_store(store_url))  # the judge opens no store of its own
+    (score,) = scorer.score([agent("42")], context)
     assert score.value == 1.0 and score.level == ScoreLevel.TRAJECTORY and score.scorer == "judge"
     judged = open_store(store_url).get_trajectory(score.details["judge_trajectory_id"])
-    assert judged.group_id == "judge:agent-1" and judged.metadata["judges"] == "agent-1"
+    run_id = f"judge-{scorer.config_hash()}"  # the driver's conventions: RUN/TASK, RUN/TASK/K
+    assert judged.group_id == f"{run_id}/judge:agent-1" and judged.id == f"{run_id}/judge:agent-1/0"
+    assert judged.metadata["judges"] == "agent-1" and judged.run_id == run_id
     assert score.details["judge_tool_calls"] == 2
     observation = judged.turns[1].observation[0]["content"]  # the bash result the judge saw
     assert "42" in observation and judged.exit_status == ExitStatus.SUBMITTED
     # re-judging replaces the stored transcript instead of piling up turns
-    again = JudgeVerifier(judge_policy=judge_policy(("bash", {"command": "true"}), ("submit", {"answer": "PASS"})),
-                          db=store_url).score([agent("42")])[0]
+    again = JudgeVerifier(judge_policy=judge_policy(("bash", {"command": "true"}), ("submit", {"answer": "PASS"}))
+                          ).score([agent("42")], context)[0]
     assert again.details["judge_trajectory_id"] == score.details["judge_trajectory_id"]
     assert len(open_store(store_url).get_trajectory(again.details["judge_trajectory_id"]).turns) == 2
 
@@ -80,6 +85,12 @@ def test_judge_failures_are_infrastructure(docker_client):
     exhausted = JudgeVerifier(judge_policy=judge_policy(("bash", {"command": "true"})))  # never submits
     (s2,) = exhausted.score([agent("42")])
     assert s2.value is None and s2.details["failure"] == "infrastructure"
+    def broken(config):  # the context's factory cannot start the judge's sandbox
+        raise InfrastructureError("no engine")
+
+    lenient = JudgeVerifier(judge_policy=judge_policy(("submit", {"answer": "PASS"})))
+    (s3,) = lenient.score([agent("42")], ScoringContext(sandbox_factory=broken))
+    assert s3.value is None and s3.details["failure"] == "infrastructure" and "no engine" in s3.details["error"]
     crashed = agent("42")
     crashed.exit_status = ExitStatus.SANDBOX_ERROR
     assert JudgeVerifier(judge_policy=judge_policy()).score([crashed])[0].value is None

@@ -55,7 +55,7 @@ def test_sandbox_scorers_from_the_cli(docker_client, workdir):
     r = agentrm("score", "trajs.jsonl", "--db", db, "-s", "exec", "-o", "tasks=tasks.yaml", cwd=workdir)
     assert r.returncode == 0, r.stderr
     r = agentrm("score", "trajs.jsonl", "--db", db, "-s", "judge", "-o", "policy=scripted:judge.jsonl",
-                "-o", f"db={db}", cwd=workdir)
+                cwd=workdir)  # the judge's trajectory goes to the store of --db (ScoringContext)
     assert r.returncode == 0, r.stderr
     # the prover's script continues from each boundary: it always submits "6" (success)
     r = agentrm("score", "trajs.jsonl", "--db", db, "-s", "progress", "-o", "prover=scripted:prover.jsonl",

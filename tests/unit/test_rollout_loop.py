@@ -159,6 +159,9 @@ def test_store_failure_mid_run_still_closes(sb, tmp_path):
         def set_tail(self, *a):
             pass
 
+        def update_trajectory(self, *a, **kw):
+            pass
+
         def end_trajectory(self, traj_id, status, reward=None):
             self.ended = status
     flaky = FlakyStore()
