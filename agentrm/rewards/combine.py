@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agentrm.errors import InputError
-from agentrm.types import Score, ScoreLevel, Trajectory
 from agentrm.rewards import transforms
+from agentrm.types import Score, ScoreLevel, Trajectory
 
 
 def log_sigmoid(x: np.ndarray | float) -> np.ndarray:
@@ -125,9 +125,10 @@ def parse_spec(text: str) -> Spec:
     if not text or not text.strip():
         raise InputError("--combine: empty SPEC (example: 'tests + 0.5*prm|clip:0.8 ; gate=tests>=1')")
     body, *options = text.split(";")
-    spec = Spec([_parse_term(t, text) for t in body.split("+") if t.strip()])
-    if not spec.terms:
-        raise InputError(f"--combine {text!r}: no terms")
+    parts = body.split("+")
+    if not body.strip() or any(not p.strip() for p in parts):
+        raise InputError(f"--combine {text!r}: an empty term (a '+' with nothing on one side)")
+    spec = Spec([_parse_term(t, text) for t in parts])
     for option in options:
         if not option.strip():
             continue
