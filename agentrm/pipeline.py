@@ -52,7 +52,7 @@ def trajectories_of(store: Any, run: str | None) -> list[Trajectory]:
 
 def rollout(store: Any, config: Any, **kwargs: Any) -> Any:
     """Group rollouts of a policy on tasks through the one driver (agentrm.rollout.run)."""
-    from agentrm.rollout.run import run_config
+    from agentrm.rollout.config import run_config
 
     return run_config(store, config, **kwargs)
 
