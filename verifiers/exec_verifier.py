@@ -64,11 +64,14 @@ def program_of(answer: str) -> str:
 
 class TaskLookup:
     """Tasks by id for scorers that need more than the trajectory (image, setup, verifier spec):
-    from a list/dict of Tasks, a tasks file (`-o tasks=FILE`) or a trace store (`-o db=URL`)."""
+    from a list/dict of Tasks, a tasks file (`-o tasks=FILE`), the scoring context's store, or
+    another trace store (`-o db=URL`, opened once)."""
 
     def __init__(self, tasks: Any = None, db: str | None = None):
         self.source, self.db = tasks, db
+        self.store: Any = None  # the ScoringContext's store, set per score() call
         self._tasks: dict[str, Task] | None = None
+        self._db_store: Any = None
 
     def get(self, task_id: str) -> Task | None:
         if self._tasks is None:
@@ -81,12 +84,18 @@ class TaskLookup:
                 self._tasks = {t.id: t for t in load_tasks(self.source)}
             else:
                 self._tasks = {}
-        if task_id not in self._tasks and self.db:
-            from agentrm.traces import open_store
-            try:
-                self._tasks[task_id] = open_store(self.db).get_task(task_id)
-            except AgentrmError:
-                return None
+        if task_id not in self._tasks:
+            if self.db and self._db_store is None:
+                from agentrm.traces import open_store
+                self._db_store = open_store(self.db)
+            for store in (self.store, self._db_store):
+                if store is None:
+                    continue
+                try:
+                    self._tasks[task_id] = store.get_task(task_id)
+                    break
+                except AgentrmError:
+                    continue
         return self._tasks.get(task_id)
 
 
@@ -134,6 +143,8 @@ class ExecVerifier(ScorerBase):
 
     # -- scoring -------------------------------------------------------------------------------
     def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
+        self._lookup.store = context.store if context is not None else None
+        self._context_factory = context.sandbox_factory if context is not None else None
         return [self.score_one(t) for t in trajectories]
 
     def score_one(self, traj: Trajectory) -> Score:
@@ -165,7 +176,8 @@ class ExecVerifier(ScorerBase):
             return self.sandbox_factory(spec, task)
         from agentrm.sandboxes import DockerSandbox, SandboxConfig
         image = spec.get("image") or (task.image if task else None)
-        return DockerSandbox(SandboxConfig(image=image, network=False, wall_clock_s=600))
+        make = getattr(self, "_context_factory", None) or DockerSandbox
+        return make(SandboxConfig(image=image, network=False, wall_clock_s=600))
 
     def _run(self, spec: dict[str, Any], task: Task | None, source: str, work: str, cases: list) -> list | str:
         path = spec.get("path", "/workspace/solution.py")
