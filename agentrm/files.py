@@ -8,6 +8,7 @@ mkstemp file is 0600, which made exported pages unreadable to anyone else.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,20 +29,40 @@ def _umask() -> int:
 
 
 @contextmanager
+def atomic_path(path: str | os.PathLike[str], directory: bool = False,
+                mode: int | None = None) -> Iterator[Path]:
+    """A temp file (or `directory`) beside `path` for writers that want a name (pyarrow, torch,
+    datasets); it replaces `path` when the block succeeds and is removed when it fails."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}."
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        os.chmod(tmp, (mode if mode is not None else 0o755 if directory else 0o644) & ~_umask())
+        yield tmp
+        if directory and target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # a directory cannot be renamed over a non-empty one
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
 def atomic_open(path: str | os.PathLike[str], binary: bool = False,
                 mode: int = 0o644) -> Iterator[IO[Any]]:
     """Open a temp file beside `path` for writing; it replaces `path` when the block succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(fd, mode & ~_umask())
+    with atomic_path(path, mode=mode) as tmp:
+        with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8") as out:
             yield out
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o644) -> None:

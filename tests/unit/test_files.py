@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from agentrm.files import atomic_open, atomic_write
+from agentrm.files import atomic_open, atomic_path, atomic_write
 
 
 def _mode(path) -> int:
@@ -48,3 +48,23 @@ def test_streaming_writes_replace_the_file(tmp_path):
             out.write(f"{i}\n")
         assert target.read_text() == "old\n"  # readers see the old file until the rename
     assert target.read_text() == "0\n1\n2\n"
+
+
+def test_atomic_path_for_files_and_directories(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "t.parquet") as tmp:
+            assert tmp.parent == tmp_path and not (tmp_path / "t.parquet").exists()
+            tmp.write_bytes(b"PAR1")
+        out = tmp_path / "ds"
+        for round_ in ("first", "second"):  # the second replaces a non-empty directory
+            with atomic_path(out, directory=True) as tmp:
+                (tmp / "data.txt").write_text(round_)
+        with pytest.raises(ValueError), atomic_path(out, directory=True) as tmp:
+            (tmp / "data.txt").write_text("third")
+            raise ValueError("writer failed")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.parquet").read_bytes() == b"PAR1" and _mode(tmp_path / "t.parquet") == 0o644
+    assert (out / "data.txt").read_text() == "second" and _mode(out) == 0o755
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "t.parquet"]
