@@ -1,0 +1,180 @@
+"""`agentrm train prm`: step labels from stored progress values → TRL stepwise rows → a trained
+token-cls PRM that `agentrm score --style token-cls` loads (transformers, and vLLM)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentrm.evaluation.metrics import roc_auc
+from agentrm.training.prm_train import (
+    IGNORE,
+    PRMTrainConfig,
+    encode,
+    labelled,
+    labels_from_first_error,
+    labels_from_progress,
+    prm_config,
+    stepwise_rows,
+)
+from agentrm.types import ExitStatus, Score, ScoreLevel
+
+
+def _trajs(n: int = 16):
+    from agentrm.verifiers.prm_tiny import sample_trajectory
+
+    out = []
+    for i in range(n):
+        t = sample_trajectory(f"t{i}", 4, seed=i)
+        t.exit_status, t.run_id = ExitStatus.SUBMITTED, "r1"
+        out.append(t)
+    return out
+
+
+def good(turn) -> bool:
+    """The rule the PRM must learn: running pytest or cat makes progress."""
+    text = turn.assistant["content"]
+    return "pytest" in text or "cat" in text
+
+
+def progress_rows(trajs) -> list[Score]:
+    """What the progress scorer stores: V(h_{t+1}) as the share of K=4 successful branches."""
+    return [Score("progress", t.id, 0.0, ScoreLevel.TURN, k, config_hash="p",
+                  details={"value_after": {"value": 0.75 if good(turn) else 0.25, "successes": 3 if good(turn) else 1,
+                                           "branches": 4, "source": "branches"}})
+            for t in trajs for k, turn in enumerate(t.turns)]
+
+
+def test_labels_rows_and_encoding():
+    trajs = _trajs(3)
+    labels = labels_from_progress(progress_rows(trajs), min_share=0.5)
+    assert labels["t0"] == [good(turn) for turn in trajs[0].turns]
+    assert labels_from_progress(progress_rows(trajs), min_share=1.0)["t0"] == [False] * 4
+    first = labels_from_first_error({"t0": 1, "t1": -1}, trajs)
+    assert first == {"t0": [True, False, None, None], "t1": [True] * 4}
+    cut, y = labelled(trajs[0], first["t0"])
+    assert len(cut.turns) == 2 and y == [True, False]
+    assert cut.tail == trajs[0].turns[2].observation  # step 2 keeps what it received
+    row = stepwise_rows([(cut, y)])[0]
+    assert set(row) == {"id", "prompt", "completions", "labels"} and len(row["completions"]) == 2
+    assert labelled(trajs[0], [None, True]) is None
+
+
+@pytest.mark.model
+def test_encoding_labels_exactly_the_separators(tmp_path):
+    from agentrm.training.prm_train import SEPARATOR
+    from agentrm.verifiers.prm_tiny import build_tokenizer
+
+    tok = build_tokenizer(tmp_path)
+    sep = tok.convert_tokens_to_ids(SEPARATOR)
+    t = _trajs(1)[0]
+    ids, target = encode([(t, [True, False, True, True])], tok, sep, prm_config(str(tmp_path), 4096))[0]
+    at = [i for i, v in enumerate(target) if v != IGNORE]
+    assert [ids[i] for i in at] == [sep] * 4 and ids.count(sep) == 4
+    assert [target[i] for i in at] == [1, 0, 1, 1]
+
+
+@pytest.fixture
+def db(tmp_path):
+    from agentrm.traces import open_store
+
+    url = f"sqlite:///{tmp_path / 'train.db'}"
+    store = open_store(url)
+    trajs = _trajs()
+    store.import_trajectories(trajs, run_id="r1")
+    store.write_scores(progress_rows(trajs))
+    store.close()
+    return url
+
+
+@pytest.mark.model
+def test_train_prm_cli_then_score_token_cls(cli, db, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from agentrm.verifiers.prm_tiny import build_tiny_prm
+
+    base = build_tiny_prm(tmp_path / "base", "token-cls", seed=1)
+    out = tmp_path / "prm"
+    res = cli("train", "prm", "--db", db, "--run", "r1", "--labels", "progress", "--base", str(base),
+              "-o", str(out), "--epochs", "6", "--lr", "1e-3", "--head-lr", "3e-3", "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["trajectories"] == 16 and summary["steps"] == 64
+    assert summary["losses"][-1] < summary["losses"][0]
+    rows = [json.loads(line) for line in (out / "stepwise.jsonl").read_text().splitlines()]
+    assert len(rows) == 16 and all(len(r["completions"]) == len(r["labels"]) == 4 for r in rows)
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["Qwen2ForProcessRewardModel"]
+
+    res = cli("score", "--db", db, "--run", "r1", "-s", "prm", "--model", str(out), "--style", "token-cls", "--json")
+    assert res.returncode == 0, res.stderr
+    scored = {(r["trajectory_id"], r["turn_index"]): r["value"] for r in json.loads(res.stdout)
+              if r["level"] == "turn"}
+    trajs = _trajs()
+    ys = [int(good(turn)) for t in trajs for turn in t.turns]
+    ss = [scored[(t.id, k)] for t in trajs for k in range(len(t.turns))]
+    assert roc_auc(ss, ys) > 0.9  # it learned the labels it was trained on
+
+
+def test_train_prm_bad_input(cli, db, tmp_path):
+    res = cli("train", "prm", "--db", db, "--run", "r1", "--labels", "nope.jsonl", "-o", str(tmp_path / "x"))
+    assert res.returncode == 2 and "nope.jsonl" in res.stderr
+    res = cli("train", "prm", "--db", db, "--run", "r1", "--min-share", "0", "-o", str(tmp_path / "x"))
+    assert res.returncode == 2 and "--min-share" in res.stderr
+
+
+def test_config_rejects_bad_values():
+    from agentrm.errors import InputError
+
+    with pytest.raises(InputError):
+        PRMTrainConfig(epochs=0)
+    with pytest.raises(InputError):
+        PRMTrainConfig(min_share=1.5)
+    assert PRMTrainConfig(min_share=1.0).min_share == 1.0
+
+
+VLLM_SCRIPT = """
+import json, sys
+from agentrm.cli.main import main
+
+if __name__ == "__main__":
+    sys.argv = ["agentrm", "score", "--db", sys.argv[1], "--run", "r1", "-s", "prm", "--model", sys.argv[2],
+                "--style", "token-cls", "--backend", "vllm", "--json"]
+    main()
+"""
+
+
+@pytest.mark.vllm
+@pytest.mark.model
+@pytest.mark.slow
+def test_trained_prm_runs_on_vllm_like_transformers(vllm_module, db, tmp_path):
+    """The trained checkpoint (Qwen2 backbone, head_dim 64) on vLLM's native PRM pooler gives
+    the transformers scores within 1e-4."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from agentrm.training.prm_train import train_prm
+    from agentrm.verifiers.prm import make_scorer
+    from agentrm.verifiers.prm_tiny import build_tiny_prm
+
+    torch.set_num_threads(1)
+    trajs = _trajs(4)
+    labels = labels_from_progress(progress_rows(trajs), 0.5)
+    out = tmp_path / "prm"
+    train_prm([labelled(t, labels[t.id]) for t in trajs], out,
+              PRMTrainConfig(base=str(build_tiny_prm(tmp_path / "base", "token-cls")), epochs=1))
+    hf = {(s.trajectory_id, s.turn_index): s.value
+          for s in make_scorer(model=str(out), style="token-cls").score(_trajs())}
+    (tmp_path / "run.py").write_text(VLLM_SCRIPT)
+    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_LOGGING_LEVEL="WARNING",
+               VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
+    proc = subprocess.run([sys.executable, str(tmp_path / "run.py"), db, str(out)], capture_output=True,
+                          text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [r for r in json.loads(proc.stdout[proc.stdout.index("["):]) if r["level"] == "turn"]
+    assert len(rows) == 64
+    for r in rows:
+        assert r["value"] == pytest.approx(hf[(r["trajectory_id"], r["turn_index"])], abs=1e-4)
