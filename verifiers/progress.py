@@ -1,15 +1,18 @@
-"""PAV-style progress rewards (ALGORITHMS.md §5): the change a turn makes in the probability that
+"""PAV-style progress rewards: the change a turn makes in the probability that
 a prover policy μ still succeeds from there.
 
     V(h_t) = (1/K) Σ_k success(branch_k),  branch_k = μ continued from the state after t turns
     progress_t = V(h_{t+1}) − V(h_t)       (turn t, 0-based; Σ_t telescopes to V(h_T) − V(h_0))
 
 States: one "spine" sandbox from the task's image and setup replays the agent's recorded tool
-calls turn by turn and is snapshotted at every boundary; K branches fork from each snapshot
-(`agentrm.sandboxes.fork`) and μ continues from the conversation prefix with the runtime's
-tools until it submits or runs out of turns. Success is the task's own check
-(`agentrm.tasks.check.outcome_reward` ≥ `success_threshold`). V(h_T) after the last turn is the
-trajectory's outcome reward when known (the episode is over), else it is estimated too.
+calls turn by turn and is snapshotted at every boundary (agentrm.tasks.prepare, the runtime's own
+setup and replay); from each snapshot the rollout driver runs a group of K branches
+(agentrm.rollout.run, a group `Start`): μ continues the conversation prefix with the runtime's
+tools until it submits or runs out of turns. Success is the task's own check (the branch's
+outcome reward ≥ `success_threshold`). A branch whose outcome is unknown (the prover or its
+sandbox failed) abstains: V(h_t) is the success rate of the branches with an outcome, and None
+when none has one. V(h_T) after the last turn is the trajectory's outcome reward when known
+(the episode is over), else it is estimated too. Sandboxes come from the ScoringContext.
 
 Choices (agentrm's own; the paper has no code): prover = `prover` policy spec (default the
 embedded SmolLM2; pass a stronger or Best-of-K prover for real use), K = `branches` (the
@@ -26,10 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentrm.errors import AgentrmError, InfrastructureError
+from agentrm.errors import AgentrmError
 from agentrm.hashing import stable_hash
 from agentrm.protocols import ScoringContext
-from agentrm.types import ExitStatus, Message, Score, Task, ToolCall, Trajectory
+from agentrm.types import ExitStatus, Message, Score, Task, Trajectory
 from agentrm.verifiers.base import ScorerBase
 from agentrm.verifiers.exec_verifier import TaskLookup
 
@@ -106,11 +109,11 @@ class ProgressScorer(ScorerBase):
     def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         out: list[Score] = []
         for traj in trajectories:
-            out.extend(self.score_one(traj))
+            out.extend(self.score_one(traj, context))
         self._save_cache()
         return out
 
-    def score_one(self, traj: Trajectory) -> list[Score]:
+    def score_one(self, traj: Trajectory, context: ScoringContext | None = None) -> list[Score]:
         if (abstention := self.infrastructure_abstention(traj)) is not None:
             return [abstention]
         task = self._lookup.get(traj.task_id)
@@ -119,7 +122,7 @@ class ProgressScorer(ScorerBase):
         if not traj.turns:
             return [self.trajectory_score(traj.id, None, abstain="no turns")]
         try:
-            values = self.values(traj, task)
+            values = self.values(traj, task, context)
         except AgentrmError as exc:
             return [self.trajectory_score(traj.id, None, error=str(exc)[:300], failure="infrastructure")]
         except Exception as exc:  # noqa: BLE001 - docker/engine trouble is not the agent's 0
@@ -130,14 +133,18 @@ class ProgressScorer(ScorerBase):
         for t in range(len(traj.turns)):
             before, after = values[t], values[t + 1]
             if before["value"] is None or after["value"] is None:
-                rows.append(self.turn_score(traj.id, t, None, abstain="branch budget exhausted"))
+                why = "branch budget exhausted" if "budget" in (before["source"], after["source"]) \
+                    else "no branch had an outcome (prover or sandbox failed)"
+                rows.append(self.turn_score(traj.id, t, None, abstain=why))
                 continue
             rows.append(self.turn_score(traj.id, t, after["value"] - before["value"], value_before=before,
                                         value_after=after))
         return rows
 
-    def values(self, traj: Trajectory, task: Task) -> list[dict[str, Any]]:
+    def values(self, traj: Trajectory, task: Task, context: ScoringContext | None = None
+               ) -> list[dict[str, Any]]:
         """V(h_t) for t = 0..T with how each was obtained."""
+        factory = context.sandbox_factory if context is not None else None
         cache = self._load_cache()
         pre = prefixes(traj)
         keys = [self.key(task, p) for p in pre]
@@ -149,75 +156,45 @@ class ProgressScorer(ScorerBase):
                 out[t] = {**cache[key], "source": "cache"}
         todo = [t for t in range(len(pre)) if out[t] is None]
         if todo:
-            refs = self._snapshots(traj, task, max(todo))
+            from agentrm.tasks import prepare
+
+            config = prepare.sandbox_config(task)
+            refs = prepare.boundary_snapshots(task, traj.turns[:max(todo)], config, self._replay(task),
+                                              factory)
             for t in todo:
-                out[t] = self._estimate(task, pre[t], refs[t])
+                out[t] = self._estimate(task, pre[t], refs[t], config, factory)
                 if out[t]["value"] is not None:
                     cache[keys[t]] = {k: out[t][k] for k in ("value", "successes", "branches")}
         return out  # type: ignore[return-value]
 
-    def _snapshots(self, traj: Trajectory, task: Task, last: int) -> list[str]:
-        """Replay the agent's tool calls in one sandbox, snapshotting the state at h_0..h_last."""
-        from agentrm.rollout.tools import execute_tool_call
-        from agentrm.sandboxes import DockerSandbox, SandboxConfig
+    def _replay(self, task: Task) -> Any:
+        from agentrm.tasks.prepare import Replay
 
-        refs = []
-        with DockerSandbox(SandboxConfig(image=task.image, network=task.network, wall_clock_s=1800)) as sb:
-            for cmd in task.setup:
-                r = sb.exec(cmd, timeout=300, stateless=True)
-                if not r.ok:
-                    raise InfrastructureError(f"task {task.id}: setup failed (exit {r.exit_code}): {cmd[:80]!r}")
-            refs.append(sb.snapshot())
-            for turn in traj.turns[:last]:
-                for call in turn.tool_calls:
-                    if call.valid and call.name != "submit":
-                        execute_tool_call(sb, call, timeout=self.command_timeout,
-                                          repo_dir=task.metadata.get("repo_dir"))
-                refs.append(sb.snapshot())
-        return refs
+        return Replay.of(task, timeout=self.command_timeout)
 
-    def _estimate(self, task: Task, prefix: list[Message], ref: str) -> dict[str, Any]:
+    def _estimate(self, task: Task, prefix: list[Message], ref: str, config: Any,
+                  factory: Any) -> dict[str, Any]:
+        """K prover branches from snapshot `ref`, one group of the rollout driver (nothing stored)."""
         if self.max_branches is not None and self.branches_run + self.branches > self.max_branches:
             return {"value": None, "source": "budget"}
-        from agentrm.sandboxes import SandboxConfig, fork
+        from agentrm.rollout.group import Group, Start
+        from agentrm.rollout.loop import Limits
+        from agentrm.rollout.run import RunOptions, run_groups
 
-        successes, outcomes = 0, []
-        children = fork(ref, self.branches, SandboxConfig(network=task.network, wall_clock_s=1800))
-        try:
-            for sb in children:
-                reward = self._branch(task, prefix, sb)
-                outcomes.append(reward)
-                successes += int(reward is not None and reward >= self.success_threshold)
-        finally:
-            for sb in children:
-                sb.close()
+        group = Group(task, config, self.branches, factory, start=Start(ref, prefix))
+        limits = Limits(max_turns=self.branch_turns, command_timeout=self.command_timeout)
+        summary = run_groups([group], self.prover, None, run_id="progress",
+                             options=RunOptions(limits=limits))
         self.branches_run += self.branches
-        return {"value": successes / self.branches, "successes": successes, "branches": self.branches,
-                "source": "branches", "rewards": outcomes}
-
-    def _branch(self, task: Task, prefix: list[Message], sandbox: Any) -> float | None:
-        """Continue the conversation with the prover until it submits or runs out of turns."""
-        from agentrm.rollout.tools import SUBMIT, TOOL_SCHEMAS, execute_tool_call
-        from agentrm.tasks.check import outcome_reward
-
-        messages = [dict(m) for m in prefix]
-        for _ in range(self.branch_turns):
-            try:
-                message = dict(self.prover.act(messages, TOOL_SCHEMAS).message)
-            except Exception as exc:  # noqa: BLE001 - a prover failure counts as a failed branch
-                log.info("prover failed: %s", exc)
-                return 0.0
-            messages.append(message)
-            calls = [ToolCall.from_message(c) for c in message.get("tool_calls") or []]
-            for call in calls:
-                result = execute_tool_call(sandbox, call, timeout=self.command_timeout,
-                                           repo_dir=task.metadata.get("repo_dir"))
-                messages.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
-                if call.name == SUBMIT and call.valid:
-                    reward, _ = outcome_reward(task, ExitStatus.SUBMITTED, result.content, sandbox)
-                    return reward
-        reward, _ = outcome_reward(task, ExitStatus.TURN_LIMIT, None, sandbox)
-        return reward
+        outcomes = [t.reward for t in summary.results]
+        known = [r for r in outcomes if r is not None]
+        successes = sum(r >= self.success_threshold for r in known)
+        failed = [t.metadata.get("error") for t in summary.results if t.reward is None]
+        if failed:
+            log.info("%d of %d progress branches have no outcome: %s", len(failed), self.branches,
+                     failed[0])
+        return {"value": successes / len(known) if known else None, "successes": successes,
+                "branches": len(known), "source": "branches", "rewards": outcomes}
 
 
 def _default_cache() -> Path:

@@ -40,7 +40,9 @@ def workdir(tmp_path):
     (tmp_path / "tasks.yaml").write_text(TASKS)
     (tmp_path / "judge.jsonl").write_text(json.dumps({"tool": "bash", "args": {"command": "cat /workspace/answer.txt"}})
                                           + "\n" + json.dumps({"tool": "submit", "args": {"answer": "PASS"}}) + "\n")
-    (tmp_path / "prover.jsonl").write_text(json.dumps({"tool": "submit", "args": {"answer": "6"}}) + "\n" * 1)
+    # a scripted policy acts by position (its k-th action after k assistant messages), so the
+    # prover needs an action for every boundary it continues from: h_0 and h_1 here
+    (tmp_path / "prover.jsonl").write_text((json.dumps({"tool": "submit", "args": {"answer": "6"}}) + "\n") * 2)
     return tmp_path
 
 
@@ -57,11 +59,11 @@ def test_sandbox_scorers_from_the_cli(docker_client, workdir):
     r = agentrm("score", "trajs.jsonl", "--db", db, "-s", "judge", "-o", "policy=scripted:judge.jsonl",
                 cwd=workdir)  # the judge's trajectory goes to the store of --db (ScoringContext)
     assert r.returncode == 0, r.stderr
-    # the prover's script continues from each boundary: it always submits "6" (success)
+    # the prover continues from each boundary and submits "6" (success): progress 0 on both turns
     r = agentrm("score", "trajs.jsonl", "--db", db, "-s", "progress", "-o", "prover=scripted:prover.jsonl",
                 "-o", "tasks=tasks.yaml", "-o", "branches=1", "-o", f"cache={workdir / 'pc.json'}", cwd=workdir)
     assert r.returncode == 0, r.stderr
     rows = stored(db)
     assert rows[("exec", None)].value == 1.0 and len(rows[("exec", None)].details["cases"]) == 2
     assert rows[("judge", None)].value == 1.0 and rows[("judge", None)].details["judge_trajectory_id"]
-    assert rows[("progress", 0)].value is not None and rows[("progress", 1)].value is not None
+    assert rows[("progress", 0)].value == 0.0 and rows[("progress", 1)].value == 0.0
