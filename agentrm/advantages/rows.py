@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agentrm.errors import InputError
+from agentrm.files import atomic_open
 
 REQUIRED = ("uid", "traj_uid", "step", "reward")
 
@@ -176,17 +175,9 @@ def read_step_rows(path: str | os.PathLike) -> tuple[StepRows, list[dict]]:
 
 def write_jsonl_atomic(records: Iterable[dict], path: str | os.PathLike) -> int:
     """Write to a temp file next to `path`, then rename: a failure leaves no partial output."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-                count += 1
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+            count += 1
     return count
