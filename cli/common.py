@@ -52,7 +52,10 @@ def rich_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> 
 
 
 def progress():
-    """A rich progress bar on stderr (so --json output on stdout stays clean)."""
+    """A rich progress bar on stderr (so --json output on stdout stays clean); in a log or a
+    pipe, where a bar cannot redraw, a plain line every 10 seconds instead."""
+    if not err_console.is_terminal:
+        return LogProgress()
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -64,10 +67,79 @@ def progress():
     )
 
     return Progress(
-        SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+        SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
         MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=err_console, transient=False,
     )
+
+
+class LogProgress:
+    """The subset of rich.progress.Progress the commands use, as one plain line per task every
+    `every` seconds (from a timer, so a long step still shows signs of life) and at the end."""
+
+    def __init__(self, every: float = 10.0):
+        import threading
+        import time
+
+        self.every, self.clock = every, time.monotonic
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.lock, self.stopped = threading.Lock(), threading.Event()
+        self.thread: Any = None
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0,
+                 **_: Any) -> int:
+        with self.lock:
+            key = len(self.tasks)
+            self.tasks[key] = {"description": description, "total": total, "completed": completed,
+                               "start": self.clock()}
+        return key
+
+    def update(self, task: int, *, completed: float | None = None, total: float | None = None,
+               advance: float | None = None, description: str | None = None, **_: Any) -> None:
+        with self.lock:
+            t = self.tasks[task]
+            if completed is not None:
+                t["completed"] = completed
+            if advance is not None:
+                t["completed"] += advance
+            if total is not None:
+                t["total"] = total
+            if description is not None:
+                t["description"] = description
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def _print(self) -> None:
+        with self.lock:
+            lines = []
+            for t in self.tasks.values():
+                done = f"{t['completed']:g}" + (f"/{t['total']:g}" if t["total"] else "")
+                lines.append(f"{t['description']}: {done} ({self.clock() - t['start']:.0f} s)")
+        for line in lines:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def _tick(self) -> None:
+        while not self.stopped.wait(self.every):
+            self._print()
+
+    def start(self) -> None:
+        import threading
+
+        self.thread = threading.Thread(target=self._tick, daemon=True, name="agentrm-progress")
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is not None and not self.stopped.is_set():
+            self.stopped.set()
+            self._print()
+
+    def __enter__(self) -> LogProgress:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class LazyProgress:
