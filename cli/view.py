@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         sock = bind(port)
         url = f"http://{HOST}:{sock.getsockname()[1]}/"
         err_console.print(f"agentrm view: serving {store.url} (read-only) at {url}  (Ctrl-C stops)",
-                          markup=False, highlight=False)
+                          markup=False, highlight=False, soft_wrap=True)
         config = uvicorn.Config(create_app(store), log_level="warning", access_log=False)
         try:
             uvicorn.Server(config).run(sockets=[sock])

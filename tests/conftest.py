@@ -182,11 +182,28 @@ def ray_cluster():
         subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium from Debian's package (/usr/bin/chromium, or AGENTRM_CHROMIUM) driven by
+    Playwright; Playwright's own browser downloads are never used."""
+    path = os.environ.get("AGENTRM_CHROMIUM", "/usr/bin/chromium")
+    if not os.path.exists(path):
+        missing("browser", f"{path} not found (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        missing("browser", f"python package playwright: {exc}")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
 def pytest_collection_modifyitems(config, items):
     """Keep marker hygiene: a test using a component fixture must carry its marker."""
     needs = {"docker_client": "docker", "postgres_url": "postgres",
              "fresh_postgres_url": "postgres", "vllm_module": "vllm",
-             "ray_cluster": "ray"}
+             "ray_cluster": "ray", "browser": "browser"}
     for item in items:
         for fixture, marker in needs.items():
             if fixture in getattr(item, "fixturenames", ()) and marker not in item.keywords:
