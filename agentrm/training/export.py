@@ -13,13 +13,13 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentrm.errors import InputError
+from agentrm.files import atomic_path
 from agentrm.training.tokenize import ChatRenderer, TurnTokens, tokenize_trajectory
 from agentrm.types import Trajectory
 
@@ -66,22 +66,6 @@ def build_batch(trajectories: Sequence[Trajectory], advantages: Mapping[tuple[st
     meta.update(rows=len(rows), turns_without_advantage=skipped, tool_tokens=tool_tokens,
                 tokenizer=getattr(tokenizer, "name_or_path", type(tokenizer).__name__))
     return TrainingBatch(rows, meta)
-
-
-def _atomic_target(out: Path, is_dir: bool):
-    """A temp path beside `out`; the caller renames it into place only when writing succeeded."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if is_dir:
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    if out.is_dir() and tmp.is_dir():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
 
 
 def write_verl_parquet(batch: TrainingBatch, out: Path) -> None:
@@ -175,8 +159,7 @@ def write_batch(batch: TrainingBatch, fmt: str, out: str | os.PathLike, pad_id: 
     if not batch.rows:
         raise InputError("nothing to export: no turn has an advantage (run `agentrm advantages` first)")
     target = Path(out)
-    tmp = _atomic_target(target, is_dir=fmt == "trl")
-    try:
+    with atomic_path(target, directory=fmt == "trl") as tmp:
         if fmt == "verl":
             write_verl_parquet(batch, tmp)
         elif fmt == "torch":
@@ -184,9 +167,5 @@ def write_batch(batch: TrainingBatch, fmt: str, out: str | os.PathLike, pad_id: 
         else:
             shutil.rmtree(tmp)
             write_trl(batch, tmp)
-        _replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-        raise
     log.info("wrote %d rows as %s to %s", len(batch.rows), fmt, target)
     return target
