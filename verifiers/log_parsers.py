@@ -39,11 +39,25 @@ PASS_AND_FAIL, FAIL_ONLY = "pass_and_fail", "fail_only"
 SUITE_RAN_ID = "(suite ran)"  # see _package_parser: evidence, not a test
 
 
-def package_registry() -> dict[str, Callable[..., dict[str, str]]]:
-    """The `swebench` package's PARSER_REGISTRY (imported on first use: about a second)."""
-    from swebench.harness.log_parsers import PARSER_REGISTRY
+_REGISTRY: dict[str, Callable[..., dict[str, str]]] = {}
 
-    return PARSER_REGISTRY
+
+def package_registry() -> dict[str, Callable[..., dict[str, str]]]:
+    """The `swebench` package's PARSER_REGISTRY plus the parsers its MAP_REPO_TO_PARSER_* tables
+    name that the registry lacks (imported on first use: about a second)."""
+    if not _REGISTRY:
+        import importlib
+
+        from swebench.harness.log_parsers import PARSER_REGISTRY
+
+        found = dict(PARSER_REGISTRY)
+        for lang in ("python", "javascript", "c", "go", "java", "php", "ruby", "rust"):
+            module = importlib.import_module(f"swebench.harness.log_parsers.{lang}")
+            for table in (v for k, v in vars(module).items() if k.startswith("MAP_REPO_TO_PARSER")):
+                for func in table.values():
+                    found.setdefault(func.__name__, func)
+        _REGISTRY.update(found)
+    return _REGISTRY
 
 
 def parser_spec(name: str, **context: Any) -> str:
@@ -66,8 +80,9 @@ def get(name: str) -> Parser:
     """The parser for a name or parser spec; an InputError lists the known names."""
     bare, context = split_spec(name)
     key = bare.removeprefix("parse_log_")
-    if bare.startswith("parse_log_") or key not in PARSERS:
-        func = package_registry().get(f"parse_log_{key}")
+    if bare.startswith("parse_") or key not in PARSERS:
+        registry = package_registry()
+        func = registry.get(bare) or registry.get(f"parse_log_{key}")
         if func is not None:
             return _package_parser(func, context)
     if key not in PARSERS:

@@ -56,17 +56,27 @@ def agentrm_side(case: dict):
     return interpret(spec, output, case["exit_code"], False, case.get("junit"), [])
 
 
+# the package's parse_log_cypress raises on every input (re.findall(pattern, re.MULTILINE))
+BROKEN_IN_PACKAGE = {"parse_log_cypress"}
+
+
 def test_every_package_parser_has_recorded_output():
+    """Every PARSER_REGISTRY entry, plus the parsers only MAP_REPO_TO_PARSER_* names."""
+    wanted = set(log_parsers.package_registry()) - BROKEN_IN_PACKAGE
+    assert set(PARSER_REGISTRY) <= wanted
     covered = {c["parser"] for c in CASES}
-    assert set(PARSER_REGISTRY) <= covered, sorted(set(PARSER_REGISTRY) - covered)
+    assert wanted <= covered, sorted(wanted - covered)
     # and each one is exercised both ways: one resolved and one unresolved prediction
-    for parser in PARSER_REGISTRY:
+    for parser in wanted:
         kinds = {c["case"].rsplit("/", 1)[1] for c in CASES if c["parser"] == parser}
         assert {"resolved", "unresolved"} <= kinds, parser
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["case"] for c in CASES])
-def test_statuses_and_verdict_match_the_package(case, tmp_path):
+def test_statuses_and_verdict_match_the_package(case, tmp_path, monkeypatch):
+    if case["parser"] not in PARSER_REGISTRY:  # a repo-table parser: let the grader find it
+        monkeypatch.setitem(PARSER_REGISTRY, case["parser"],
+                            log_parsers.package_registry()[case["parser"]])
     pkg_statuses, pkg_resolved, pkg_report = package_side(case, tmp_path)
     run = agentrm_side(case)
     ours = {k: v for k, v in run.tests.items() if k != log_parsers.SUITE_RAN_ID}

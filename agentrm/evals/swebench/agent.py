@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import logging
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
-from agentrm.errors import InfrastructureError, NotFoundError
+from agentrm.errors import InfrastructureError
 from agentrm.evals.swebench.dataset import Instance
 from agentrm.evals.swebench.images import WORKDIR
 from agentrm.types import FailureKind, Task
@@ -33,37 +34,53 @@ def agent_task(inst: Instance, image: str) -> Task:
                           "version": inst.version, "benchmark": "swe-bench"})
 
 
-def solve(inst: Instance, image: str, policy: Any, store: Any, run_id: str, cfg: Any
-          ) -> tuple[str, str, str | None]:
-    """Roll the policy out on one instance; return (patch, trajectory id, infrastructure error)."""
-    from agentrm.rollout.loop import Limits, run_trajectory
-    from agentrm.sandboxes import DockerSandbox, SandboxConfig
+@dataclass
+class Attempt:
+    """One rollout of a group: its patch, trajectory id, and why it is unknown (infrastructure)."""
 
-    task = agent_task(inst, image)
-    if store is not None:
-        store.upsert_task(task)
-    traj_id = f"{run_id}/{inst.instance_id}"
-    if store is not None:
-        try:
-            store.get_trajectory(traj_id)
-            store.reset_trajectory(traj_id)  # an earlier attempt under this run id: start afresh
-        except NotFoundError:
-            pass
-    limits = Limits(max_turns=cfg.max_turns, max_seconds=cfg.agent_timeout)
-    sandbox_cfg = SandboxConfig(image=image, workdir=WORKDIR, network=False, run_id=run_id,
-                                wall_clock_s=cfg.agent_timeout + 600)
-    with DockerSandbox(sandbox_cfg) as sb:
-        traj = run_trajectory(task, policy, sb, store=store, limits=limits,
-                              group_id=inst.instance_id, trajectory_id=traj_id, run_id=run_id,
-                              workdir=WORKDIR)
-        base = shlex.quote(inst.base_commit or "HEAD")
-        diff = sb.exec(["bash", "-c", f"cd {WORKDIR} && git add -A && git diff --cached --no-color "
-                                      f"--no-ext-diff {base}"], timeout=120, stateless=True)
-    if diff.exit_code != 0:
-        raise InfrastructureError(f"git diff in the agent's sandbox failed: {diff.stdout[-200:]}")
-    infra = None
-    if traj.failure_kind == FailureKind.INFRASTRUCTURE:
-        infra = f"agent trajectory ended {traj.exit_status.value}: {traj.metadata.get('error', '')}"
-    log.info("%s: agent ended %s, patch of %d bytes", inst.instance_id, traj.exit_status.value,
-             len(diff.stdout))
-    return diff.stdout, traj_id, infra
+    patch: str
+    trajectory_id: str
+    infra: str | None = None
+
+
+def solve(inst: Instance, image: str, policy: Any, store: Any, run_id: str, cfg: Any,
+          sandbox_factory: Any = None) -> list[Attempt]:
+    """Roll the policy out `cfg.group_size` times on one instance through the rollout driver.
+
+    The members share the group id RUN/INSTANCE (GRPO/GiGPO compare them) and are the
+    trajectories RUN/INSTANCE/K. Each starts afresh (the harness decides what a rerun reuses)."""
+    from agentrm.rollout.loop import Limits
+    from agentrm.rollout.run import RunOptions, run
+    from agentrm.sandboxes import SandboxConfig
+
+    options = RunOptions(
+        limits=Limits(max_turns=cfg.max_turns, max_seconds=cfg.agent_timeout),
+        sandbox=SandboxConfig(workdir=WORKDIR, network=False, wall_clock_s=cfg.agent_timeout + 600),
+        resume=False, end_run=False)  # the eval run is the harness's
+    summary = run([agent_task(inst, image)], policy, store, group_size=getattr(cfg, "group_size", 1),
+                  sandbox_factory=sandbox_factory, run_id=run_id, options=options,
+                  finalize=_take_patch(inst))
+    attempts = []
+    for traj in summary.results:
+        infra = traj.metadata.get("finalize_error")
+        if traj.failure_kind == FailureKind.INFRASTRUCTURE:
+            infra = f"agent trajectory ended {traj.exit_status.value}: {traj.metadata.get('error', '')}"
+        patch = traj.metadata.get("model_patch", "")
+        log.info("%s: agent ended %s, patch of %d bytes", traj.id, traj.exit_status.value, len(patch))
+        attempts.append(Attempt(patch, traj.id, infra))
+    return attempts
+
+
+def _take_patch(inst: Instance) -> Any:
+    """The member's `git diff` against base_commit, taken in its own sandbox before removal."""
+    base = shlex.quote(inst.base_commit or "HEAD")
+
+    def finalize(traj: Any, sandbox: Any) -> None:
+        diff = sandbox.exec(["bash", "-c", f"cd {WORKDIR} && git add -A && git diff --cached "
+                                           f"--no-color --no-ext-diff {base}"],
+                            timeout=120, stateless=True)
+        if diff.exit_code != 0:
+            raise InfrastructureError(f"git diff in the agent's sandbox failed: {diff.stdout[-200:]}")
+        traj.metadata["model_patch"] = diff.stdout
+
+    return finalize

@@ -71,6 +71,7 @@ class EvalConfig:
     policy: str | None = None
     max_turns: int = 20
     agent_timeout: float = 1800.0
+    group_size: int = 1  # agent mode: rollouts per instance, one group (member 0 is the report's)
     executor: str = "local"  # local threads | ray (one Ray task per instance)
     ray_address: str | None = None
 
@@ -231,7 +232,6 @@ class Harness:
             result = InstanceResult(inst.instance_id, ERROR, model, error=_expected(exc),
                                     duration_s=elapsed())
             return self._finish(inst, directory, run_id, result, pred.model_patch if pred else None)
-        traj_id = None
         if self.cfg.agent:
             previous = None if self.cfg.redo else read_result(directory)
             if (previous is not None and previous.trajectory_id and previous.image == image
@@ -240,23 +240,33 @@ class Harness:
                 return previous
             from agentrm.evals.swebench.agent import solve
 
-            patch, traj_id, infra = solve(inst, image, self.policy, self.store, run_id, self.cfg)
-            if infra:
-                result = InstanceResult(inst.instance_id, ERROR, model, error=infra, image=image,
-                                        trajectory_id=traj_id, duration_s=elapsed())
-                return self._finish(inst, directory, run_id, result, patch, spec)
-        else:
-            patch = pred.model_patch
+            first, *others = solve(inst, image, self.policy, self.store, run_id, self.cfg)
+            for k, other in enumerate(others, 1):  # the group's other members: graded and stored
+                self._grade(inst, other, model, run_id, directory / "group" / str(k), spec, image, elapsed)
+            return self._grade(inst, first, model, run_id, directory, spec, image, elapsed)
+        patch = pred.model_patch
         key = resume_key(inst.instance_id, patch, spec)
-        previous = None if self.cfg.redo or self.cfg.agent else read_result(directory)
+        previous = None if self.cfg.redo else read_result(directory)
         if previous is not None and previous.key == key and previous.status not in RETRY:
             previous.reused = True
             return previous
         run = run_tests(spec, patch)
         result = InstanceResult(inst.instance_id, run.status, model, key=key, error=run.error,
-                                duration_s=elapsed(), image=image, trajectory_id=traj_id,
-                                run=run.details())
+                                duration_s=elapsed(), image=image, run=run.details())
         return self._finish(inst, directory, run_id, result, patch, spec, run)
+
+    def _grade(self, inst, attempt, model, run_id, directory, spec, image, elapsed) -> InstanceResult:
+        """One agent rollout's patch through the test verifier (an unknown rollout is an error)."""
+        if attempt.infra:
+            result = InstanceResult(inst.instance_id, ERROR, model, error=attempt.infra, image=image,
+                                    trajectory_id=attempt.trajectory_id, duration_s=elapsed())
+            return self._finish(inst, directory, run_id, result, attempt.patch, spec)
+        run = run_tests(spec, attempt.patch)
+        result = InstanceResult(inst.instance_id, run.status, model,
+                                key=resume_key(inst.instance_id, attempt.patch, spec), error=run.error,
+                                duration_s=elapsed(), image=image, trajectory_id=attempt.trajectory_id,
+                                run=run.details())
+        return self._finish(inst, directory, run_id, result, attempt.patch, spec, run)
 
     def _image(self, inst: Instance) -> str:
         env = None if inst.image else self.table.lookup(inst.repo, inst.version)

@@ -16,9 +16,10 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
-from agentrm.errors import PrerequisiteError
+from agentrm.errors import InfrastructureError, PrerequisiteError
 from agentrm.evals.swebench.dataset import Instance
 from agentrm.evals.swebench.repos import RepoSource, cache_dir
 from agentrm.evals.swebench.specs import EnvSpec
@@ -32,7 +33,7 @@ _wheel_lock = threading.Lock()
 ENV_DOCKERFILE = """FROM {base}
 USER root
 COPY wheels /tmp/wheels
-RUN python3 -m venv {venv}{pip_line} && rm -rf /tmp/wheels
+RUN {python} -m venv {venv}{pip_line} && rm -rf /tmp/wheels
 RUN git config --system safe.directory '*' \\
  && git config --system user.name agentrm && git config --system user.email agentrm@example.invalid \\
  && git config --system advice.detachedHead false
@@ -83,11 +84,13 @@ def _wheel_files(directory: Path) -> dict[str, bytes]:
             if p.suffix in (".whl", ".gz", ".zip")}
 
 
-def env_image(spec: EnvSpec) -> str:
-    """The environment image of a spec: base (+ Debian packages) + venv with the pip packages."""
-    from agentrm.sandboxes import base_image, build_image
+def env_image(spec: EnvSpec, builds: BuildLog | None = None) -> str:
+    """The environment image of a spec: base (+ Debian packages) + venv with the pip packages,
+    made with the spec's Python (an InfrastructureError when the base image has none)."""
+    from agentrm.sandboxes import base_image
 
     base = base_image(tuple(spec.apt_packages)) if spec.apt_packages else "{base}"
+    python = interpreter(base_image(tuple(spec.apt_packages)), spec.python)
     files = _wheel_files(wheelhouse(spec.pip_packages)) if spec.pip_packages else {}
     if not files:
         files = {"wheels/.keep": b""}
@@ -95,33 +98,109 @@ def env_image(spec: EnvSpec) -> str:
     pip = " ".join(shlex.quote(p) for p in spec.pip_packages)
     pip_line = (f" \\\n && {VENV}/bin/python -m pip install -q --no-index --find-links /tmp/wheels {pip}"
                 if pip else "")
-    dockerfile = ENV_DOCKERFILE.format(base=base, venv=VENV, pip_line=pip_line, pre_install=pre)
-    return build_image(dockerfile, files, name="agentrm/swe-env")
+    dockerfile = ENV_DOCKERFILE.format(base=base, venv=VENV, pip_line=pip_line, pre_install=pre,
+                                       python=python)
+    return _build(dockerfile, files, "agentrm/swe-env", builds)
 
 
-def instance_image(instance: Instance, spec: EnvSpec, repos: RepoSource) -> str:
-    """The pristine instance image: the repository at base_commit, installed, owned by agent.
-
-    v5 rows name their image; it must already exist on this machine (nothing is pulled).
-    """
-    if instance.image:
-        from agentrm.sandboxes.engine import client
-
-        try:
-            client().images.get(instance.image)
-        except Exception:  # noqa: BLE001 - ImageNotFound or an API error: either way unusable
-            raise FileNotFoundError(f"image {instance.image} is not on this machine "
-                                    f"(load it with docker load / docker pull first)") from None
-        return instance.image
-    from agentrm.sandboxes import build_image
-
-    env = env_image(spec)
+def instance_image(instance: Instance, spec: EnvSpec, repos: RepoSource,
+                   builds: BuildLog | None = None) -> str:
+    """The pristine instance image agentrm builds: the repository at base_commit in /workspace,
+    installed, owned by agent. (Pre-built and official images: see official.py.)"""
+    env = env_image(spec, builds)
     bundle = repos.bundle(instance.repo, instance.base_commit)
     install = spec.install or "true"
     dockerfile = INSTANCE_DOCKERFILE.format(env=env, workdir=WORKDIR, commit=instance.base_commit,
                                             install=install)
-    name = "agentrm/swe-inst"
-    return build_image(dockerfile, {"repo.bundle": bundle}, name=name)
+    return _build(dockerfile, {"repo.bundle": bundle}, "agentrm/swe-inst", builds)
+
+
+_py_lock = threading.Lock()
+_py_versions: dict[str, tuple[str, ...]] = {}
+
+
+def python_versions(image: str) -> tuple[str, ...]:
+    """The python3.X interpreters an image has (asked once per image, in a throwaway container)."""
+    with _py_lock:
+        if image not in _py_versions:
+            from agentrm.sandboxes import SandboxConfig, run_once
+
+            script = "for p in /usr/bin/python3.* /usr/local/bin/python3.*; do [ -x \"$p\" ] && basename \"$p\"; done; true"
+            result = run_once(SandboxConfig(image=image, user="root", workdir="/"),
+                              ["sh", "-c", script], timeout=120)
+            found = {ln.strip().removeprefix("python") for ln in result.stdout.splitlines()}
+            _py_versions[image] = tuple(sorted(v for v in found if v.count(".") == 1
+                                               and v.replace(".", "").isdigit()))
+    return _py_versions[image]
+
+
+def interpreter(base: str, wanted: str) -> str:
+    """The interpreter a venv is made with: python3 when the spec names none, else python3.X if
+    the base image has it. Offline nothing else can provide it, so say so (never a silent 3.11)."""
+    if not wanted:
+        return "python3"
+    available = python_versions(base)
+    if wanted in available:
+        return f"python{wanted}"
+    raise InfrastructureError(
+        f"the spec needs Python {wanted}; the offline base image has only "
+        f"{', '.join(available) or 'no python3.X'} (grade in an image that provides it: "
+        f"a row's image or --namespace)")
+
+
+class BuildLog:
+    """Per-image build logs under the run directory (image_builds/<name>.log): Dockerfile,
+    context, resulting tag, seconds, and the engine's output when the build failed."""
+
+    def __init__(self, directory: Path, force_rebuild: bool = False):
+        self.directory = directory
+        self.force_rebuild = force_rebuild
+        self.built: set[str] = set()
+        self._removed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def write(self, name: str, dockerfile: str, files: dict[str, bytes], lines: list[str]) -> None:
+        body = [f"image: {name}", "context:"] + [f"  {k} ({len(v)} bytes)" for k, v in sorted(files.items())]
+        body += ["dockerfile:", *("  " + ln for ln in dockerfile.splitlines()), *lines]
+        path = self.directory / f"{name.replace('/', '__').replace(':', '__')}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, path.open("a") as fh:
+            fh.write("\n".join(body) + "\n\n")
+
+    def forget(self, tag: str) -> None:
+        """--force-rebuild: remove an existing image once per run, so it is built again."""
+        from agentrm.sandboxes.engine import client
+
+        with self._lock:
+            if tag in self._removed:
+                return
+            self._removed.add(tag)
+        try:
+            client().images.remove(tag, force=True)
+        except Exception:  # noqa: BLE001 - absent already: nothing to rebuild
+            pass
+
+
+def _build(dockerfile: str, files: dict[str, bytes], name: str, builds: BuildLog | None) -> str:
+    from agentrm.sandboxes import build_image
+
+    if builds is None:
+        return build_image(dockerfile, files, name=name)
+    started = time.monotonic()
+    try:
+        if builds.force_rebuild:  # the tag is known only from build_image: build, drop, rebuild
+            builds.forget(build_image(dockerfile, files, name=name))
+        tag = build_image(dockerfile, files, name=name)
+    except Exception as exc:
+        cause = exc.__cause__
+        output = [str(x.get("stream") or x.get("error") or "").rstrip()
+                  for x in getattr(cause, "build_log", []) or []]
+        builds.write(name, dockerfile, files, [f"FAILED after {time.monotonic() - started:.1f}s: {exc}",
+                                               "engine output:", *output])
+        raise
+    builds.built.add(tag)
+    builds.write(tag, dockerfile, files, [f"ok in {time.monotonic() - started:.1f}s"])
+    return tag
 
 
 def check_docker() -> None:

@@ -9,12 +9,12 @@ rename), so an interrupted run never leaves a partial result that counts as comp
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentrm.files import atomic_write as write_atomic
 from agentrm.verifiers.tests_verifier import (
     EMPTY,
     ERROR,
@@ -52,13 +52,6 @@ class InstanceResult:
 def model_dir_name(model: str) -> str:
     """SWE-bench's `/` → `__`, and anything else unsafe in a file name → `_`."""
     return re.sub(r"[^A-Za-z0-9._+=-]", "_", model.replace("/", "__")).strip(".") or "unknown"
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def instance_report(instance_id: str, patch: str | None, run: TestRun) -> dict[str, Any]:

@@ -19,6 +19,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from agentrm.files import atomic_write
+
 log = logging.getLogger("agentrm.evals.swebench.repos")
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -165,9 +167,7 @@ class RepoSource:
         if cached.exists():
             return cached.read_bytes()
         data = self._make_bundle(repo, base_commit)
-        tmp = _mkdir(cached.parent) / f".{cached.name}.{os.getpid()}"
-        tmp.write_bytes(data)
-        os.replace(tmp, cached)
+        atomic_write(cached, data)
         return data
 
     def _make_bundle(self, repo: str, base_commit: str) -> bytes:

@@ -20,7 +20,8 @@ from agentrm.verifiers.tests_script import DEFAULT_PROTECTED
 
 BUILTIN = Path(__file__).resolve().parent / "specs.yaml"
 FIELDS = ("apt_packages", "pip_packages", "pre_install", "install", "test_cmd", "log_parser",
-          "protected", "timeout")
+          "protected", "timeout", "python", "workdir", "activate", "user")
+LAYOUT_FIELDS = ("workdir", "activate", "user")  # where and how tests run in a pre-built image
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,18 @@ class EnvSpec:
     log_parser: str = "pytest"
     protected: tuple[str, ...] = tuple(DEFAULT_PROTECTED)
     timeout: float = 1800.0
+    python: str = ""  # "3.9": the interpreter the environment must have ("" = the base image's)
+    workdir: str = ""  # layout of pre-built images ("" = the image kind's default)
+    activate: tuple[str, ...] = ()
+    user: str = ""
+
+    def layout_fields(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in LAYOUT_FIELDS if getattr(self, k)}
 
     def env_part(self) -> dict[str, Any]:
         """The fields that shape the environment image (shared by every instance of a version)."""
         return {"apt": list(self.apt_packages), "pip": list(self.pip_packages),
-                "pre": list(self.pre_install)}
+                "pre": list(self.pre_install), "python": self.python}
 
     def hash(self) -> str:
         return stable_hash(asdict(self))
@@ -76,7 +84,7 @@ def _spec(values: dict[str, Any]) -> EnvSpec:
         if key not in values or values[key] is None:
             continue
         value = values[key]
-        if key in ("apt_packages", "pip_packages", "pre_install", "protected"):
+        if key in ("apt_packages", "pip_packages", "pre_install", "protected", "activate"):
             kwargs[key] = tuple(str(v) for v in ([value] if isinstance(value, str) else value))
         elif key == "timeout":
             kwargs[key] = float(value)
@@ -112,7 +120,7 @@ def package_parser(name: str, instance_id: str = "", repo: str = "", version: st
     SWE-bench datasets key them) rather than agentrm's junit path for its own pytest specs."""
     from agentrm.verifiers.log_parsers import parser_spec
 
-    name = name if name.startswith("parse_log_") else f"parse_log_{name}"
+    name = name if name.startswith("parse_") else f"parse_log_{name}"
     return parser_spec(name, instance_id=instance_id, repo=repo or "unknown", version=version,
                        eval_type=eval_type)
 

@@ -290,6 +290,18 @@ test parse::tests::unicode ... FAILED
 test walk::tests::hidden ... ok
 """
 
+PLOTLY = """  - Plotly.react :
+    * updates traces : ok
+    * keeps layout : ok
+  - Plotly.restyle :
+    * restyles markers : failed (expected 2 got 3)
+"""
+
+EMOTION = """PASS packages/css/test/index.js
+FAIL packages/styled/test/prop-filtering.js
+PASS packages/react/test/css.js
+"""
+
 # parser name → (context, runner output, exit code)
 LOGS: dict[str, tuple[dict[str, str], str, int]] = {
     "parse_log_django": ({"repo": "django/django", "version": "5.0"}, DJANGO, 1),
@@ -334,6 +346,10 @@ LOGS: dict[str, tuple[dict[str, str], str, int]] = {
     "parse_log_jekyll": ({"repo": "jekyll/jekyll", "instance_id": "jekyll__jekyll-9141"},
                          MINITEST, 1),
     "parse_log_cargo": ({"repo": "burntsushi/ripgrep"}, CARGO, 101),
+    # named by MAP_REPO_TO_PARSER_JS but not in PARSER_REGISTRY (parse_log_cypress is left
+    # out: it passes re.MULTILINE where the log belongs and raises on any input)
+    "parse_plotly_js": ({"repo": "plotly/plotly.js"}, PLOTLY, 1),
+    "parse_log_emotion": ({"repo": "emotion-js/emotion"}, EMOTION, 1),
 }
 
 # fail-only repositories: a clean run prints only its summary (the parser records failures only)

@@ -172,11 +172,11 @@ def record_cargo(tmp: Path) -> tuple[str, int] | None:
 
 
 def package_statuses(parser: str, context: dict, log: str) -> dict[str, str]:
-    from swebench.harness.log_parsers import PARSER_REGISTRY
+    from agentrm.verifiers.log_parsers import package_registry
 
     spec = SimpleNamespace(instance_id=context.get("instance_id", ""),
                            version=context.get("version", ""), repo=context.get("repo", ""))
-    return PARSER_REGISTRY[parser](log, spec)
+    return package_registry()[parser](log, spec)
 
 
 def cases_for(parser: str, context: dict, log: str, rc: int, source: str,

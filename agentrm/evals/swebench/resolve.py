@@ -1,0 +1,149 @@
+"""Per instance: which image to grade in, where the repository is in it, how its environment is
+entered, which test command and which log parser. One function per image kind:
+
+- a row naming its `image` (SWE-bench v5) or `--namespace` (official names): the image is pulled
+  per `--pull` if missing; the layout is the official one (/testbed, conda env `testbed`, root)
+  unless the row or spec says otherwise, or the image is one of agentrm's own (/workspace);
+- otherwise agentrm builds base → env → instance offline, with the spec's Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentrm.evals.swebench import images, official
+from agentrm.evals.swebench.dataset import Instance
+from agentrm.evals.swebench.official import Layout
+from agentrm.evals.swebench.repos import RepoSource
+from agentrm.evals.swebench.specs import EnvSpec, SpecTable, package_parser
+from agentrm.verifiers.tests_verifier import TestSpec
+
+AGENTRM_LAYOUT = Layout(workdir=images.WORKDIR, activate=(), user="root")
+
+
+@dataclass
+class Resolved:
+    image: str
+    layout: Layout
+    spec: TestSpec
+    pulled: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImageOptions:
+    namespace: str = official.NONE
+    tag: str = "latest"
+    pull: str = "missing"
+
+
+def resolve(inst: Instance, table: SpecTable, repos: RepoSource, opts: ImageOptions,
+            timeout: float | None, builds: images.BuildLog | None = None) -> Resolved:
+    """Image, layout and test spec of one instance; KeyError/FileNotFoundError/AgentrmError
+    (one line each) when the instance cannot be graded here."""
+    env = _lookup(table, inst)
+    prebuilt = inst.image or (official.image_name(inst.instance_id, opts.namespace, opts.tag)
+                              if opts.namespace != official.NONE else None)
+    if prebuilt:
+        present = _present(prebuilt)
+        image = official.ensure_image(prebuilt, opts.pull)
+        default = AGENTRM_LAYOUT if _is_ours(image) else official.official_layout()
+        layout = official.layout_for(inst.row, env.layout_fields() if env else {}, default)
+        if env is None and not inst.eval_script:
+            raise KeyError(f"no test command for {inst.repo} {inst.version}: the row has no "
+                           f"eval_script and no spec matches (add one with --specs FILE)")
+        return Resolved(image, layout, test_spec(inst, env, image, layout, timeout),
+                        pulled=not present)
+    if env is None:
+        table.lookup(inst.repo, inst.version)  # raises the one-line KeyError
+    image = images.instance_image(inst, env, repos, builds)
+    return Resolved(image, AGENTRM_LAYOUT, test_spec(inst, env, image, AGENTRM_LAYOUT, timeout))
+
+
+def _lookup(table: SpecTable, inst: Instance) -> EnvSpec | None:
+    try:
+        return table.lookup(inst.repo, inst.version)
+    except KeyError:
+        return None
+
+
+def parser_of(inst: Instance, env: EnvSpec | None) -> str:
+    """The row's parser (a swebench name), else the package's parser for the repository
+    (MAP_REPO_TO_PARSER), else the spec's (agentrm's own names, e.g. pytest with junit)."""
+    eval_type = inst.row.get("eval_type") or _eval_type(inst.repo)
+    name = inst.log_parser or _repo_parser(inst.repo)
+    if name:
+        return package_parser(name, instance_id=inst.instance_id, repo=inst.repo,
+                              version=inst.version, eval_type=eval_type)
+    return env.log_parser if env else "pytest"
+
+
+def test_spec(inst: Instance, env: EnvSpec | None, image: str, layout: Layout,
+              timeout: float | None) -> TestSpec:
+    protected = (list(env.protected) if env
+                 else TestSpec.__dataclass_fields__["protected"].default_factory())
+    test_cmd = "" if inst.eval_script or env is None else layout.wrap(env.test_cmd)
+    return TestSpec(
+        image=image, fail_to_pass=inst.fail_to_pass, pass_to_pass=inst.pass_to_pass,
+        test_patch=inst.test_patch, base_commit=inst.base_commit or "HEAD", test_cmd=test_cmd,
+        log_parser=parser_of(inst, env), eval_script=v5_script(inst.eval_script),
+        workdir=layout.workdir, user=layout.user, protected=protected,
+        timeout=float(timeout or (env.timeout if env else 1800.0)))
+
+
+def v5_script(script: str | None) -> str | None:
+    """A row's eval script with the package's exit-code recording, ending with the test
+    command's own exit status (the script's last command is a reset), so the grader's
+    exit-code cross-check sees the tests' status."""
+    if not script:
+        return None
+    from swebench.harness.constants import TEST_EXIT_CODE_VAR
+    from swebench.harness.utils import parse_eval_script, record_test_exit_code
+
+    lines = record_test_exit_code(parse_eval_script(script))
+    if not any(line.startswith(f"{TEST_EXIT_CODE_VAR}=") for line in lines):
+        return script
+    return "\n".join(["#!/bin/bash", "set -uxo pipefail", *lines,
+                      f"exit ${{{TEST_EXIT_CODE_VAR}:-1}}"]) + "\n"
+
+
+def _repo_parser(repo: str) -> str | None:
+    for func in _repo_map().get(repo, ()):
+        return func.__name__
+    return None
+
+
+def _repo_map() -> dict[str, Any]:
+    """MAP_REPO_TO_PARSER_<language> of the package, merged."""
+    import importlib
+
+    out: dict[str, Any] = {}
+    for mod in ("python", "javascript", "c", "go", "java", "php", "ruby", "rust"):
+        module = importlib.import_module(f"swebench.harness.log_parsers.{mod}")
+        for name in dir(module):
+            if name.startswith("MAP_REPO_TO_PARSER"):
+                out.update({repo: (func,) for repo, func in getattr(module, name).items()})
+    return out
+
+
+def _eval_type(repo: str) -> str:
+    from swebench.harness.constants import FAIL_ONLY_REPOS
+
+    return "fail_only" if repo in FAIL_ONLY_REPOS else ""
+
+
+def _present(name: str) -> bool:
+    from agentrm.evals.swebench.official import _present as present
+    from agentrm.sandboxes.engine import client
+
+    return present(client(), name)
+
+
+def _is_ours(image: str) -> bool:
+    """agentrm-built images (labelled) keep the repository at /workspace."""
+    from agentrm.sandboxes.engine import LABEL, client
+
+    labels = client().images.get(image).labels or {}
+    return labels.get(LABEL) == "1"
+
