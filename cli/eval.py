@@ -54,6 +54,8 @@ def swe_bench(
     max_turns: Annotated[int, typer.Option(help="Agent turn limit.", min=1)] = 20,
     agent_timeout: Annotated[float, typer.Option(help="Agent wall-clock seconds per instance.",
                                                  min=1)] = 1800.0,
+    group_size: Annotated[int, typer.Option(help="Agent rollouts per instance (one group, for "
+                                                 "GRPO/GiGPO); the first is the report's.", min=1)] = 1,
     redo: Annotated[bool, typer.Option("--redo", help="Re-evaluate even when a stored result "
                                                       "matches.")] = False,
     executor: Annotated[str, typer.Option("--executor", help="local | ray (one Ray task per instance).")] = "local",
@@ -70,13 +72,16 @@ def swe_bench(
         raise InputError("--predictions and --agent exclude each other: the agent makes the patches")
     if policy and not agent:
         raise InputError("--policy needs --agent")
+    if group_size > 1 and not agent:
+        raise InputError("--group-size needs --agent")
     if executor not in {"local", "ray"}:
         raise InputError(f"unknown executor {executor!r} (--executor): choose local or ray")
     cfg = EvalConfig(dataset=dataset, predictions=predictions or "gold", instance_ids=_ids(instance_ids),
                      max_workers=max_workers or default_workers(), timeout=timeout, run_id=run_id,
                      run_dir=run_dir, repos=repos, specs=specs, db=db_url(db), redo=redo,
                      agent=agent, policy=policy, max_turns=max_turns,
-                     agent_timeout=agent_timeout, executor=executor, ray_address=ray_address)
+                     agent_timeout=agent_timeout, group_size=group_size, executor=executor,
+                     ray_address=ray_address)
     harness = Harness(cfg)
     instances, _, _ = harness.prepare()  # bad input fails here, before any progress output
     with progress() as bar:

@@ -6,8 +6,9 @@ Ids (the one convention, everywhere a rollout is driven):
 
 The initial state is built once: the task's setup runs in a fresh sandbox (tasks.prepare), which
 is snapshotted and forked once per member, so every member starts from byte-identical files
-(GiGPO's anchor states rely on it). A group of one is set up in place, without a snapshot. A
-group may instead start from a given snapshot and conversation (`Start`: progress branches).
+(GiGPO's anchor states rely on it). A group of one, or of a task without setup commands (its
+image is the initial state), starts from fresh sandboxes without a snapshot. A group may
+instead start from a given snapshot and conversation (`Start`: progress branches).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class Group:
         self.reported = False  # GroupFailed emitted once
 
     def sandbox(self) -> Sandbox:
-        if self.ref is None and self.size == 1:  # nothing to share: set up in place
+        if self.ref is None and (self.size == 1 or not self.task.setup):
+            # nothing to share (one member), or the image is the initial state (no setup)
             return prepare.fresh(self.task, self.config, self.factory)
         with self.lock:
             if self.error:

@@ -47,6 +47,7 @@ class RunOptions:
     concurrency: int = 1  # trajectories at a time in this process
     resume: bool = True  # False: reset what is stored under each trajectory id and start afresh
     kind: str = "run"  # the run's kind in the store ("run", "judge", ...)
+    end_run: bool = True  # False: the caller owns the run (marks it finished itself)
 
 
 @dataclass
@@ -141,12 +142,12 @@ def run_groups(groups: Sequence[Group], policy: Policy, store: Any, *, run_id: s
         except KeyboardInterrupt:
             cancel.set()  # running trajectories close as crashed ("interrupted"); rerun resumes
             wait(futures)
-            if store is not None:
+            if store is not None and options.end_run:
                 store.end_run(run_id, "interrupted")
             raise
     for f in futures:
         f.result()  # surface a bug in the driver itself
-    if store is not None:
+    if store is not None and options.end_run:
         store.end_run(run_id, "finished" if not cancel.is_set() else "interrupted")
     summary.results = sorted(results, key=lambda t: t.id)
     summary.trajectories = [row(t) for t in summary.results]
