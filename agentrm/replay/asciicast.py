@@ -9,14 +9,13 @@ written to a temporary name and renamed, so a failed export leaves nothing half-
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from rich.text import Text
 
+from agentrm.files import atomic_open
 from agentrm.replay.render import (
     header_renderable,
     scores_table,
@@ -92,15 +91,8 @@ def write_cast(view: ReplayView, path: str | Path, width: int = 110, height: int
     }
     if idle_time_limit:
         header["idle_time_limit"] = idle_time_limit
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(json.dumps(header, ensure_ascii=False) + "\n")
-            for t, code, data in events:
-                out.write(json.dumps([round(t, 6), code, data], ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as out:
+        out.write(json.dumps(header, ensure_ascii=False) + "\n")
+        for t, code, data in events:
+            out.write(json.dumps([round(t, 6), code, data], ensure_ascii=False) + "\n")
     return len(events)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 
+from agentrm.files import atomic_write
 from agentrm.replay import assets as replay_assets
 from agentrm.replay.render import output_lexer
 from agentrm.replay.timing import schedule
@@ -144,14 +143,4 @@ def render_html(view: ReplayView, max_lines: int = 40) -> str:
 
 def write_html(view: ReplayView, path: str | Path, max_lines: int = 40) -> None:
     """Write the page atomically (temp file + rename)."""
-    path = Path(path)
-    text = render_html(view, max_lines)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, render_html(view, max_lines))

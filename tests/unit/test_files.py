@@ -68,3 +68,23 @@ def test_atomic_path_for_files_and_directories(tmp_path):
     assert (tmp_path / "t.parquet").read_bytes() == b"PAR1" and _mode(tmp_path / "t.parquet") == 0o644
     assert (out / "data.txt").read_text() == "second" and _mode(out) == 0o755
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "t.parquet"]
+
+
+def test_replay_exports_are_readable_by_others(tmp_path):
+    # reported: `agentrm replay --export-html` wrote its page 0600 (a bare mkstemp file)
+    from agentrm.replay.asciicast import write_cast
+    from agentrm.replay.html import write_html
+    from agentrm.replay.view import build_view
+    from agentrm.types import Trajectory, Turn
+
+    turn = Turn(index=0, observation=[{"role": "user", "content": "hi"}],
+                assistant={"role": "assistant", "content": "done"})
+    view = build_view(Trajectory(id="t", task_id="task", group_id="g", turns=[turn]))
+    old = os.umask(0o022)
+    try:
+        write_html(view, tmp_path / "a.html")
+        write_cast(view, tmp_path / "a.cast")
+    finally:
+        os.umask(old)
+    assert "done" in (tmp_path / "a.html").read_text()
+    assert _mode(tmp_path / "a.html") == _mode(tmp_path / "a.cast") == 0o644
