@@ -21,6 +21,7 @@ from agentrm.types import (
     Message,
     Score,
     Task,
+    TokenTrace,
     Trajectory,
     Turn,
 )
@@ -35,6 +36,7 @@ class PolicyOutput:
     completion_tokens: int | None = None
     logprobs: list[float] | None = None  # per completion token, when the backend gives them
     raw: dict[str, Any] = field(default_factory=dict)
+    tokens: TokenTrace | None = None  # ready for Turn.tokens: prompt/completion ids as sampled
 
 
 @runtime_checkable

@@ -99,6 +99,52 @@ class ToolResult:
 
 
 @dataclass
+class TokenTrace:
+    """What the policy saw and sampled, in its own token ids (no re-tokenisation anywhere).
+
+    The prompt is stored as a reference to the previous turn's prompt plus the new ids:
+    full prompt = previous turn's full prompt[:prefix_len] + prompt_ids (prefix_len 0 = the ids
+    are the whole prompt), so storage grows with the new tokens of each turn, not with the
+    square of the turn count. `prompt_hash` checks the rebuilt prompt (see `full_prompts`).
+    Per-token log-probs of `completion_ids` are `Turn.logprobs`.
+    """
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    prefix_len: int = 0
+    tokenizer: str = ""  # identity: model/tokenizer name and a hash of its vocabulary
+    template_hash: str = ""  # hash of the chat template text the prompt was rendered with
+    prompt_hash: str = ""  # token_hash(full prompt ids)
+
+
+def token_hash(ids: list[int]) -> str:
+    """Short, stable hash of a token id list (the check on a rebuilt prompt)."""
+    import hashlib
+
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+def full_prompts(turns: list[Turn]) -> list[list[int] | None]:
+    """Each turn's full prompt ids rebuilt from the prefix references; None when a turn has
+    no tokens, refers to a turn without them, or fails its hash check."""
+    out: list[list[int] | None] = []
+    previous: list[int] | None = None
+    for turn in turns:
+        tok = turn.tokens
+        ids: list[int] | None = None
+        if tok is not None:
+            if tok.prefix_len == 0:
+                ids = list(tok.prompt_ids)
+            elif previous is not None and tok.prefix_len <= len(previous):
+                ids = previous[: tok.prefix_len] + list(tok.prompt_ids)
+            if ids is not None and tok.prompt_hash and token_hash(ids) != tok.prompt_hash:
+                ids = None
+        out.append(ids)
+        previous = ids
+    return out
+
+
+@dataclass
 class Turn:
     """One model action plus the environment's response.
 
@@ -120,6 +166,7 @@ class Turn:
     duration_s: float | None = None
     valid: bool = True  # False when any tool call was malformed (an invalid action for GiGPO)
     metadata: dict[str, Any] = field(default_factory=dict)
+    tokens: TokenTrace | None = None  # sampled ids; None for text-only (imported) turns
 
     @property
     def tool_calls(self) -> list[ToolCall]:

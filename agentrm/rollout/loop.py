@@ -141,7 +141,8 @@ class Episode:
                     anchor_key=anchor_key(observation), tool_results=results,
                     prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
                     logprobs=out.logprobs, started_at=pending["started_at"],
-                    duration_s=time.monotonic() - pending["t0"], valid=not errors, metadata=meta)
+                    duration_s=time.monotonic() - pending["t0"], valid=not errors, metadata=meta,
+                    tokens=out.tokens)
         if turn_index < len(self.replay):
             self.trajectory.turns.append(self.replay[turn_index])  # already in the store
             return

@@ -18,13 +18,14 @@ def native_tools(tokenizer: Any) -> bool:
 
 
 def render_prompt(tokenizer: Any, messages: Sequence[Message], tools: Sequence[dict[str, Any]],
-                  tools_mode: str = "auto") -> str:
-    """The prompt text up to the assistant's turn. tools_mode: auto | native | text."""
+                  tools_mode: str = "auto", action_format: str = "tool_call") -> str:
+    """The prompt text up to the assistant's turn. tools_mode: auto | native | text;
+    action_format bash_block (mini-swe-agent's) always renders as text."""
     native = native_tools(tokenizer) if tools_mode == "auto" else tools_mode == "native"
-    if native:
+    if native and action_format == "tool_call":
         return tokenizer.apply_chat_template(to_template_messages(list(messages)), tools=list(tools),
                                              add_generation_prompt=True, tokenize=False)
-    return tokenizer.apply_chat_template(to_text_messages(list(messages), list(tools)),
+    return tokenizer.apply_chat_template(to_text_messages(list(messages), list(tools), action_format),
                                          add_generation_prompt=True, tokenize=False)
 
 

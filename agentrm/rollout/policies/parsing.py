@@ -84,8 +84,54 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
     return text.strip(), []
 
 
-def assistant_message(text: str) -> Message:
-    content, calls = parse_tool_calls(text)
+# mini-swe-agent's action format: one ```bash block per reply; this first line submits.
+SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+_BASH_BLOCK = re.compile(r"```(?:bash|sh|shell)[ \t]*\n(.*?)\n?```", re.DOTALL)
+BASH_BLOCK_INSTRUCTIONS = (
+    "Reply with your reasoning, if any, and exactly one bash code block, like\n"
+    "```bash\nls -la\n```\n"
+    "The command runs in a persistent shell and you will see its output. When you are done, "
+    f"reply with the block\n```bash\necho {SUBMIT_MARKER} ANSWER\n```\n"
+    "giving your answer after the marker, or nothing after it to submit your changes."
+)
+
+
+def parse_bash_block(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """mini-swe-agent's format: exactly one ```bash block is the action (none or several: no
+    action). `echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT [ANSWER]` becomes a `submit` call."""
+    blocks = _BASH_BLOCK.findall(text)
+    if len(blocks) != 1:
+        return text.strip(), []
+    command = blocks[0].strip("\n")
+    content = _BASH_BLOCK.sub("", text, count=1).strip()
+    first, _, _ = command.partition("\n")
+    words = first.strip().split(None, 2)
+    if len(words) >= 2 and words[0] == "echo" and words[1].strip("'\"") == SUBMIT_MARKER:
+        answer = words[2].strip().strip("'\"") if len(words) == 3 else ""
+        return content, [_call("submit", {"answer": answer} if answer else {})]
+    return content, [_call("bash", {"command": command})]
+
+
+def render_bash_block(call: dict[str, Any]) -> str:
+    fn = call.get("function") or {}
+    try:
+        args = json.loads(fn.get("arguments") or "{}")
+    except (json.JSONDecodeError, TypeError):
+        args = {}
+    if not isinstance(args, dict):
+        args = {}
+    if fn.get("name") == "submit":
+        command = f"echo {SUBMIT_MARKER} {args.get('answer', '')}".rstrip()
+    elif fn.get("name") == "bash":
+        command = str(args.get("command", ""))
+    else:  # other tools have no bash spelling; show the call as a comment
+        command = "# " + json.dumps({"name": fn.get("name", ""), "arguments": args})
+    return f"```bash\n{command}\n```"
+
+
+def assistant_message(text: str, action_format: str = "tool_call") -> Message:
+    parse = parse_bash_block if action_format == "bash_block" else parse_tool_calls
+    content, calls = parse(text)
     message: Message = {"role": "assistant", "content": content}
     if calls:
         message["tool_calls"] = calls
@@ -102,14 +148,18 @@ def render_call(call: dict[str, Any]) -> str:
     return "<tool_call>" + json.dumps({"name": fn.get("name", ""), "arguments": args}) + "</tool_call>"
 
 
-def to_text_messages(messages: list[Message], tools: list[dict[str, Any]]) -> list[Message]:
+def to_text_messages(messages: list[Message], tools: list[dict[str, Any]],
+                     action_format: str = "tool_call") -> list[Message]:
     """Plain role/content messages for a chat template that knows nothing of tools.
 
     The tool list goes into the system prompt, calls are written back in the format the model
     is asked to use, and tool results become user turns (every template accepts those).
+    `action_format="bash_block"`: mini-swe-agent's one-bash-block format instead of tools.
     """
+    bash = action_format == "bash_block"
     schemas = "\n".join(json.dumps(t["function"]) for t in tools)
-    instructions = TOOL_CALL_INSTRUCTIONS.format(tools=schemas)
+    instructions = BASH_BLOCK_INSTRUCTIONS if bash else TOOL_CALL_INSTRUCTIONS.format(tools=schemas)
+    render = render_bash_block if bash else render_call
     out: list[Message] = []
     if not messages or messages[0].get("role") != "system":
         out.append({"role": "system", "content": instructions})
@@ -118,7 +168,7 @@ def to_text_messages(messages: list[Message], tools: list[dict[str, Any]]) -> li
         if role == "system":
             out.append({"role": "system", "content": f"{content}\n\n{instructions}".strip()})
         elif role == "assistant":
-            calls = "".join(render_call(c) for c in m.get("tool_calls") or [])
+            calls = "".join(render(c) for c in m.get("tool_calls") or [])
             out.append({"role": "assistant", "content": (content + ("\n" if content and calls else "") + calls)})
         elif role == "tool":
             out.append({"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>"})

@@ -13,7 +13,14 @@ from agentrm.errors import PrerequisiteError
 from agentrm.protocols import PolicyOutput
 from agentrm.rollout.policies.base import ContextLimitExceeded, ModelError
 from agentrm.rollout.policies.chat import prompt_ids, render_prompt
+from agentrm.rollout.policies.grammar import (
+    ACTION_FORMATS,
+    TOOL_CALL,
+    action_grammar,
+    vllm_structured,
+)
 from agentrm.rollout.policies.parsing import assistant_message
+from agentrm.rollout.policies.tokens import PromptChain, tokenizer_identity
 from agentrm.types import Message
 
 log = logging.getLogger("agentrm.rollout.policies.vllm")
@@ -23,8 +30,13 @@ class VLLMPolicy:
     def __init__(self, model: str | None = None, *, max_new_tokens: int = 256,
                  temperature: float = 0.7, top_p: float = 1.0, seed: int | None = None,
                  max_model_len: int = 4096, gpu_memory_utilization: float = 0.5,
-                 tools_mode: str = "auto", name: str | None = None, **engine_kwargs: Any):
+                 tools_mode: str = "auto", constrain: bool = False, action_format: str = TOOL_CALL,
+                 name: str | None = None, **engine_kwargs: Any):
+        if action_format not in ACTION_FORMATS:
+            raise ValueError(f"action_format={action_format!r}: choose {' or '.join(ACTION_FORMATS)}")
         self.model_ref = model or "smollm2"
+        self.constrain, self.action_format = constrain, action_format
+        self._chain = PromptChain()
         self.name = name or f"vllm:{self.model_ref}"
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.seed, self.tools_mode = seed, tools_mode
@@ -65,28 +77,37 @@ class VLLMPolicy:
         with self._lock:
             llm = self._engine()
             tokenizer = llm.get_tokenizer()
-            ids = prompt_ids(tokenizer, render_prompt(tokenizer, messages, tools, self.tools_mode))
+            ids = prompt_ids(tokenizer, render_prompt(tokenizer, messages, tools, self.tools_mode,
+                                                      self.action_format))
             limit = self.engine_kwargs["max_model_len"]
             if len(ids) + 1 > limit:
                 raise ContextLimitExceeded(f"prompt of {len(ids)} tokens exceeds max_model_len {limit}")
             try:
-                completion = self._generate(llm, ids, limit)
+                completion = self._generate(llm, ids, limit, tools)
             except Exception as exc:  # noqa: BLE001 - engine errors are model errors
                 raise ModelError(f"{self.name}: generation failed: {type(exc).__name__}: {exc}") from exc
         new_ids = list(completion.token_ids)
         logprobs = None
         if completion.logprobs:
             logprobs = [float(step[t].logprob) for step, t in zip(completion.logprobs, new_ids, strict=False)]
-        return PolicyOutput(assistant_message(completion.text), prompt_tokens=len(ids),
-                            completion_tokens=len(new_ids), logprobs=logprobs,
+        tokens = self._chain.trace(messages, ids, new_ids,
+                                   *tokenizer_identity(tokenizer, str(self.model_ref)))
+        return PolicyOutput(assistant_message(completion.text, self.action_format),
+                            prompt_tokens=len(ids), completion_tokens=len(new_ids),
+                            logprobs=logprobs, tokens=tokens,
                             raw={"text": completion.text, "token_ids": new_ids,
                                  "finish_reason": completion.finish_reason})
 
-    def _generate(self, llm, ids: list[int], limit: int):
+    def _generate(self, llm, ids: list[int], limit: int, tools: Sequence[dict[str, Any]] = ()):
         from vllm import SamplingParams
 
+        structured = (vllm_structured(action_grammar(self.action_format, tools))
+                      if self.constrain else None)
+        # logprobs=0: the sampled token's log-prob from the raw model output (vLLM's default
+        # logprobs_mode), i.e. before temperature, top-p and the grammar mask.
         params = SamplingParams(max_tokens=min(self.max_new_tokens, limit - len(ids)),
-                                temperature=self.temperature, top_p=self.top_p, logprobs=0)
+                                temperature=self.temperature, top_p=self.top_p, logprobs=0,
+                                structured_outputs=structured)
         # No per-request seed: identical prompts of one group must still sample differently.
         outputs = llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)
         return outputs[0].outputs[0]

@@ -1,0 +1,85 @@
+"""Constrained decoding of actions for small local policies, with xgrammar.
+
+`constrain=True` makes every completion a well-formed action of the chosen format:
+  tool_call   <tool_call>{"name": NAME, "arguments": {...}}</tool_call>, the object checked
+              against that tool's JSON schema (required keys, types, no extra keys)
+  bash_block  one ```bash fenced block (mini-swe-agent's action format)
+The grammar is built once per (format, tools) and compiled once per tokenizer. transformers
+uses xgrammar's own logits processor; vLLM gets the same grammar as EBNF through its structured
+outputs. Log-probs stay those of the unconstrained model (what a trainer recomputes).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+TOOL_CALL, BASH_BLOCK = "tool_call", "bash_block"
+ACTION_FORMATS = (TOOL_CALL, BASH_BLOCK)
+
+# A fenced block: the command may hold single backticks but never a closing fence.
+_BASH_EBNF = r'''
+root ::= "```bash\n" body "\n```"
+body ::= line ("\n" line)*
+line ::= [^\n`] [^\n`]* | "`" [^\n`] [^\n]*
+'''
+
+
+def action_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """JSON schema of one call: {"name": const, "arguments": the tool's parameters}."""
+    choices = []
+    for tool in tools:
+        fn = tool.get("function", tool)
+        params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+        params.setdefault("additionalProperties", False)
+        choices.append({"type": "object", "additionalProperties": False,
+                        "required": ["name", "arguments"],
+                        "properties": {"name": {"const": fn["name"]}, "arguments": params}})
+    return {"anyOf": choices}
+
+
+@functools.lru_cache(maxsize=16)
+def _grammar(action_format: str, tools_json: str):
+    import xgrammar as xgr
+
+    if action_format == BASH_BLOCK:
+        return xgr.Grammar.from_ebnf(_BASH_EBNF)
+    if action_format != TOOL_CALL:
+        raise ValueError(f"action_format {action_format!r}: choose from {', '.join(ACTION_FORMATS)}")
+    schema = action_schema(json.loads(tools_json))
+    return xgr.Grammar.concat(xgr.Grammar.from_regex("<tool_call>"),
+                              xgr.Grammar.from_json_schema(schema, any_whitespace=False),
+                              xgr.Grammar.from_regex("</tool_call>"))
+
+
+def action_grammar(action_format: str, tools: Sequence[dict[str, Any]]):
+    """The xgrammar Grammar of one action (str() of it is EBNF)."""
+    return _grammar(action_format, json.dumps(list(tools), sort_keys=True))
+
+
+class HFConstraint:
+    """Makes a fresh xgrammar logits processor per `generate` call; compiles once per grammar."""
+
+    def __init__(self, tokenizer: Any, vocab_size: int):
+        import xgrammar as xgr
+
+        info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
+        self._compiler = xgr.GrammarCompiler(info)
+        self._compiled: dict[int, Any] = {}
+
+    def processor(self, grammar) -> Any:
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        compiled = self._compiled.get(id(grammar))
+        if compiled is None:
+            compiled = self._compiled[id(grammar)] = self._compiler.compile_grammar(grammar)
+        return LogitsProcessor(compiled)  # single use: its matcher state belongs to one call
+
+
+def vllm_structured(grammar) -> Any:
+    """vLLM StructuredOutputsParams for the grammar (xgrammar is vLLM's default backend)."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    return StructuredOutputsParams(grammar=str(grammar))
