@@ -174,7 +174,8 @@ def test_trained_prm_runs_on_vllm_like_transformers(vllm_module, db, tmp_path):
     proc = subprocess.run([sys.executable, str(tmp_path / "run.py"), db, str(out)], capture_output=True,
                           text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [r for r in json.loads(proc.stdout[proc.stdout.index("["):]) if r["level"] == "turn"]
+    start = 0 if proc.stdout.startswith("[\n") else proc.stdout.index("\n[\n") + 1  # after any log lines
+    rows = [r for r in json.loads(proc.stdout[start:]) if r["level"] == "turn"]
     assert len(rows) == 64
     for r in rows:
         assert r["value"] == pytest.approx(hf[(r["trajectory_id"], r["turn_index"])], abs=1e-4)

@@ -1,0 +1,328 @@
+"""How good is each scorer on our own labelled trajectories? (`agentrm eval verifier` + audit)
+
+    python bench/verifier_quality.py [--db sqlite:///runs/vq.db] [--group-size 6] [--swe-group 4]
+                                     [--branches 2] [--epochs 2] [--audit 12]
+
+Labelled set: the 8 builtin tasks (rollouts in Docker, outcome = the runtime's own check) and the
+8 bundled SWE-bench instances (agent mode in Docker, outcome = the tests verifier), both rolled
+out by scripted Markov policies that sometimes do the right thing and sometimes not (inspect,
+guess, give a wrong answer, apply the gold patch, a cosmetic non-fix or nothing). Groups are
+split in two halves (by group, stratified by kind): the PRM is trained on one, every metric is
+reported on the other. PRM step labels: Monte-Carlo branch values (progress scorer, K branches
+of a prover from sandbox snapshots) on builtin trajectories, outcomes on SWE ones (their
+verifier runs outside the sandbox, so branches cannot be graded in place).
+Scorers: tests (SWE) / the builtin check — they ARE the labels, AUC 1 by construction —, the
+SmolLM2 judge PRM, the trained PRM (SmolLM2 backbone), information gain (SmolLM2, builtin:
+needs a ground-truth answer) and the learned hybrid. Every stage is resumable from the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from agentrm.protocols import PolicyOutput
+from agentrm.rollout.policies.parsing import _call
+
+BUILTIN = {  # task id → (command that reveals the answer, right answer, wrong answers)
+    "count-lines": ("wc -l /workspace/data.txt", "137", ["136", "138", "140"]),
+    "count-py-files": ("find /workspace/project -name '*.py' | wc -l", "7", ["8", "6", "5"]),
+    "find-needle": ("grep -rl NEEDLE-42 /workspace/project", "project/docs/notes/todo.txt",
+                    ["project/docs/readme.txt", "project/src/a.txt"]),
+    "largest-file": ("ls -lS /workspace/files", "delta.bin", ["gamma.bin", "alpha.bin"]),
+    "sum-numbers": ("python3 -c \"print(sum(int(l) for l in open('/workspace/numbers.txt')))\"", "2533",
+                    ["2532", "2433", "2633"]),
+    "count-errors": ("grep -ci error /workspace/app.log", "24", ["12", "25", "23"]),
+    "json-value": ("python3 -c \"import json; print(json.load(open('/workspace/config.json'))"
+                   "['database']['port'])\"", "5433", ["8080", "6379"]),
+    "fix-total": ("cd /workspace/calc && sed -i 's/sum(xs\\[1:\\])/sum(xs)/' calc.py && python3 test_calc.py",
+                  None, ["cd /workspace/calc && sed -i 's/sum(xs\\[1:\\])/sum(xs[:-1])/' calc.py"]),
+}
+IDLE = ["ls /workspace", "pwd", "ls -la /workspace | head -5"]
+
+
+def _act(tool: str, args: dict, thought: str) -> PolicyOutput:
+    return PolicyOutput({"role": "assistant", "content": thought, "tool_calls": [_call(tool, args)]})
+
+
+def _commands(messages) -> list[str]:
+    out = []
+    for m in messages:
+        for c in m.get("tool_calls") or []:
+            try:
+                out.append(json.loads(c["function"]["arguments"]).get("command", ""))
+            except (json.JSONDecodeError, AttributeError):
+                pass
+    return out
+
+
+class BuiltinSolver:
+    """Markov policy: reveal the answer (or idle, or guess), then submit — right with p 0.75 once
+    the answer was on screen, mostly wrong before. Memoryless, so it also serves as the prover
+    that continues branches from any prefix."""
+
+    name = "bench:builtin"
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def act(self, messages, tools) -> PolicyOutput:
+        text = json.dumps(messages[:2])
+        tid = next(t for t, (cmd, *_) in BUILTIN.items() if _key(t) in text)
+        cmd, right, wrong = BUILTIN[tid]
+        done = _commands(messages)
+        seen = cmd in done
+        steps = sum(m.get("role") == "assistant" for m in messages)
+        r = self.rng.random()
+        if steps >= 3 or (seen and r < 0.75) or (not seen and r < 0.15):
+            good = self.rng.random() < (0.75 if seen else 0.1)
+            if right is None:  # a fix task: submitting is the verdict on what was changed
+                return _act("submit", {}, "Submitting my change.")
+            answer = right if good else self.rng.choice(wrong)
+            return _act("submit", {"answer": answer}, f"The answer is {answer}.")
+        if tid == "fix-total" and not seen and self.rng.random() < 0.3:
+            return _act("bash", {"command": wrong[0]}, "Let me patch calc.py.")
+        if not seen and self.rng.random() < 0.65:
+            return _act("bash", {"command": cmd}, "Let me look at the data.")
+        return _act("bash", {"command": self.rng.choice(IDLE)}, "Let me look around.")
+
+
+def _key(task_id: str) -> str:
+    return {"count-lines": "data.txt", "count-py-files": "Python files", "find-needle": "NEEDLE-42",
+            "largest-file": "largest", "sum-numbers": "numbers.txt", "count-errors": "app.log",
+            "json-value": "config.json", "fix-total": "calc"}[task_id]
+
+
+def cosmetic(patch: str) -> str:
+    """A non-fix that applies cleanly: the removed lines put back with a comment."""
+    out = []
+    for line in patch.splitlines():
+        if line.startswith("+") and not line.startswith("+++"):
+            continue
+        out.append(line)
+        if line.startswith("-") and not line.startswith("---"):
+            out.append("+" + line[1:] + "  # handle the edge case")
+    return "\n".join(out) + "\n"
+
+
+class SweSolver:
+    """Markov policy on a bundled SWE-bench instance: look at the file, apply the gold patch
+    (p .5), a cosmetic non-fix (.3) or nothing (.2), maybe run the tests, submit."""
+
+    name = "bench:swe"
+
+    def __init__(self, seed: int):
+        from agentrm.evals.swebench.dataset import load_instances
+
+        self.rng = random.Random(seed)
+        self.instances = {i.problem_statement.strip()[:200]: i for i in load_instances("bundled")}
+
+    def act(self, messages, tools) -> PolicyOutput:
+        text = json.dumps(messages[:2])
+        inst = next(i for key, i in self.instances.items() if json.dumps(key)[1:-1] in text)
+        files = re.findall(r"^\+\+\+ b/(\S+)", inst.patch, re.M)
+        done = _commands(messages)
+        patched = any("git apply" in c for c in done)
+        steps = sum(m.get("role") == "assistant" for m in messages)
+        if not done and self.rng.random() < 0.6:
+            return _act("bash", {"command": f"cd /workspace && cat {files[0]}"}, "Let me read the code.")
+        if not patched and steps < 4:
+            r = self.rng.random()
+            if r < 0.8:
+                patch = inst.patch if r < 0.5 else cosmetic(inst.patch)
+                cmd = f"cd /workspace && git apply <<'PATCH'\n{patch}PATCH"
+                return _act("bash", {"command": cmd}, "I will fix it with this change.")
+        if "pytest" not in " ".join(done) and steps < 5 and self.rng.random() < 0.6:
+            return _act("bash", {"command": "cd /workspace && python -m pytest -q 2>&1 | tail -5"},
+                        "Let me run the tests.")
+        return _act("submit", {}, "The issue is fixed.")
+
+
+# ------------------------------------------------------------------------------ stages
+
+def rollouts(store, url: str, args) -> None:
+    from agentrm.rollout.runner import run_rollouts
+    from agentrm.tasks import bundled_tasks
+
+    run_rollouts(bundled_tasks(), BuiltinSolver(args.seed), store, run_id="vq-builtin",
+                 group_size=args.group_size, max_turns=5, concurrency=2)
+    import agentrm.rollout.policies as policies
+    from agentrm.evals.swebench.harness import EvalConfig, Harness
+
+    real = policies.make_policy
+    policies.make_policy = lambda spec=None, **kw: SweSolver(args.seed + 1) if spec == "bench:swe" else real(spec, **kw)
+    try:
+        for k in range(args.swe_group):
+            run_id = f"vq-swe-{k}"
+            if store.finished_trajectory_ids(run_id):
+                continue
+            Harness(EvalConfig(agent=True, policy="bench:swe", run_id=run_id, db=url, max_turns=6,
+                               max_workers=2, run_dir="runs/vq-swe")).run()
+    finally:
+        policies.make_policy = real
+
+
+def split(trajs) -> tuple[set[str], set[str]]:
+    """Half of each kind's groups (sorted, alternating) for training; the other half held out."""
+    train, test = set(), set()
+    for kind in ("builtin", "swe"):
+        groups = sorted({t.group_id for t in trajs if _kind(t) == kind})
+        for i, g in enumerate(groups):
+            (train if i % 2 == 0 else test).add(g)
+    return train, test
+
+
+def _kind(t) -> str:
+    return "swe" if (t.run_id or "").startswith("vq-swe") else "builtin"
+
+
+def score(store, trajs, scorer, label: str) -> None:
+    from agentrm.protocols import ScoringContext
+    from agentrm.scoring import score_trajectories
+
+    todo = [t for t in trajs if not any(s.scorer == scorer.name for s in store.get_scores([t.id]))]
+    t0 = time.time()
+    if todo:
+        score_trajectories(todo, [scorer], store=store, batch_size=4, context=ScoringContext(store=store))
+    print(f"  {label}: scored {len(todo)} of {len(trajs)} in {time.time() - t0:.0f}s", flush=True)
+
+
+def train(store, url: str, trajs, train_groups, args) -> Path:
+    from agentrm.training.prm_train import (
+        PRMTrainConfig,
+        labelled,
+        labels_from_outcome,
+        labels_from_progress,
+        train_prm,
+    )
+    from agentrm.verifiers.progress import ProgressScorer
+
+    out = Path(args.out) / "prm"
+    if (out / "training.json").is_file():
+        return out
+    chosen = [t for t in trajs if t.group_id in train_groups and t.reward is not None]
+    builtin = [t for t in chosen if _kind(t) == "builtin"]
+    prover = ProgressScorer(branches=args.branches, db=url, prover_policy=BuiltinSolver(args.seed + 2),
+                            branch_turns=4, cache=str(Path(args.out) / "progress-cache.json"))
+    score(store, builtin, prover, f"Monte-Carlo branch values (K={args.branches})")
+    scores = store.get_scores([t.id for t in builtin], scorer="progress")
+    labels = labels_from_progress(scores, 0.5) | labels_from_outcome([t for t in chosen if _kind(t) == "swe"], 1.0)
+    items = [got for t in chosen if t.id in labels and (got := labelled(t, labels[t.id]))]
+    t0 = time.time()
+    summary = train_prm(items, out, PRMTrainConfig(base="smollm2", labels="progress", epochs=args.epochs,
+                                                   lr=2e-5, head_lr=1e-3, batch_size=2, max_length=1024))
+    print(f"  trained PRM on {summary['trajectories']} trajectories / {summary['steps']} steps "
+          f"({summary['good_steps']} good) in {time.time() - t0:.0f}s; losses {summary['losses']}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", default="sqlite:///runs/vq/vq.db")
+    ap.add_argument("--out", default="runs/vq")
+    ap.add_argument("--group-size", type=int, default=6)
+    ap.add_argument("--swe-group", type=int, default=4)
+    ap.add_argument("--branches", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--audit", type=int, default=12, help="trajectories in the audit")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stop-after", choices=["rollouts", "train", "score"], default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    from agentrm.traces import open_store
+    from agentrm.verifiers.registry import make_scorer
+
+    torch.set_num_threads(args.threads)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    store = open_store(args.db)
+    t0 = time.time()
+    rollouts(store, args.db, args)
+    runs = ["vq-builtin"] + [f"vq-swe-{k}" for k in range(args.swe_group)]
+    trajs = [t for r in runs for t in store.iter_trajectories(run_id=r) if t.reward is not None]
+    print(f"rollouts: {len(trajs)} labelled trajectories ({sum(t.reward >= 1 for t in trajs)} verified "
+          f"successes) in {time.time() - t0:.0f}s", flush=True)
+    if args.stop_after == "rollouts":
+        return
+    train_groups, test_groups = split(trajs)
+    prm_dir = train(store, args.db, trajs, train_groups, args)
+    if args.stop_after == "train":
+        return
+    test = [t for t in trajs if t.group_id in test_groups]
+    judge = make_scorer("prm", model="smollm2", style="judge", name="judge", aggregate="mean")
+    trained = make_scorer("prm", model=str(prm_dir), style="token-cls", name="prm-trained", aggregate="mean")
+    score(store, test, judge, "SmolLM2 judge")
+    score(store, test, trained, "trained PRM")
+    score(store, [t for t in test if _kind(t) == "builtin"], make_scorer("info-gain"), "information gain")
+    if args.stop_after == "score":
+        return
+    report(store, test, trained, judge, args)
+
+
+def report(store, test, trained, judge, args) -> None:
+    from agentrm.evaluation.audit import AuditConfig, audit
+    from agentrm.evaluation.report import write_html
+    from agentrm.evaluation.verifier_eval import EvalConfig, evaluate
+    from agentrm.protocols import ScoringContext
+    from agentrm.verifiers.registry import make_scorer
+
+    scores = store.get_scores([t.id for t in test])
+    print(f"\nheld-out: {len(test)} trajectories in {len({t.group_id for t in test})} groups "
+          f"({sum(t.reward >= 1 for t in test)} successes)")
+    out: dict[str, Any] = {}
+    for name, subset, scorers in [
+        ("all", test, ["judge", "prm-trained"]),
+        ("builtin", [t for t in test if _kind(t) == "builtin"], ["judge", "prm-trained", "info-gain"]),
+        ("swe", [t for t in test if _kind(t) == "swe"], ["tests", "judge", "prm-trained"]),
+    ]:
+        ids = {t.id for t in subset}
+        res = evaluate(subset, [s for s in scores if s.trajectory_id in ids],
+                       EvalConfig(scorers=scorers, ns=list(range(1, 9)), folds=2))
+        out[name] = res
+        write_html(res, Path(args.out) / f"verifier-quality-{name}.html", f"Verifier quality ({name})")
+        print(f"\n[{name}] {res['labels']['trajectories']} trajectories, {res['labels']['groups']} groups")
+        print(f"{'scorer':<22}{'n':>4}{'AUC':>8}{'ECE':>8}{'BoN@4':>8}{'orc@4':>8}")
+        for s in res["scorers"] + [_hybrid_row(res)]:
+            if s is None:
+                continue
+            bon = next((r for r in s["best_of_n"] if r["n"] == 4), {})
+            print(f"{s['name']:<22}{s['n']:>4}{_f(s['auc'])}{_f(s.get('ece'))}{_f(bon.get('accuracy'))}"
+                  f"{_f(bon.get('oracle'))}")
+    half = args.audit // 2
+    sample = ([t for t in test if _kind(t) == "builtin"][:half]
+              + [t for t in test if _kind(t) == "swe"][:args.audit - half])
+    t0 = time.time()
+    rep = audit(sample, [make_scorer("answer"), judge, trained], AuditConfig(),
+                ScoringContext(store=store))
+    out["audit"] = rep
+    print(f"\naudit: {len(sample)} trajectories, {time.time() - t0:.0f}s; applied {rep['applied']}")
+    for entry in rep["scorers"]:
+        print(f"{entry['name']}: " + "; ".join(
+            f"{p} {_f(s['mean_shift'], 1).strip()} (above {_f(s['above'], 1).strip()})"
+            for p, s in entry["perturbations"].items()))
+        pad = entry["padding"] or {}
+        print(f"  padding flagged: {pad.get('flagged')}; neutralised by {pad.get('neutralised_by')}")
+    (Path(args.out) / "verifier-quality.json").write_text(json.dumps(out, indent=2, default=str))
+
+
+def _hybrid_row(res) -> dict | None:
+    h = res.get("hybrid") or {}
+    if not h.get("best_of_n"):
+        return None
+    return {"name": "hybrid (held out)", "n": h["n"], "auc": h.get("auc"), "ece": None,
+            "best_of_n": h["best_of_n"]["hybrid"]}
+
+
+def _f(v, width: int = 8) -> str:
+    return f"{'—':>{width}}" if v is None else f"{v:>{width}.3f}"
+
+
+if __name__ == "__main__":
+    main()
