@@ -1,4 +1,4 @@
-"""The Sandbox contract, run against every registered backend (agentrm.sandboxes.testing).
+"""The Sandbox contract, run against every registered backend (agentrm.testing.BACKENDS).
 
 Most tests share one sandbox per backend (module scope) to keep the suite fast; tests that
 end a shell or a sandbox make their own.
@@ -13,7 +13,7 @@ import pytest
 from agentrm.errors import SandboxGone
 from agentrm.protocols import Sandbox
 from agentrm.sandboxes.config import SandboxConfig
-from agentrm.sandboxes.testing import BACKENDS
+from agentrm.testing import BACKENDS
 from agentrm.types import ExecResult
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "data" / "rollout"))
-from fakes import DirSandbox  # noqa: E402
 from tiny_model import build_tiny_model  # noqa: E402
 
 from agentrm.rollout.loop import Limits, run_trajectory  # noqa: E402
 from agentrm.rollout.policies import make_policy  # noqa: E402
 from agentrm.rollout.policies.chat import prompt_ids, render_prompt  # noqa: E402
 from agentrm.rollout.tools import TOOL_SCHEMAS  # noqa: E402
+from agentrm.testing import DirSandbox
 from agentrm.traces import open_store  # noqa: E402
 from agentrm.types import ExitStatus, Task  # noqa: E402
 

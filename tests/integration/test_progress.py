@@ -9,6 +9,7 @@ import json
 import pytest
 
 from agentrm.protocols import PolicyOutput
+from agentrm.testing import FailingPolicy
 from agentrm.types import ExitStatus, ScoreLevel, Task, Trajectory, Turn
 from agentrm.verifiers.progress import ProgressScorer, prefixes, progress_values
 
@@ -91,18 +92,11 @@ def test_budget_and_unknown_task(docker_client, tmp_path):
     assert row.value is None and "unknown" in row.details["abstain"]
 
 
-class Broken:
-    name = "broken"
-
-    def act(self, messages, tools):
-        raise RuntimeError("prover down")
-
-
 @pytest.mark.docker
 def test_failed_prover_abstains_never_zero(docker_client, tmp_path):
     """A prover that fails gives no outcome: its branches abstain, they are not failures (0)."""
     cache = tmp_path / "c.json"
-    scorer = ProgressScorer(prover_policy=Broken(), branches=2, branch_turns=3, tasks=[TASK], cache=str(cache))
+    scorer = ProgressScorer(prover_policy=FailingPolicy(RuntimeError("prover down")), branches=2, branch_turns=3, tasks=[TASK], cache=str(cache))
     scores = scorer.score([agent()])
     assert [s.turn_index for s in scores] == [0, 1, 2, 3]
     assert all(s.value is None and "no branch had an outcome" in s.details["abstain"] for s in scores)

@@ -1,27 +1,23 @@
 """The loop's branches: every exit status, invalid turns, limits, store writes as turns complete.
 
-Runs on a host-directory sandbox (tests/data/rollout/fakes.py) and a real SQLite trace store;
+Runs on a host-directory sandbox (agentrm.testing.DirSandbox) and a real SQLite trace store;
 the Docker path is in tests/integration/test_rollout_docker.py.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "data" / "rollout"))
-from fakes import DirSandbox  # noqa: E402
-
-from agentrm.hashing import anchor_key  # noqa: E402
-from agentrm.protocols import PolicyOutput  # noqa: E402
-from agentrm.rollout.loop import Limits, run_trajectory  # noqa: E402
-from agentrm.rollout.policies import ScriptedPolicy  # noqa: E402
-from agentrm.rollout.policies.parsing import _call  # noqa: E402
-from agentrm.traces import open_store  # noqa: E402
-from agentrm.types import ExitStatus, Task  # noqa: E402
+from agentrm.hashing import anchor_key
+from agentrm.protocols import PolicyOutput
+from agentrm.rollout.loop import Limits, run_trajectory
+from agentrm.rollout.policies import ScriptedPolicy
+from agentrm.rollout.policies.parsing import _call
+from agentrm.testing import DirSandbox, FailingPolicy
+from agentrm.traces import open_store
+from agentrm.types import ExitStatus, Task
 
 TASK = Task(id="count", instruction="How many lines in data.txt?", answer="3",
             verifier={"kind": "answer", "mode": "numeric"})
@@ -127,12 +123,7 @@ def test_script_exhausted_is_model_error_not_zero(sb, store):
 
 
 def test_policy_exception_is_model_error(sb):
-    class Broken:
-        name = "broken"
-
-        def act(self, messages, tools):
-            raise RuntimeError("CUDA out of memory")
-    traj = run_trajectory(TASK, Broken(), sb)
+    traj = run_trajectory(TASK, FailingPolicy(RuntimeError("CUDA out of memory")), sb)
     assert traj.exit_status is ExitStatus.MODEL_ERROR and "RuntimeError" in traj.metadata["error"]
 
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "data" / "rollout"))
-from fakes import DirSandbox  # noqa: E402
-
-from agentrm.errors import SandboxGone  # noqa: E402
-from agentrm.rollout.tools import TOOL_SCHEMAS, call_error, clip, execute_tool_call  # noqa: E402
-from agentrm.types import ToolCall  # noqa: E402
+from agentrm.errors import SandboxGone
+from agentrm.rollout.tools import TOOL_SCHEMAS, call_error, clip, execute_tool_call
+from agentrm.testing import DirSandbox
+from agentrm.types import ToolCall
 
 
 def call(name, args):

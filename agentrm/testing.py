@@ -1,0 +1,111 @@
+"""Fakes and conformance backends for tests, shipped so that a plug-in's tests can use them too.
+
+DirSandbox   a host directory with real bash, for the loop's own branching (malformed calls,
+             limits, a sandbox that dies) in milliseconds. Never a stand-in for Docker in a test
+             that claims to test sandboxes: those use DockerSandbox.
+FailingPolicy  a policy whose every call raises (a model server that is down).
+BACKENDS     the sandbox backends the conformance suite (tests/conformance) runs against.
+
+The scripted policy (`scripted:FILE`) is user-facing and lives with the other policies.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentrm.errors import SandboxGone
+from agentrm.protocols import PolicyOutput
+from agentrm.types import ExecResult, Message
+
+
+class DirSandbox:
+    """`/workspace` is `root` on the host; commands run in fresh bash processes."""
+
+    def __init__(self, root: str | Path, die_after: int | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.commands: list[str] = []
+        self.die_after = die_after  # raise SandboxGone on the n-th command (1-based)
+        self.closed = False
+
+    def _path(self, path: str) -> Path:
+        return self.root / path.removeprefix("/workspace").lstrip("/")
+
+    def exec(self, cmd: str, timeout: float | None = None, *,
+             stateless: bool = False) -> ExecResult:
+        self.commands.append(cmd)
+        if self.closed or (self.die_after is not None and len(self.commands) >= self.die_after):
+            raise SandboxGone("container vanished")
+        t0 = time.monotonic()
+        cmd = cmd.replace("/workspace", str(self.root))
+        try:
+            p = subprocess.run(["bash", "-c", cmd], cwd=self.root, capture_output=True, text=True,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return ExecResult(124, "", "", timed_out=True, duration_s=time.monotonic() - t0)
+        dt = time.monotonic() - t0
+        return ExecResult(p.returncode, p.stdout, p.stderr, duration_s=dt,
+                          output_events=[(dt, p.stdout)] if p.stdout else [])
+
+    def read_file(self, path: str) -> bytes:
+        return self._path(path).read_bytes()
+
+    def write_file(self, path: str, data: bytes | str) -> None:
+        p = self._path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+
+    def snapshot(self) -> str:
+        raise NotImplementedError("a host directory has no snapshots")
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> DirSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FailingPolicy:
+    """Raises `error` on every call."""
+
+    def __init__(self, error: BaseException | None = None, name: str = "broken"):
+        self.error = error or RuntimeError("model server down")
+        self.name = name
+
+    def act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
+        raise self.error
+
+
+@dataclass
+class Backend:
+    """A sandbox backend under the conformance suite; a new backend adds itself to BACKENDS."""
+
+    name: str
+    make: Callable[[Any], Any]  # sandbox config -> a started Sandbox
+    fork: Callable[[str, int, Any], list]  # (snapshot ref, n, config) -> sandboxes
+    marker: str  # pytest marker of the component the backend needs
+
+
+def _docker_make(cfg: Any) -> Any:
+    from agentrm.sandboxes.sandbox import DockerSandbox
+
+    return DockerSandbox(cfg)
+
+
+def _docker_fork(ref: str, n: int, cfg: Any) -> list:
+    from agentrm.sandboxes.pool import fork
+
+    return fork(ref, n, cfg)
+
+
+BACKENDS: dict[str, Backend] = {
+    "docker": Backend("docker", _docker_make, _docker_fork, "docker"),
+}
