@@ -9,7 +9,12 @@ GET  /health      {"status": "ok", "scorers": [...]}
 
 Scorers load once when the server starts and are shared by requests (one at a time: most
 models are not thread-safe). Abstentions and infrastructure failures come back as null, never 0.
-Binds to 127.0.0.1 unless told otherwise.
+
+One client must not stall the others: every connection has a deadline for its headers and one
+for its body (a watchdog closes it when they pass), bodies are capped (413 from the header, before
+reading), at most `max_concurrency` requests are handled at once and further ones get 503 with
+Retry-After rather than a reset, the listen backlog is 128, and a SIGTERM drains the requests in
+flight. Binds to 127.0.0.1; any other address needs a bearer token.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 
 from agentrm.errors import AgentrmError, InputError
@@ -27,6 +35,24 @@ from agentrm.types import Score, ScoreLevel, Trajectory
 
 log = logging.getLogger("agentrm.serve")
 MAX_BODY = 64 << 20
+
+
+@dataclass
+class ServerLimits:
+    """What one client may take from the others."""
+
+    max_body: int = MAX_BODY  # bytes; larger bodies get 413 without being read
+    max_concurrency: int = 16  # requests handled at once; more get 503
+    max_connections: int = 256  # open connections (incl. those still sending); more get 503
+    header_timeout: float = 10.0  # seconds to send the request line and headers
+    body_timeout: float = 120.0  # seconds to send the whole body
+    busy_timeout: float = 30.0  # seconds a request may wait for the scorers before a 503
+    backlog: int = 128  # listen queue
+    large_body: int = 4 << 20  # bodies over this are parsed and scored in a second process; 0: never
+
+
+class Busy(Exception):
+    """The scorers stayed busy longer than the request may wait."""
 
 
 class RewardService:
@@ -39,13 +65,39 @@ class RewardService:
         self.scorers = [make_scorer(s["name"], **s.get("options", {})) for s in scorer_specs]
         self.advantage = advantage
         self.reward_from = reward_from or self.scorers[0].name
+        self.busy_timeout = ServerLimits.busy_timeout
+        self.arguments = [list(scorer_specs), advantage, reward_from]  # to build a twin elsewhere
         self._lock = threading.Lock()
+
+    def respond(self, route: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON payload) for a POST to `route` with `body`; never raises."""
+        handler = {"/score": self.score_records, "/get_reward": self.openrlhf}.get(route)
+        if handler is None:
+            return 404, {"error": f"no route POST {route}"}
+        try:
+            payload = json.loads(body or b"{}")
+            if not isinstance(payload, dict):
+                raise InputError("the body must be a JSON object")
+            return 200, handler(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            return 400, {"error": f"malformed JSON: {exc}"}
+        except Busy as exc:
+            return 503, {"error": str(exc)}
+        except AgentrmError as exc:
+            return (400 if isinstance(exc, InputError) else 500), {"error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - one bad request must not kill the server
+            log.exception("request failed")
+            return 500, {"error": f"{type(exc).__name__}: {exc}"}
 
     def _score(self, trajectories: list[Trajectory]) -> list[Score]:
         from agentrm.scoring import score_trajectories
 
-        with self._lock:
+        if not self._lock.acquire(timeout=self.busy_timeout):
+            raise Busy(f"scorers busy for over {self.busy_timeout:g}s")
+        try:
             return score_trajectories(trajectories, self.scorers)
+        finally:
+            self._lock.release()
 
     def score_records(self, body: dict[str, Any]) -> dict[str, Any]:
         from agentrm.traces.io import trajectory_from_record
@@ -129,48 +181,105 @@ def _single_turn(tid: str, query: str, prompt: str, label: Any) -> Trajectory:
     return Trajectory(tid, tid, tid, turns=[turn], answer=None if label is None else str(label))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    service: RewardService  # set on the subclass made by make_server
+def encode(payload: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(payload, allow_nan=False).encode()
+    except ValueError as exc:
+        return json.dumps({"error": f"response not JSON-encodable: {exc}"}).encode()
 
-    def log_message(self, fmt, *args):  # route http.server's stderr chatter to logging
-        log.info("%s " + fmt, self.address_string(), *args)
 
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload, allow_nan=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class LargeLane:
+    """A second process with its own copy of the scorers for large bodies. Parsing 50 MiB of
+    JSON holds the interpreter lock for a third of a second; in this process that would stall
+    every small request in flight, over there it stalls nobody. One large body at a time."""
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        if self.path.rstrip("/") == "/health":
-            self._send(200, {"status": "ok", "scorers": [s.name for s in self.service.scorers]})
-        else:
-            self._send(404, {"error": f"no route GET {self.path}"})
+    def __init__(self, service: RewardService, busy_timeout: float):
+        self.busy_timeout = busy_timeout
+        self._arguments = json.dumps(service.arguments)
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._start()
 
-    def do_POST(self):  # noqa: N802
-        routes = {"/score": self.service.score_records, "/get_reward": self.service.openrlhf}
-        route = routes.get(self.path.rstrip("/"))
-        if route is None:
-            return self._send(404, {"error": f"no route POST {self.path}"})
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._send(413, {"error": f"body over {MAX_BODY} bytes"})
+    def _start(self) -> None:
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from agentrm.serve import _worker; _worker()", self._arguments,
+             str(to_child), str(from_child)], pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)
+        os.close(to_child)
+        os.close(from_child)
+        self._out, self._in = from_parent, os.fdopen(to_parent, "rb")
+
+    def respond(self, route: str, chunks: list[bytes], length: int) -> tuple[int, bytes]:
+        if not self._lock.acquire(timeout=self.busy_timeout):
+            return 503, encode({"error": f"a large body is being scored; waited {self.busy_timeout:g}s"})
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if not isinstance(body, dict):
-                raise InputError("the body must be a JSON object")
-            self._send(200, route(body))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            self._send(400, {"error": f"malformed JSON: {exc}"})
-        except AgentrmError as exc:
-            self._send(400 if isinstance(exc, InputError) else 500, {"error": str(exc)})
-        except Exception as exc:  # noqa: BLE001 - one bad request must not kill the server
-            log.exception("request failed")
-            self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            _write_all(self._out, f"{length} {route}\n".encode())
+            for chunk in chunks:
+                _write_all(self._out, chunk)
+            status, size = self._in.readline().split()
+            return int(status), self._in.read(int(size))
+        except (OSError, ValueError) as exc:
+            log.error("large-body worker failed: %s", exc)
+            self.close()
+            return 500, encode({"error": "the large-body worker failed; retry"})
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for close in (lambda: os.close(self._out), self._in.close):
+            try:
+                close()
+            except OSError:
+                pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def make_server(service: RewardService, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    handler = type("RewardHandler", (_Handler,), {"service": service})
-    return ThreadingHTTPServer((host, port), handler)
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]  # blocks without the interpreter lock
+
+
+def _worker() -> None:
+    """The large lane's process: requests framed as "LENGTH ROUTE\\n" + body on one pipe,
+    answers as "STATUS SIZE\\n" + JSON on the other. Ends when its parent closes the pipe."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent drains and then closes the pipe
+    arguments, inp, out = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    sys.stdout = sys.stderr  # nothing a library prints may reach the answer pipe
+    service = RewardService(*arguments)
+    service.busy_timeout = -1  # one request at a time comes through the pipe: never busy
+    with os.fdopen(inp, "rb") as reader, os.fdopen(out, "wb") as writer:
+        while header := reader.readline():
+            length, route = header.decode().split(" ", 1)
+            status, payload = service.respond(route.strip(), reader.read(int(length)))
+            data = encode(payload)
+            writer.write(f"{status} {len(data)}\n".encode() + data)
+            writer.flush()
+
+
+def make_server(service: RewardService, host: str = "127.0.0.1", port: int = 8000,
+                token: str | None = None, limits: ServerLimits | None = None):
+    """Bind the reward server (agentrm.serve_http). Refuses a non-loopback address without a token."""
+    from agentrm.serve_http import bind
+
+    limits = limits or ServerLimits()
+    service.busy_timeout = limits.busy_timeout
+    lane = LargeLane(service, limits.busy_timeout) if limits.large_body > 0 else None
+    try:
+        return bind(service, host, port, token, limits, lane)
+    except BaseException:
+        if lane is not None:
+            lane.close()
+        raise

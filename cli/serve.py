@@ -35,19 +35,50 @@ def register(app: typer.Typer) -> None:
         scorer: Annotated[list[str], typer.Option("--scorer", help="Scorer spec NAME?key=value&…; repeat for several.")],
         estimator: Annotated[str | None, typer.Option(help="Also return per-turn advantages (gigpo, grpo, rloo, igpo, minform).")] = None,
         reward_from: Annotated[str | None, typer.Option(help="Scorer whose trajectory score is the reward (default: the first).")] = None,
-        host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+        host: Annotated[str, typer.Option(help="Address to bind (loopback by default; any other needs --token).")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+        token: Annotated[str | None, typer.Option(envvar="AGENTRM_TOKEN", show_default=False,
+                                                  help="Bearer token clients must send (env AGENTRM_TOKEN).")] = None,
+        max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body, MiB (larger: 413).")] = 64.0,
+        max_concurrency: Annotated[int, typer.Option(min=1, help="Requests handled at once (more wait, then 503).")] = 16,
+        body_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a client has to send its body (else 408).")] = 120.0,
+        large_body_mb: Annotated[float, typer.Option(min=0, help="Bodies over this (MiB) are scored in a second process with its own scorers, so they stall no one; 0: off.")] = 4.0,
     ) -> None:
         """Serve per-turn scores and advantages over HTTP (/score, OpenRLHF's /get_reward)."""
-        from agentrm.serve import RewardService, make_server
+        from agentrm.serve import RewardService, ServerLimits, make_server
 
+        limits = ServerLimits(max_body=int(max_body_mb * (1 << 20)), max_concurrency=max_concurrency,
+                              body_timeout=body_timeout, large_body=int(large_body_mb * (1 << 20)))
         specs = [parse_scorer_spec(s) for s in scorer]
         advantage = {"estimator": estimator} if estimator else None
         service = RewardService(specs, advantage, reward_from)
-        server = make_server(service, host, port)
+        server = make_server(service, host, port, token=token, limits=limits)
         err_console.print(f"reward server on http://{host}:{server.server_port} "
-                          f"(scorers: {', '.join(s['name'] for s in specs)}); Ctrl-C stops it")
-        try:
-            server.serve_forever()
-        finally:
-            server.server_close()
+                          f"(scorers: {', '.join(s['name'] for s in specs)}"
+                          f"{'; bearer token required' if token else ''}); "
+                          "Ctrl-C or SIGTERM drains and stops it", highlight=False, markup=False)
+        serve_until_signalled(server)
+
+
+def serve_until_signalled(server) -> None:
+    """serve_forever until SIGTERM/SIGINT, then drain: no new connections, requests in flight
+    finish (each within its deadlines)."""
+    import signal
+    import threading
+
+    stopping = threading.Event()
+
+    def stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, name="serve-stop", daemon=True).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.serve_forever()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.server_close()  # joins the requests in flight, stops the large-body process
+    if stopping.is_set():
+        err_console.print("reward server stopped (drained)")
