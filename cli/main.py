@@ -7,6 +7,7 @@ import logging
 import sys
 
 import typer
+from rich.markup import escape
 
 from agentrm.errors import AgentrmError
 
@@ -58,30 +59,70 @@ def _register_all() -> None:
 _register_all()
 
 
+def _click_exceptions() -> tuple[type[BaseException], ...]:
+    """typer ≥ 0.22 vendors its own click (typer._click), whose exceptions are not click's;
+    catch both in case a command or plug-in uses the real click."""
+    from typer._click import exceptions as vendored
+
+    kinds: list[type[BaseException]] = [vendored.ClickException]
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+def _is_abort(exc: BaseException) -> bool:
+    return type(exc).__name__ == "Abort" and "click" in type(exc).__module__
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    module = sys.modules.get("sqlalchemy.exc")
+    return module is not None and isinstance(exc, module.DBAPIError)
+
+
+def _usage_line(exc: BaseException) -> str:
+    """One line: the command, what is wrong, where to look."""
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    hint = f" (see {ctx.command_path} --help)" if ctx is not None and exc.exit_code == 2 else ""  # type: ignore[attr-defined]
+    return f"{where}{message}{hint}"
+
+
 def main() -> None:
     from agentrm.cli.common import err_console
+
+    def fail(message: str, code: int) -> None:
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.exit(code)
 
     try:
         rc = app(standalone_mode=False)  # click returns typer.Exit(code) here instead of exiting
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except AgentrmError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(err.exit_code)
+        fail(str(err), err.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except UnicodeDecodeError as exc:  # a reader without its own check met a non-UTF-8 file
+        fail(f"an input file is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+             "convert it to UTF-8", 2)
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors etc. come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        if _is_abort(exc):
             err_console.print("interrupted")
             sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, _click_exceptions()):
+            fail(_usage_line(exc), exc.exit_code)  # type: ignore[attr-defined]
+        if _is_database_error(exc):  # e.g. writing to a read-only database file
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+            fail(f"database error: {reason} (check the --db file's permissions or the server)",
+                 2 if "readonly" in reason or "not a database" in reason else 3)
         raise
 
 

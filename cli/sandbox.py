@@ -28,26 +28,64 @@ def run(
     network: Annotated[bool, typer.Option("--network", help="Give the sandbox network access.")] = False,
     disk: Annotated[str, typer.Option(help="Size of the writable workspace (tmpfs).")] = "512m",
     user: Annotated[str, typer.Option(help="User inside the sandbox.")] = "agent",
+    raw: Annotated[bool, typer.Option("--raw", help="Pass the output through byte for byte (terminal escapes included).")] = False,
 ) -> None:
-    """Run one command in a fresh sandbox, stream its output, exit with its exit code."""
+    """Run one command in a fresh sandbox, stream its output, exit with its exit code.
+
+    Terminal escapes and control bytes in the output are dropped (unless --raw): a command must
+    not drive your terminal (retitle it, clear it, rewrite what it showed)."""
     from agentrm.sandboxes import DockerSandbox, SandboxConfig
 
     cfg = SandboxConfig(image=image, memory=memory, cpus=cpus, network=network, disk=disk,
                         user=user, wall_clock_s=timeout + 60, default_timeout=timeout)
 
+    cleaners = {1: _Neutraliser(), 2: _Neutraliser()}
+
     def stream(fd: int, data: bytes) -> None:
         out = sys.stdout if fd == 1 else sys.stderr
-        out.buffer.write(data)
+        out.buffer.write(data if raw else cleaners[fd if fd in cleaners else 1].feed(data))
         out.flush()
 
     argv = ["bash", "-c", cmd[0]] if len(cmd) == 1 else list(cmd)
     with DockerSandbox(cfg) as box:
         result = box.exec(argv, timeout=timeout, on_output=stream)
+    if not raw:
+        for fd, cleaner in cleaners.items():
+            (sys.stdout if fd == 1 else sys.stderr).buffer.write(cleaner.feed(b"", final=True))
     if result.truncated:
         err_console.print("[yellow]output was truncated in the recorded result[/]")
     if result.timed_out:
         err_console.print(f"[red]timed out after {timeout:g} s[/]")
     raise typer.Exit(result.exit_code if result.exit_code >= 0 else 1)
+
+
+class _Neutraliser:
+    """Output chunks → the same text without terminal escapes or control bytes. A chunk may end
+    inside a UTF-8 character or an escape sequence; that tail waits for the next chunk."""
+
+    def __init__(self) -> None:
+        import codecs
+
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        from agentrm.replay.view import clean_text
+
+        text = self._pending + self._decoder.decode(data, final=final)
+        cut = len(text) if final else _safe_cut(text)
+        self._pending = text[cut:]
+        return clean_text(text[:cut]).encode()
+
+
+def _safe_cut(text: str) -> int:
+    """Where the text can be cut without splitting an escape sequence or a CR LF pair."""
+    esc = text.rfind("\x1b", max(0, len(text) - 256))
+    if esc >= 0 and not any(c in text[esc + 1:] for c in "\x07\n") and not (
+            len(text) > esc + 2 and text[esc + 1] == "[" and any(
+                "@" <= c <= "~" for c in text[esc + 2:])):
+        return esc
+    return len(text) - 1 if text.endswith("\r") else len(text)
 
 
 @app.command()

@@ -32,10 +32,11 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="traces")
 
 
-def _store(db: str | None):
+def _store(db: str | None, must_exist: bool = False):
+    """The store at --db; read-only commands pass must_exist so they never create a file."""
     from agentrm.traces import open_store
 
-    return open_store(db_url(db))
+    return open_store(db_url(db), must_exist=must_exist)
 
 
 class _LazyProgress:
@@ -96,8 +97,10 @@ def import_(
     if as_json:
         print_json(result)
     else:
-        console.print(f"imported {n} trajectories ({counted['turns']} turns) from {file} "
-                      f"as run [bold]{run_id}[/] into {store.url}")
+        from rich.markup import escape  # paths and ids are data, never markup: runs[v2].jsonl
+
+        console.print(f"imported {n} trajectories ({counted['turns']} turns) from {escape(str(file))} "
+                      f"as run [bold]{escape(run_id)}[/] into {escape(store.url)}", highlight=False)
 
 
 @app.command("export")
@@ -107,26 +110,66 @@ def export(
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
     """Export trajectories as JSONL (the format `traces import` reads)."""
-    import sys
+    from rich.markup import escape
 
-    from agentrm.traces.io import write_jsonl
-
-    store = _store(db)
-    trajs = store.iter_trajectories(run_id=run, task_id=task, group_id=group,
-                                    exit_status=_status(status))
+    exit_status = _status(status)
+    store = _store(db, must_exist=True)
     try:
-        n = write_jsonl(trajs, output if output is not None else sys.stdout)
-    except OSError as exc:
-        from agentrm.errors import InputError
-
-        raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from None
+        if run is not None:
+            store.get_run(run)  # an unknown run is a mistake, not an empty export
+        trajs = store.iter_trajectories(run_id=run, task_id=task, group_id=group,
+                                        exit_status=exit_status)
+        n = _write_stdout(trajs) if output is None else _write_file(trajs, output)
     finally:
         store.close()
     if output is not None:
         if as_json:
             print_json({"exported": n, "path": str(output)})
         else:
-            err_console.print(f"exported {n} trajectories to {output}")
+            err_console.print(f"exported {n} trajectories to {escape(str(output))}", highlight=False)
+
+
+def _write_file(trajs, output: Path) -> int:
+    """All or nothing: written beside the target and renamed into place once complete."""
+    import os
+    import tempfile
+
+    from agentrm.errors import InputError
+    from agentrm.traces.io import write_jsonl
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or ".")
+        os.close(fd)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from None
+    try:
+        n = write_jsonl(trajs, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+        return n
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_stdout(trajs) -> int:
+    """JSONL on stdout; a reader that stops early (`| head`) ends the export quietly."""
+    import os
+    import sys
+
+    from agentrm.traces.io import write_jsonl
+
+    try:
+        n = write_jsonl(trajs, sys.stdout)
+        sys.stdout.flush()
+        return n
+    except BrokenPipeError:
+        # Python would otherwise complain again when it flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(141) from None  # 128 + SIGPIPE, as `cat` ends in the same spot
 
 
 def _status(value: str | None):
@@ -152,7 +195,7 @@ def list_(
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
     """List trajectories from their summary columns (turns are not loaded)."""
-    store = _store(db)
+    store = _store(db, must_exist=True)
     try:
         rows = store.summaries(run_id=run, task_id=task, group_id=group,
                                exit_status=_status(status), scorer=scorer,
@@ -175,12 +218,24 @@ def _fmt(value):
     return f"{value:.4g}" if isinstance(value, float) else value
 
 
+def _safe(value) -> str:
+    """Recorded data as rich text: terminal escapes and control bytes dropped, markup escaped."""
+    from rich.markup import escape
+
+    from agentrm.replay.view import clean_text
+
+    return escape(clean_text("" if value is None else str(value)))
+
+
 def _clip(text, width: int = 60) -> str:
     if text is None:
         return ""
-    text = text if isinstance(text, str) else str(text)
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    from rich.markup import escape
+
+    from agentrm.replay.view import clean_text
+
+    text = " ".join(clean_text(text if isinstance(text, str) else str(text)).split())
+    return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
 @app.command("show")
@@ -189,7 +244,7 @@ def show(
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
     """Show one trajectory turn by turn."""
-    store = _store(db)
+    store = _store(db, must_exist=True)
     try:
         traj = store.get_trajectory(trajectory_id)
     finally:
@@ -199,14 +254,14 @@ def show(
         data["failure_kind"] = traj.failure_kind
         print_json(data)
         return
-    console.print(f"[bold]{traj.id}[/]  task={traj.task_id}  group={traj.group_id}  "
-                  f"run={traj.run_id}  status={traj.exit_status.value}  "
+    console.print(f"[bold]{_safe(traj.id)}[/]  task={_safe(traj.task_id)}  group={_safe(traj.group_id)}  "
+                  f"run={_safe(traj.run_id)}  status={traj.exit_status.value}  "
                   f"failure={traj.failure_kind.value if traj.failure_kind else '-'}  reward={traj.reward}",
                   highlight=False)
     rows = []
     for t in traj.turns:
         obs = t.observation[-1].get("content") if t.observation else ""
-        calls = ", ".join(c.name + ("" if c.valid else "(invalid)") for c in t.tool_calls)
+        calls = ", ".join(_safe(c.name) + ("" if c.valid else "(invalid)") for c in t.tool_calls)
         tokens = f"{t.prompt_tokens or '-'}/{t.completion_tokens or '-'}"
         rows.append([t.index, t.anchor_key[:8], "yes" if t.valid else "NO", _clip(obs, 40),
                      _clip(t.assistant.get("content"), 50), calls, tokens,
@@ -220,7 +275,7 @@ def show(
 @app.command("runs")
 def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List runs (id, kind, status, start/end)."""
-    store = _store(db)
+    store = _store(db, must_exist=True)
     try:
         rows = store.list_runs()
     finally:

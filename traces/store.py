@@ -33,10 +33,26 @@ PAGE = 200  # trajectories loaded per query when streaming
 UPDATABLE = frozenset({"task_id", "group_id", "policy", "answer", "metadata", "tail"})
 
 
-def open_store(url: str, migrate: bool = True) -> SQLStore:
-    """Open (and by default create or migrate) the store at `url`."""
+def _require_sqlite_file(url: str) -> None:
+    """For read-only commands: opening a SQLite path that has no file would create one."""
+    from pathlib import Path
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa_exc.ArgumentError:
+        return  # open_store reports the bad URL
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+        raise InputError(f"no trace store at {path} (pass --db URL or set AGENTRM_DB)")
+
+
+def open_store(url: str, migrate: bool = True, must_exist: bool = False) -> SQLStore:
+    """Open (and by default create or migrate) the store at `url`; with `must_exist`, a missing
+    SQLite file is an InputError instead of a new empty store."""
     if "://" not in url:
         raise InputError(f"not a database URL: {url!r} (use sqlite:///FILE or postgresql+psycopg://…)")
+    if must_exist:
+        _require_sqlite_file(url)
     try:
         engine = make_engine(url)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
