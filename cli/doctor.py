@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from agentrm.cli.common import DbOption, JsonOption, console, db_url, print_json, rich_table
+from agentrm.cli.common import DbOption, JsonOption, console, db_url, print_json
 
 
 @dataclass
@@ -43,10 +43,12 @@ def check_database(url: str) -> Check:
     try:
         from agentrm.traces import open_store
 
-        with open_store(url) as store:
+        with open_store(url, must_exist=True) as store:  # a check must not create ./agentrm.db
             n = len(store.list_runs())
         return Check("database", True, f"{store.url} ({n} runs)")
     except Exception as exc:  # noqa: BLE001
+        if "no trace store at" in str(exc):  # nothing recorded yet: the first run creates it
+            return Check("database", True, f"{url}: no store yet (the first run creates it)")
         return Check("database", False, f"{url}: {_first_line(exc)}", fix)
 
 
@@ -103,6 +105,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
+def _table(checks: list[Check]):
+    """Cells are Text, never markup: `pip install 'agentrm[postgres]'` must print as written."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="agentrm doctor")
+    for column in ("component", "status", "detail", "to fix"):
+        table.add_column(column)
+    for c in checks:
+        table.add_row(*(Text(v) for v in (c.name, c.status, c.detail, "" if c.ok else c.fix)))
+    return table
+
+
 def run_checks(url: str, vllm: bool = True) -> list[Check]:
     checks = [check_docker(), check_database(url), check_torch(), check_model()]
     if vllm:
@@ -121,7 +136,6 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json([asdict(c) | {"status": c.status} for c in checks])
         else:
-            rows = [[c.name, c.status, c.detail, "" if c.ok else c.fix] for c in checks]
-            console.print(rich_table("agentrm doctor", ["component", "status", "detail", "to fix"], rows))
+            console.print(_table(checks))
         if any(c.required and not c.ok for c in checks):
             raise typer.Exit(3)

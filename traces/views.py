@@ -34,7 +34,7 @@ def open_readonly(url: str) -> SQLStore:
     if parsed.get_backend_name() == "sqlite":
         path = parsed.database or ""
         if path in ("", ":memory:") or not Path(path).is_file():
-            raise InputError(f"no trace store at {path or url!r} (pass --db URL or set AGENTRM_DB)")
+            raise InputError(f"no trace store at {path or url} (pass --db URL or set AGENTRM_DB)")
         uri = Path(path).resolve().as_uri() + "?mode=ro"
         engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(
             uri, uri=True, check_same_thread=False, timeout=30))

@@ -158,6 +158,8 @@ class ExecVerifier(ScorerBase):
         work = traj.metadata.get("submission") if source == "patch" else extract_answer(traj)
         if not work or not str(work).strip():
             return self.trajectory_score(traj.id, 0.0, reason=f"nothing to run (no {source})")
+        if source == "answer" and _NUM.fullmatch(str(work).strip()):
+            return self._not_a_program(traj, task, str(work).strip())
         try:
             results = self._run(spec, task, source, str(work), cases)
         except AgentrmError as exc:  # SandboxGone, InfrastructureError, image build failures
@@ -169,7 +171,20 @@ class ExecVerifier(ScorerBase):
         if isinstance(results, str):
             return self.trajectory_score(traj.id, 0.0, reason=results)
         passed = sum(r["passed"] for r in results)
-        return self.trajectory_score(traj.id, passed / len(results), cases=results, source=source)
+        why = {} if passed == len(results) else {"reason": failure_reason(results, cases)}
+        return self.trajectory_score(traj.id, passed / len(results), cases=results, source=source, **why)
+
+    def _not_a_program(self, traj: Trajectory, task: Task | None, answer: str) -> Score:
+        """A bare number is a value, never run as a program. When the task asks for a program
+        that is the agent's miss (0); otherwise the scorer does not apply here (abstain)."""
+        declared = bool(self.options or traj.metadata.get("exec_verifier") or (task is not None and (
+            (task.verifier or {}).get("kind") == "exec" or task.metadata.get("exec_verifier"))))
+        if declared:
+            return self.trajectory_score(traj.id, 0.0, answer=answer[:100], reason=(
+                f"the answer {answer[:40]!r} is a number, not the program the task asks for"))
+        return self.trajectory_score(traj.id, None, answer=answer[:100], abstain=(
+            f"the answer {answer[:40]!r} is a value, not a program, and task {traj.task_id!r} "
+            "declares no exec check: score values with the answer scorer"))
 
     def _sandbox(self, spec: dict[str, Any], task: Task | None):
         if self.sandbox_factory is not None:
@@ -211,6 +226,18 @@ class ExecVerifier(ScorerBase):
             r.stdout, str(case["expected"]), spec.get("compare", "exact"),
             float(spec.get("abs_tol", 1e-6)), float(spec.get("rel_tol", 1e-6))))
         return {"passed": ok, "exit_code": r.exit_code, "timed_out": r.timed_out, "stdout": r.stdout[-300:]}
+
+
+def failure_reason(results: list[dict[str, Any]], cases: list[dict[str, Any]]) -> str:
+    """One line on the first failing case: timed out, crashed, or expected vs got."""
+    failed = [i for i, r in enumerate(results) if not r["passed"]]
+    i = failed[0]
+    r, head = results[i], f"{len(failed)}/{len(results)} cases failed; case {i + 1}: "
+    if r["timed_out"]:
+        return head + "timed out"
+    if r["exit_code"] != 0:
+        return head + f"exit code {r['exit_code']}"
+    return head + f"expected {str(cases[i]['expected'])[:60]!r}, got {r['stdout'].strip()[-60:]!r}"
 
 
 def make_scorer(**options: Any) -> ExecVerifier:

@@ -212,7 +212,7 @@ def test_doctor_json_reports_every_component(capsys, monkeypatch, db):
 def test_unusable_databases_and_outputs_fail_in_one_line(tmp_path, capsys, monkeypatch, db):
     code, _, err = run_cli(capsys, monkeypatch, "traces", "list", "--db",
                            f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
-    assert code == 2 and "cannot open database" in err and "\n" not in err.strip()
+    assert code == 2 and "no trace store at" in err and "\n" not in err.strip()  # read-only: never created
     code, _, err = run_cli(capsys, monkeypatch, "traces", "list", "--db",
                            "postgresql+psycopg://x:y@127.0.0.1:1/none")
     assert code == 3 and "cannot reach database" in err and "\n" not in err.strip()
