@@ -44,10 +44,13 @@ def build_batch(trajectories: Sequence[Trajectory], advantages: Mapping[tuple[st
                 tokenizer: Any, metadata: dict[str, Any] | None = None,
                 tools: Sequence[dict] | None = None, tool_tokens: str = "zero",
                 on_progress=None) -> TrainingBatch:
-    """Rows for every turn that has a finite advantage in `advantages[(traj_id, turn_index)]`."""
+    """Rows for every turn that has a finite advantage in `advantages[(traj_id, turn_index)]`.
+    Stored token ids are taken verbatim; `tokenizer` re-tokenises turns without ids (and must
+    be the one the stored ids came from)."""
     if tool_tokens not in ("zero", "broadcast"):
         raise InputError(f"--tool-tokens {tool_tokens!r}: use zero or broadcast")
-    renderer = ChatRenderer(tokenizer)
+    check_tokenizer(trajectories, tokenizer)
+    renderer = ChatRenderer(tokenizer) if tokenizer is not None else None
     rows, skipped = [], 0
     for traj in trajectories:
         for tok in tokenize_trajectory(traj, renderer, tools):
@@ -59,13 +62,31 @@ def build_batch(trajectories: Sequence[Trajectory], advantages: Mapping[tuple[st
             rows.append({"uid": tok.group_id, "traj_uid": tok.trajectory_id, "step": tok.turn_index,
                          "prompt_ids": tok.prompt_ids, "response_ids": tok.response_ids,
                          "response_mask": tok.response_mask, "advantages": per_token,
-                         "advantage": float(adv), "is_action_valid": tok.valid})
+                         "advantage": float(adv), "is_action_valid": tok.valid,
+                         "token_source": tok.source, "logprobs": tok.logprobs})
         if on_progress:
             on_progress(1)
     meta = dict(metadata or {})
     meta.update(rows=len(rows), turns_without_advantage=skipped, tool_tokens=tool_tokens,
-                tokenizer=getattr(tokenizer, "name_or_path", type(tokenizer).__name__))
+                tokenizer=getattr(tokenizer, "name_or_path", type(tokenizer).__name__),
+                retokenized_rows=sum(r["token_source"] == "retokenized" for r in rows))
     return TrainingBatch(rows, meta)
+
+
+def check_tokenizer(trajectories: Sequence[Trajectory], tokenizer: Any) -> None:
+    """Stored ids and the export tokenizer must share one vocabulary (identity = name@vocab
+    hash; endpoints that do not say which vocabulary they used are not checked)."""
+    stored = {t.tokens.tokenizer for traj in trajectories for t in traj.turns
+              if t.tokens is not None and "@" in t.tokens.tokenizer}
+    if not stored or tokenizer is None:
+        return
+    from agentrm.rollout.policies.tokens import tokenizer_identity
+
+    mine = tokenizer_identity(tokenizer)[0].rpartition("@")[2]
+    other = sorted(s for s in stored if s.rpartition("@")[2] != mine)
+    if other:
+        raise InputError(f"the stored token ids come from tokenizer {other[0]}, not from "
+                         f"--tokenizer {getattr(tokenizer, 'name_or_path', '')!s}: export with that one")
 
 
 def write_verl_parquet(batch: TrainingBatch, out: Path) -> None:
@@ -89,6 +110,8 @@ def write_verl_parquet(batch: TrainingBatch, out: Path) -> None:
         "returns": pa.array([x["advantages"] for x in r], pa.list_(pa.float32())),
         "advantage": pa.array([x["advantage"] for x in r], pa.float64()),
         "is_action_valid": pa.array([x["is_action_valid"] for x in r], pa.bool_()),
+        "rollout_log_probs": pa.array([x["logprobs"] for x in r], pa.list_(pa.float32())),
+        "token_source": pa.array([x["token_source"] for x in r], pa.string()),
     }
     table = pa.table(cols).replace_schema_metadata({b"agentrm": json.dumps(batch.metadata).encode()})
     pq.write_table(table, out)
@@ -129,7 +152,10 @@ def write_torch(batch: TrainingBatch, out: Path, pad_id: int) -> None:
         "response_mask": _pad([x["response_mask"] for x in r], 0, False, torch.long),
         "advantages": advantages, "returns": advantages.clone(),
     }
-    non_tensor = {k: [x[k] for x in r] for k in ("uid", "traj_uid", "step", "advantage", "is_action_valid")}
+    if all(x["logprobs"] is not None for x in r):
+        tensors["rollout_log_probs"] = _pad([x["logprobs"] for x in r], 0.0, False, torch.float32)
+    non_tensor = {k: [x[k] for x in r]
+                  for k in ("uid", "traj_uid", "step", "advantage", "is_action_valid", "token_source")}
     torch.save({"batch": tensors, "non_tensor_batch": non_tensor, "meta_info": batch.metadata}, out)
 
 
@@ -145,6 +171,8 @@ def write_trl(batch: TrainingBatch, out: Path) -> None:
         "tool_mask": [x["response_mask"] for x in r], "advantages": [x["advantages"] for x in r],
         "advantage": [x["advantage"] for x in r], "uid": [x["uid"] for x in r],
         "traj_uid": [x["traj_uid"] for x in r], "step": [x["step"] for x in r],
+        "old_per_token_logps": [x["logprobs"] for x in r],
+        "token_source": [x["token_source"] for x in r],
     }
     ds = Dataset.from_dict(data)
     ds.info.description = json.dumps(batch.metadata)
