@@ -151,16 +151,17 @@ def rollouts(store, url: str, args) -> None:
 
     run_rollouts(bundled_tasks(), BuiltinSolver(args.seed), store, run_id="vq-builtin",
                  group_size=args.group_size, max_turns=5, concurrency=2)
+    pending = [k for k in range(args.swe_group) if not store.finished_trajectory_ids(f"vq-swe-{k}")]
+    if not pending:
+        return
     import agentrm.rollout.policies as policies
     from agentrm.evals.swebench.harness import EvalConfig, Harness
 
     real = policies.make_policy
     policies.make_policy = lambda spec=None, **kw: SweSolver(args.seed + 1) if spec == "bench:swe" else real(spec, **kw)
     try:
-        for k in range(args.swe_group):
+        for k in pending:
             run_id = f"vq-swe-{k}"
-            if store.finished_trajectory_ids(run_id):
-                continue
             Harness(EvalConfig(agent=True, policy="bench:swe", run_id=run_id, db=url, max_turns=6,
                                max_workers=2, run_dir="runs/vq-swe")).run()
     finally:
@@ -168,10 +169,11 @@ def rollouts(store, url: str, args) -> None:
 
 
 def split(trajs) -> tuple[set[str], set[str]]:
-    """Half of each kind's groups (sorted, alternating) for training; the other half held out."""
+    """Half of each kind's tasks (sorted, alternating) for training; the other half held out.
+    A group is a task: all rollouts of it, across runs (SWE agent runs hold one each)."""
     train, test = set(), set()
     for kind in ("builtin", "swe"):
-        groups = sorted({t.group_id for t in trajs if _kind(t) == kind})
+        groups = sorted({t.task_id for t in trajs if _kind(t) == kind})
         for i, g in enumerate(groups):
             (train if i % 2 == 0 else test).add(g)
     return train, test
@@ -205,7 +207,7 @@ def train(store, url: str, trajs, train_groups, args) -> Path:
     out = Path(args.out) / "prm"
     if (out / "training.json").is_file():
         return out
-    chosen = [t for t in trajs if t.group_id in train_groups and t.reward is not None]
+    chosen = [t for t in trajs if t.task_id in train_groups and t.reward is not None]
     builtin = [t for t in chosen if _kind(t) == "builtin"]
     prover = ProgressScorer(branches=args.branches, db=url, prover_policy=BuiltinSolver(args.seed + 2),
                             branch_turns=4, cache=str(Path(args.out) / "progress-cache.json"))
@@ -255,7 +257,7 @@ def main() -> None:
     prm_dir = train(store, args.db, trajs, train_groups, args)
     if args.stop_after == "train":
         return
-    test = [t for t in trajs if t.group_id in test_groups]
+    test = [t for t in trajs if t.task_id in test_groups]
     judge = make_scorer("prm", model="smollm2", style="judge", name="judge", aggregate="mean")
     trained = make_scorer("prm", model=str(prm_dir), style="token-cls", name="prm-trained", aggregate="mean")
     score(store, test, judge, "SmolLM2 judge")
@@ -274,7 +276,7 @@ def report(store, test, trained, judge, args) -> None:
     from agentrm.verifiers.registry import make_scorer
 
     scores = store.get_scores([t.id for t in test])
-    print(f"\nheld-out: {len(test)} trajectories in {len({t.group_id for t in test})} groups "
+    print(f"\nheld-out: {len(test)} trajectories of {len({t.task_id for t in test})} tasks "
           f"({sum(t.reward >= 1 for t in test)} successes)")
     out: dict[str, Any] = {}
     for name, subset, scorers in [
@@ -284,7 +286,7 @@ def report(store, test, trained, judge, args) -> None:
     ]:
         ids = {t.id for t in subset}
         res = evaluate(subset, [s for s in scores if s.trajectory_id in ids],
-                       EvalConfig(scorers=scorers, ns=list(range(1, 9)), folds=2))
+                       EvalConfig(scorers=scorers, ns=list(range(1, 9)), folds=2, group_by="task"))
         out[name] = res
         write_html(res, Path(args.out) / f"verifier-quality-{name}.html", f"Verifier quality ({name})")
         print(f"\n[{name}] {res['labels']['trajectories']} trajectories, {res['labels']['groups']} groups")

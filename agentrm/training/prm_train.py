@@ -193,8 +193,8 @@ def build(base: str, seed: int) -> tuple[_PRM, Any, int]:
 
     with quiet_transformers():  # a PRM checkpoint as base: its old head is not loaded, by design
         backbone = AutoModel.from_pretrained(str(resolve_model(base)), dtype=torch.float32)
-    if len(tokenizer) > backbone.get_input_embeddings().num_embeddings:
-        backbone.resize_token_embeddings(len(tokenizer))
+        if len(tokenizer) > backbone.get_input_embeddings().num_embeddings:
+            backbone.resize_token_embeddings(len(tokenizer))  # the new separator row
     h = backbone.config.hidden_size
     head = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.ReLU(), torch.nn.Linear(h, 2))
     return _PRM(backbone, head), tokenizer, tokenizer.convert_tokens_to_ids(SEPARATOR)
