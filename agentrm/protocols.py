@@ -76,7 +76,7 @@ class Sandbox(Protocol):
 class SandboxFactory(Protocol):
     """Makes a sandbox from a sandbox config (agentrm.sandboxes.SandboxConfig for Docker)."""
 
-    def __call__(self, config: Any) -> Sandbox: ...
+    def __call__(self, config: Any, /) -> Sandbox: ...  # positional: DockerSandbox(cfg) fits
 
 
 @dataclass
