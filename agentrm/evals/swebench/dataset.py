@@ -1,7 +1,8 @@
 """SWE-bench instances and predictions (FORMATS.md §1.1–1.2), read strictly.
 
-Instances come from JSON (a list), JSONL, parquet, a `datasets.save_to_disk` directory, or
-"bundled" (the package's own instances). FAIL_TO_PASS / PASS_TO_PASS may be JSON strings or
+Instances come from JSON (a list), JSONL, parquet, a `datasets.save_to_disk` directory, a
+hub dataset name (`princeton-nlp/SWE-bench_Verified`, through `datasets`, from its cache when the
+cache has it), or "bundled" (the package's own instances). FAIL_TO_PASS / PASS_TO_PASS may be JSON strings or
 lists. Every row keeps all its fields; v5 rows may name their own `image`, `eval_script` and
 `log_parser`. A bad row is an InputError naming file:line and the field, before anything runs.
 """
@@ -9,6 +10,9 @@ lists. Every row keeps all its fields; v5 rows may name their own `image`, `eval
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,10 +90,10 @@ def instance_from_row(row: Any, where: str) -> Instance:
         pass_to_pass=_test_list(row["PASS_TO_PASS"], "PASS_TO_PASS", where), row=row)
 
 
-def _rows(path: Path) -> list[tuple[Any, str]]:
+def _rows(path: Path, split: str = "test") -> list[tuple[Any, str]]:
     """(row, "file:line") pairs from any supported container format."""
     if path.is_dir():
-        return _rows_from_saved_dataset(path)
+        return _rows_from_saved_dataset(path, split)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -128,7 +132,7 @@ def _jsonl(path: Path, text: str) -> list[tuple[Any, str]]:
     return rows
 
 
-def _rows_from_saved_dataset(path: Path) -> list[tuple[Any, str]]:
+def _rows_from_saved_dataset(path: Path, split: str = "test") -> list[tuple[Any, str]]:
     if not any((path / n).exists() for n in ("dataset_info.json", "state.json", "dataset_dict.json")):
         raise InputError("directory is not a saved dataset (no dataset_info.json / dataset_dict.json)",
                          path=str(path))
@@ -136,18 +140,83 @@ def _rows_from_saved_dataset(path: Path) -> list[tuple[Any, str]]:
 
     data = load_from_disk(str(path))
     if isinstance(data, DatasetDict):
-        split = "test" if "test" in data else next(iter(data))
+        if split not in data:
+            raise InputError(f"no split {split!r} (--split): the dataset has "
+                             f"{', '.join(data)}", path=str(path))
         data = data[split]
     return [(row, f"{path}:row {i + 1}") for i, row in enumerate(data)]
 
 
-def load_instances(source: str | Path = "bundled") -> list[Instance]:
-    """All instances of a dataset file, in file order; duplicate ids are an error."""
+_offline_lock = threading.Lock()
+
+
+@contextmanager
+def _hub_offline() -> Iterator[None]:
+    """`datasets` and `huggingface_hub` read their offline flag at call time: set it while a
+    cached dataset loads, so a dataset in the cache never waits on an unreachable hub."""
+    import datasets.config as dconf
+    import huggingface_hub.constants as hconst
+
+    with _offline_lock:
+        saved = dconf.HF_HUB_OFFLINE, hconst.HF_HUB_OFFLINE
+        dconf.HF_HUB_OFFLINE = hconst.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            dconf.HF_HUB_OFFLINE, hconst.HF_HUB_OFFLINE = saved
+
+
+def hub_cache_dir(name: str) -> Path:
+    """Where `datasets` caches the hub dataset `name` (HF_DATASETS_CACHE honoured)."""
+    import datasets.config as dconf
+    from datasets.utils.py_utils import camelcase_to_snakecase
+
+    owner, _, dataset = name.rpartition("/")
+    return Path(dconf.HF_DATASETS_CACHE) / "___".join(
+        [p for p in (owner, camelcase_to_snakecase(dataset)) if p])
+
+
+def looks_like_hub_name(source: str) -> bool:
+    return (source.count("/") == 1 and not source.startswith((".", "/", "~"))
+            and Path(source).suffix.lower() not in (".json", ".jsonl", ".parquet"))
+
+
+def _rows_from_hub(name: str, split: str) -> list[tuple[Any, str]]:
+    from datasets import load_dataset
+
+    cache = hub_cache_dir(name)
+    cached = any(p.is_dir() for p in cache.glob("*/*/*"))
+    try:
+        if cached:
+            with _hub_offline():
+                data = load_dataset(name, split=split)
+        else:
+            data = load_dataset(name, split=split)
+    except ValueError as exc:  # an unknown split, mostly
+        raise InputError(f"dataset {name}: {_first_line(exc)} (--split)") from None
+    except Exception as exc:  # noqa: BLE001 - unreachable hub, missing cache, bad repo
+        raise InputError(f"dataset {name} is neither reachable on the hub nor in the datasets "
+                         f"cache ({cache}): {_first_line(exc)}") from None
+    return [(row, f"{name}[{split}]:row {i + 1}") for i, row in enumerate(data)]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def load_instances(source: str | Path = "bundled", split: str = "test") -> list[Instance]:
+    """All instances of a dataset (file, saved directory or hub name), in order; duplicate ids
+    are an error."""
     path = BUNDLED if str(source) == "bundled" else Path(source).expanduser()
-    if not path.exists():
-        raise InputError("dataset not found (--dataset PATH or 'bundled')", path=str(path))
+    if path.exists():
+        rows = _rows(path, split)
+    elif looks_like_hub_name(str(source)):
+        rows = _rows_from_hub(str(source), split)
+    else:
+        raise InputError("dataset not found (--dataset PATH, a hub NAME or 'bundled')", path=str(path))
     out: dict[str, Instance] = {}
-    for row, where in _rows(path):
+    for row, where in rows:
         inst = instance_from_row(row, where)
         if inst.instance_id in out:
             raise InputError(f"duplicate instance_id {inst.instance_id}", path=where)
@@ -169,11 +238,21 @@ def select(instances: list[Instance], ids: list[str] | None) -> list[Instance]:
 
 
 def load_predictions(source: str, instances: list[Instance]) -> dict[str, Prediction]:
-    """Predictions keyed by instance id: a file (JSONL, JSON list, or dict keyed by id),
-    "gold" (the dataset's patches) or "empty" (no patch for any instance)."""
+    """Predictions of one model keyed by instance id (see load_predictions_by_model)."""
+    by_model = load_predictions_by_model(source, instances)
+    if len(by_model) > 1:
+        raise InputError(f"predictions of {len(by_model)} models; one expected", path=source)
+    return next(iter(by_model.values()), {})
+
+
+def load_predictions_by_model(source: str, instances: list[Instance]
+                              ) -> dict[str, dict[str, Prediction]]:
+    """model_name_or_path → instance id → prediction, models in file order: a file (JSONL, JSON
+    list, or dict keyed by id), "gold" (the dataset's patches) or "empty" (no patch at all)."""
     if source in ("gold", "empty"):
-        return {i.instance_id: Prediction(i.instance_id, source, i.patch if source == "gold" else "")
-                for i in instances}
+        return {source: {i.instance_id: Prediction(i.instance_id, source,
+                                                   i.patch if source == "gold" else "")
+                         for i in instances}}
     path = Path(source).expanduser()
     if not path.is_file():
         raise InputError("predictions file not found (--predictions FILE|gold|empty)", path=str(path))
@@ -199,8 +278,9 @@ def load_predictions(source: str, instances: list[Instance]) -> dict[str, Predic
     return _check_predictions(rows, {i.instance_id for i in instances})
 
 
-def _check_predictions(rows: list[tuple[Any, str]], known: set[str]) -> dict[str, Prediction]:
-    out: dict[str, Prediction] = {}
+def _check_predictions(rows: list[tuple[Any, str]], known: set[str]
+                       ) -> dict[str, dict[str, Prediction]]:
+    out: dict[str, dict[str, Prediction]] = {}
     for row, where in rows:
         if not isinstance(row, dict) or not isinstance(row.get("instance_id"), str):
             raise InputError("prediction lacks a string instance_id", path=where)
@@ -208,9 +288,12 @@ def _check_predictions(rows: list[tuple[Any, str]], known: set[str]) -> dict[str
         patch = row.get("model_patch")
         if patch is not None and not isinstance(patch, str):
             raise InputError(f"model_patch of {iid} must be a string or null", path=where)
-        if iid in out:
-            raise InputError(f"duplicate prediction for {iid} (first at {out[iid].where})", path=where)
+        model = str(row.get("model_name_or_path") or "unknown")
+        mine = out.setdefault(model, {})
+        if iid in mine:
+            raise InputError(f"duplicate prediction of {model} for {iid} (first at "
+                             f"{mine[iid].where})", path=where)
         if iid not in known:
             raise InputError(f"prediction for unknown instance {iid} (not in the dataset)", path=where)
-        out[iid] = Prediction(iid, str(row.get("model_name_or_path") or "unknown"), patch, where)
+        mine[iid] = Prediction(iid, model, patch, where)
     return out

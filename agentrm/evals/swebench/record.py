@@ -45,10 +45,7 @@ def record(store: Any, run_id: str, inst: Instance, result: InstanceResult, patc
         status = ExitStatus.IMPORTED
     else:  # agent mode: the runtime wrote the turns; add the patch, spec and verdict
         existing = store.get_trajectory(traj_id)
-        store.begin_trajectory(Trajectory(traj_id, existing.task_id, existing.group_id,
-                                          answer=existing.answer, policy=existing.policy,
-                                          run_id=existing.run_id,
-                                          metadata={**existing.metadata, **meta}))
+        store.update_trajectory(traj_id, metadata={**existing.metadata, **meta})
         status = existing.exit_status
     store.end_trajectory(traj_id, status, value)
     details = run.details() if run is not None else {"status": result.status, "error": result.error,
