@@ -108,7 +108,7 @@ def diff_lines(patch: str | None) -> list[tuple[str, str]]:
 def score_reason(details: dict[str, Any] | None) -> str:
     """Why a scorer gave its value: its stated reason, else the compact remaining details."""
     details = details or {}
-    for key in ("reason", "verdict", "error", "abstain"):
+    for key in ("reason", "verdict", "error", "abstain", "status"):
         if details.get(key):
             value = details[key]
             return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)[:500]
