@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "replay",      # agentrm replay
     "view",        # agentrm view (web viewer over the trace store)
     "serve",       # agentrm serve (reward server)
+    "audit",       # agentrm audit hacks (reward-hack corpus)
 ]
 
 
