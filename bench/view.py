@@ -162,7 +162,7 @@ def main() -> int:
     ids = [f"{RUNS[i % 2]}/traj-{i:06d}" for i in (rng.randrange(n) for _ in range(reps))]
     cursors = [rng.randrange(n) for _ in range(reps)]
     rows: list[tuple[str, list[float], list[float] | None]] = []
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
         def get(url: str) -> None:
             response = client.get(url)
             assert response.status_code == 200, (url, response.status_code, response.text[:300])

@@ -15,6 +15,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
@@ -28,6 +30,9 @@ from agentrm.view import render
 log = logging.getLogger("agentrm.view")
 HERE = Path(__file__).parent
 PAGE_SIZES = (25, 50, 100, 200)
+# Served on loopback only; checking the Host header also stops a web page that rebinds its own
+# domain name to 127.0.0.1 from reading the store through the visitor's browser.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def environment() -> Environment:
@@ -147,7 +152,7 @@ class Viewer:
                          sa=summaries.get(a), sb=summaries.get(b))
 
 
-def create_app(store: Any) -> Starlette:
+def create_app(store: Any, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> Starlette:
     viewer = Viewer(store)
 
     def guarded(handler):
@@ -168,6 +173,7 @@ def create_app(store: Any) -> Starlette:
         Route("/compare", guarded(viewer.compare)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[
+        Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))])
     app.state.viewer = viewer
     return app

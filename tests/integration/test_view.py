@@ -85,7 +85,7 @@ def site(tmp_path):
     url = f"sqlite:///{tmp_path / 'view.db'}"
     truth = build_store(url)
     store = open_readonly(url)
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
         yield client, truth, tmp_path / "view.db"
     store.close()
 
@@ -243,6 +243,13 @@ def test_errors_are_pages_not_tracebacks(site):
     assert "view.css" in client.get("/").text and client.get("/static/view.css").status_code == 200
 
 
+def test_only_loopback_host_names_are_served(site):
+    client, _, _ = site
+    assert client.get("/", headers={"host": "localhost:7700"}).status_code == 200
+    rebound = client.get("/t/" + quote(TRAJ), headers={"host": "attacker.example:7700"})
+    assert rebound.status_code == 400 and "output of case" not in rebound.text
+
+
 def test_viewer_is_read_only(site, tmp_path):
     client, _, db = site
     before = hashlib.sha256(db.read_bytes()).hexdigest()
@@ -267,7 +274,7 @@ def test_postgres_store_gives_the_same_pages(fresh_postgres_url, tmp_path):
     shown = []
     for url in (lite, fresh_postgres_url):
         store = open_readonly(url)
-        with TestClient(create_app(store)) as client:
+        with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
             # times differ between the two stores; everything else must agree
             shown.append([re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|\d+\.\d+ s|\d+ ms|sqlite:\S+|postgresql\S+", "",
                                  text_of(client.get(p).text)) for p in pages])
