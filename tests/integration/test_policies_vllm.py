@@ -33,6 +33,10 @@ pytestmark = [pytest.mark.vllm, pytest.mark.model]
 MESSAGES = [{"role": "system", "content": "You are an agent."},
             {"role": "user", "content": "How many lines does data.txt have?"}]
 ENGINE = "max_new_tokens=12&temperature=1.0&dtype=float32&max_model_len=2048&gpu_memory_utilization=0.05"
+# The CPU KV cache is sized explicitly (GiB): vLLM's default sizes it from a fraction of the
+# memory free at start-up, which fails or varies on a machine loaded by other work.
+KV_CACHE_GIB = "1"
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", KV_CACHE_GIB)
 CLOSED_BY_MODEL = {ExitStatus.SUBMITTED, ExitStatus.TURN_LIMIT, ExitStatus.FORMAT_ERROR,
                    ExitStatus.TOKEN_LIMIT}
 
@@ -63,7 +67,8 @@ def server(tiny, tmp_path_factory):
          "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
          "--dtype", "float32", "--max-model-len", "2048", "--gpu-memory-utilization", "0.05",
          "--enforce-eager", "--max-logprobs", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+             "VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"]})
     url = f"http://127.0.0.1:{port}"
 
     def wait_ready():

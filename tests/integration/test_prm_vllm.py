@@ -47,7 +47,9 @@ def vllm_run(vllm_module, tmp_path_factory):
     write_jsonl(TRAJS, root / "trajs.jsonl")
     (root / "run.py").write_text(SCRIPT)
     db = f"sqlite:///{root / 'store.db'}"
-    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_LOGGING_LEVEL="WARNING")
+    # the CPU KV cache sized explicitly (GiB), not from whatever memory is free at start-up
+    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_LOGGING_LEVEL="WARNING",
+               VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
     proc = subprocess.run([sys.executable, str(root / "run.py"), str(root / "trajs.jsonl"), db,
                            *(f"{s}={m}" for s, m in models.items())],
                           capture_output=True, text=True, timeout=900, env=env)

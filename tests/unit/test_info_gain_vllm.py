@@ -35,6 +35,8 @@ def tiny_dir(tmp_path_factory):
 def vllm_beliefs(vllm_module, tiny_dir):
     """One engine for the module (it takes 30 s or more to start)."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: no spawn
+    # the CPU KV cache sized explicitly (GiB), not from a fraction of the memory free right now
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from agentrm.verifiers.info_gain_backends import VLLMBeliefs
 
     backend = VLLMBeliefs.load(str(tiny_dir), gpu_memory_utilization=0.1, dtype="float32",
