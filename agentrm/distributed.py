@@ -60,6 +60,8 @@ def score_on_ray(trajectory_ids: Sequence[str], db_url: str, scorer_specs: list[
                  max_attempts: int = 3, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Score with `actors` long-lived Ray actors, every one kept busy; survives losing one."""
     ray = connect_ray(ray_address)
+    from ray.exceptions import RayActorError
+
     db_url = portable(db_url)
     remote_cls = ray.remote(num_cpus=1, max_restarts=0)(ScorerWorker)
     ids = list(trajectory_ids)
@@ -84,7 +86,7 @@ def score_on_ray(trajectory_ids: Sequence[str], db_url: str, scorer_specs: list[
             written += ray.get(ref)
             if on_batch:
                 on_batch(len(batch))
-        except ray.exceptions.RayActorError as exc:
+        except RayActorError as exc:
             # The actor (or its node) died: a fresh actor takes the batch; the store's
             # keyed writes and `pending` make the retry skip what was already written.
             log.warning("scorer actor lost (%s); retrying its batch", type(exc).__name__)
@@ -98,6 +100,6 @@ def score_on_ray(trajectory_ids: Sequence[str], db_url: str, scorer_specs: list[
             failed.append({"trajectory_ids": batch, "error": f"{type(exc).__name__}: {exc}"})
         feed(actor)
     for actor in pool:
-        ray.kill(actor, no_restart=True)
+        ray.kill(actor, no_restart=True)  # pyright: ignore[reportArgumentType]
     return {"scores_written": written, "batches": len(batches), "failed": failed,
             "actor_restarts": restarts}

@@ -9,7 +9,7 @@ writes `status`, which the router turns into END.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypedDict
 
 from agentrm.types import Message
@@ -28,10 +28,10 @@ class LoopState(TypedDict, total=False):
     error: str | None             # why, for infrastructure and model failures
 
 
-Step = Callable[[LoopState], dict[str, Any]]
+Step = Callable[[Any], dict[str, Any]]  # a LoopState (a plain dict at run time) -> update
 
 
-def route(state: LoopState) -> str:
+def route(state: Mapping[str, Any]) -> str:
     """The one router: stop when a node decided so, else alternate policy and tools."""
     from langgraph.graph import END
 
@@ -44,15 +44,16 @@ def build_graph(policy_step: Step, tool_step: Step):
     from langgraph.graph import END, START, StateGraph
 
     graph = StateGraph(LoopState)
-    graph.add_node("policy", policy_step)
-    graph.add_node("tools", tool_step)
+    graph.add_node("policy", policy_step)  # pyright: ignore[reportArgumentType]
+    graph.add_node("tools", tool_step)  # pyright: ignore[reportArgumentType]
     graph.add_edge(START, "policy")
     graph.add_conditional_edges("policy", route, ["tools", END])
     graph.add_conditional_edges("tools", route, ["policy", END])
     return graph.compile()
 
 
-def run_direct(state: LoopState, policy_step: Step, tool_step: Step, limit: int) -> LoopState:
+def run_direct(state: dict[str, Any], policy_step: Step, tool_step: Step, limit: int
+               ) -> dict[str, Any]:
     """The same graph interpreted by a plain loop: same nodes, same router, same state updates.
 
     LangGraph's Pregel machinery costs ~1-2 ms per node on a busy 2-core machine, more than a

@@ -214,7 +214,7 @@ def run_trajectory(task: Task, policy: Policy, sandbox: Sandbox, store: TraceSto
             state = run_direct(state, episode.policy_step, episode.tool_step, limit)
         else:
             graph = build_graph(episode.policy_step, episode.tool_step)
-            state = graph.invoke(state, {"recursion_limit": limit})
+            state = graph.invoke(state, {"recursion_limit": limit})  # pyright: ignore[reportArgumentType]
         traj.exit_status = ExitStatus(state.get("status") or ExitStatus.CRASHED.value)
         if state.get("error"):
             traj.metadata["error"] = state["error"]

@@ -93,14 +93,14 @@ def run(tasks: Sequence[Task], policy: str | Policy | None, store: Any, *, group
         return run_on(executor, tasks, policy, store, group_size=group_size, run_id=run_id,
                       options=options, store_url=store_url, on_event=on_event)
     policy = _policy(policy)
-    base = options.sandbox
+    base: Any = options.sandbox
     if base is None:
         from agentrm.sandboxes import SandboxConfig
 
         base = SandboxConfig()
     config = {"policy": getattr(policy, "name", None), "group_size": group_size,
               "limits": asdict(options.limits), "tasks": [t.id for t in tasks],
-              "sandbox": asdict(base) if is_dataclass(base) else {}}
+              "sandbox": _fields(base)}
     run_id = begin_run(store, config, run_id, options.kind)
     base = base.with_(run_id=run_id)
     groups = [Group(t, prepare.sandbox_config(t, base), group_size, sandbox_factory) for t in tasks]
@@ -163,7 +163,7 @@ def plan(groups: Sequence[Group], store: Any, run_id: str, resume: bool, summary
     members = []
     for group, k, tid in ids:
         old = previous.get(tid)
-        if old is not None and not resume:
+        if old is not None and not resume and store is not None:
             store.reset_trajectory(tid)
             old = None
         if old is not None and old.exit_status in FINAL:
@@ -188,6 +188,10 @@ def row(t: Trajectory) -> dict[str, Any]:
             "exit_status": t.exit_status.value, "turns": len(t.turns), "reward": t.reward,
             "invalid_turns": sum(not turn.valid for turn in t.turns),
             "error": t.metadata.get("error")}
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    return asdict(config) if is_dataclass(config) and not isinstance(config, type) else {}
 
 
 def _policy(policy: str | Policy | None) -> Policy:

@@ -102,8 +102,13 @@ def execute_tool_call(sandbox: Sandbox, call: ToolCall, *, timeout: float | None
     return result
 
 
+def _args(call: ToolCall) -> dict[str, Any]:
+    """A valid call's arguments (handlers only run once `call_error` found none missing)."""
+    return call.arguments or {}
+
+
 def _bash(sandbox: Sandbox, call: ToolCall, timeout: float, workdir: str) -> ToolResult:
-    r = sandbox.exec(call.arguments["command"], timeout=timeout)
+    r = sandbox.exec(_args(call)["command"], timeout=timeout)
     if r.exit_code in (-1, 137) and "the shell exited" in r.stderr + r.stdout:
         # The agent may have exited its shell, or the container is being removed under us
         # (the engine can still report it running for a moment): a probe tells which, and
@@ -145,14 +150,14 @@ def _read_text(sandbox: Sandbox, path: str) -> str | ToolResult:
 
 
 def _view_file(sandbox: Sandbox, call: ToolCall, timeout: float, workdir: str) -> ToolResult:
-    path = _resolve(call.arguments["path"], workdir)
+    path = _resolve(_args(call)["path"], workdir)
     text = _read_text(sandbox, path)
     if isinstance(text, ToolResult):
         text.call_id = call.id
         return text
     lines = text.splitlines()
-    start = max(1, call.arguments.get("start_line") or 1)
-    end = min(len(lines), call.arguments.get("end_line") or len(lines))
+    start = max(1, _args(call).get("start_line") or 1)
+    end = min(len(lines), _args(call).get("end_line") or len(lines))
     if lines and start > len(lines):
         return ToolResult(call.id, f"Error: {path} has only {len(lines)} lines", exit_code=1)
     width = len(str(end))
@@ -162,8 +167,8 @@ def _view_file(sandbox: Sandbox, call: ToolCall, timeout: float, workdir: str) -
 
 
 def _edit_file(sandbox: Sandbox, call: ToolCall, timeout: float, workdir: str) -> ToolResult:
-    path = _resolve(call.arguments["path"], workdir)
-    old, new = call.arguments["old_str"], call.arguments["new_str"]
+    path = _resolve(_args(call)["path"], workdir)
+    old, new = _args(call)["old_str"], _args(call)["new_str"]
     if not old:
         return ToolResult(call.id, "Error: old_str is empty; give the exact text to replace",
                           exit_code=1)
@@ -184,7 +189,7 @@ def _edit_file(sandbox: Sandbox, call: ToolCall, timeout: float, workdir: str) -
 
 
 def _submit(sandbox: Sandbox, call: ToolCall, timeout: float, workdir: str) -> ToolResult:
-    answer = call.arguments.get("answer")
+    answer = _args(call).get("answer")
     if answer is not None:
         return ToolResult(call.id, str(answer), exit_code=0)
     # No answer: the submission is the repository's changes, as a patch.
