@@ -30,6 +30,8 @@ ID_FLAGS = ("--instance-ids", "--instance_ids")
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Evaluate on benchmarks in local Docker.", no_args_is_help=True)
     group.command("swe-bench", context_settings={"allow_extra_args": True})(swe_bench)
+    from agentrm.cli.eval_verifier import verifier  # agentrm eval verifier (docs/evaluation.md)
+    group.command("verifier")(verifier)
     app.add_typer(group, name="eval")
 
 

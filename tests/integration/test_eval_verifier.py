@@ -102,3 +102,18 @@ def test_bad_input_is_one_line_exit_2(cli, db, tmp_path):
     assert res.returncode == 2 and "bad.jsonl:1" in res.stderr
     res = cli("eval", "verifier", "--db", db, "--run", "r1", "-s", "good", "--labels", "tests")
     assert res.returncode == 2 and "no stored trajectory scores" in res.stderr
+
+
+def test_hybrid_from_a_combine_spec(cli, db):
+    """--hybrid SPEC ranks by the combined reward: good's verdict on the last turn + noisy's
+    per-turn values, summed over turns."""
+    res = cli("eval", "verifier", "--db", db, "--run", "r1", "-s", "good", "-s", "noisy",
+              "--hybrid", "good + 2*noisy", "--json")
+    assert res.returncode == 0, res.stderr
+    hybrid = json.loads(res.stdout)["hybrid"]
+    assert hybrid["kind"] == "spec" and hybrid["spec"] == "good + 2*noisy"
+    totals = [g + 2 * sum(n) for g, n in zip(GOOD, NOISY, strict=True)]
+    assert hybrid["auc"] == pytest.approx(metrics.roc_auc(totals, LABELS))
+    groups = [(totals[g * 4:g * 4 + 4], LABELS[g * 4:g * 4 + 4]) for g in range(3)]
+    assert hybrid["best_of_n"]["hybrid"][1]["accuracy"] == pytest.approx(
+        metrics.best_of_n(groups, [2])[0]["accuracy"])
