@@ -8,6 +8,7 @@ driver's own rule instead of writing anything twice. Events from a unit arrive w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -69,7 +70,7 @@ def run_on(executor: Any, tasks: Sequence[Task], policy: Any, store: Any, *, gro
             emit(TrajectoryEnded(r["id"], r["task_id"], r["exit_status"], r["turns"], r["reward"],
                                  r.get("error")))
 
-    summary = RunSummary(run_id)
+    summary, started = RunSummary(run_id), time.monotonic()
     for task, result in zip(tasks, executor.map(GROUP_UNIT, payloads, on_result=done), strict=True):
         if isinstance(result, WorkFailure):
             # The worker was lost after every retry: whatever it left running is an
@@ -81,6 +82,7 @@ def run_on(executor: Any, tasks: Sequence[Task], policy: Any, store: Any, *, gro
         summary.trajectories.extend(result["trajectories"])
         summary.skipped.extend(result["skipped"])
     store.end_run(run_id, "finished" if not summary.failed else "incomplete")
+    summary.duration_s = time.monotonic() - started
     return summary
 
 
