@@ -52,10 +52,11 @@ class Policy(Protocol):
 class Sandbox(Protocol):
     """An isolated machine to run an agent's commands in. Use it as a context manager."""
 
-    def exec(self, cmd: str, timeout: float | None = None, *,
-             stateless: bool = False) -> ExecResult:
-        """Run `cmd` in the persistent shell (cd/env persist) or, `stateless`, as a process of
-        its own; raise only when the sandbox itself is gone (SandboxGone)."""
+    def exec(self, cmd: str | list[str], timeout: float | None = None, *,
+             stateless: bool = False, input: bytes | str | None = None) -> ExecResult:
+        """Run `cmd` in the persistent shell (cd/env persist) or as a process of its own
+        (`stateless`, an argv list, or `input` for its stdin); raise only when the sandbox
+        itself is gone (SandboxGone)."""
         ...
 
     def read_file(self, path: str) -> bytes: ...

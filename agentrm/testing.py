@@ -36,16 +36,20 @@ class DirSandbox:
     def _path(self, path: str) -> Path:
         return self.root / path.removeprefix("/workspace").lstrip("/")
 
-    def exec(self, cmd: str, timeout: float | None = None, *,
-             stateless: bool = False) -> ExecResult:
-        self.commands.append(cmd)
+    def exec(self, cmd: str | list[str], timeout: float | None = None, *,
+             stateless: bool = False, input: bytes | str | None = None) -> ExecResult:
+        self.commands.append(cmd if isinstance(cmd, str) else " ".join(cmd))
         if self.closed or (self.die_after is not None and len(self.commands) >= self.die_after):
             raise SandboxGone("container vanished")
         t0 = time.monotonic()
-        cmd = cmd.replace("/workspace", str(self.root))
+        here = str(self.root)
+        argv = (["bash", "-c", cmd.replace("/workspace", here)] if isinstance(cmd, str)
+                else [a.replace("/workspace", here) for a in cmd])
+        stdin = input.decode() if isinstance(input, bytes) else input
+        stdin = None if stdin is None else stdin.replace("/workspace", here)
         try:
-            p = subprocess.run(["bash", "-c", cmd], cwd=self.root, capture_output=True, text=True,
-                               timeout=timeout)
+            p = subprocess.run(argv, cwd=self.root, capture_output=True, text=True,
+                               timeout=timeout, input=stdin)
         except subprocess.TimeoutExpired:
             return ExecResult(124, "", "", timed_out=True, duration_s=time.monotonic() - t0)
         dt = time.monotonic() - t0
