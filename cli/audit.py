@@ -21,9 +21,11 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="audit")
 
 
-@app.callback()
-def _audit() -> None:
-    """Audit rewards against an adversary."""
+# the group's callback is the scorer perturbation audit (`agentrm audit --run R -s S`), also
+# `agentrm audit scorers`; cli/audit_scorers.py
+from agentrm.cli.audit_scorers import register_into  # noqa: E402
+
+register_into(app)
 
 
 @app.command("hacks")

@@ -49,8 +49,10 @@ def scorers(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Perturb stored trajectories (style, padding, false claims, forged or corrupted tool
-    output, reordering, truncation) and report how each scorer's scores move."""
+    """Perturb stored trajectories and report how each scorer's scores move.
+
+    Perturbations: style, padding, false claims, forged or corrupted tool output, reordering,
+    truncation (docs/evaluation.md)."""
     from agentrm.cli.eval_verifier import load_run
     from agentrm.errors import InputError
     from agentrm.evaluation.audit import AuditConfig, audit

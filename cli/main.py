@@ -29,7 +29,6 @@ COMMAND_MODULES = [
     "rewards",     # agentrm rewards --combine
     "advantages",  # agentrm advantages, agentrm filter, agentrm export
     "eval",        # agentrm eval swe-bench|verifier
-    "audit_scorers",  # agentrm audit (scorer perturbation audit)
     "train",       # agentrm train prm
     "replay",      # agentrm replay
     "view",        # agentrm view (web viewer over the trace store)
