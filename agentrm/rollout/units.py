@@ -48,6 +48,8 @@ def run_on(executor: Any, tasks: Sequence[Task], policy: Any, store: Any, *, gro
 
     if policy is not None and not isinstance(policy, str):
         raise InputError("an executor needs a policy spec (a string): its workers build the policy")
+    if store is None:
+        raise InputError("an executor needs a trace store: its units write there and resume from it")
     url = portable(store_url or getattr(store, "url", None))
     if not url or "***" in url:
         raise InputError("an executor needs the store's URL (store_url): its workers open it")
