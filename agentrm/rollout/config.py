@@ -22,16 +22,17 @@ POLICY_HELP = ("scripted:FILE | transformers:PATH_OR_ID | openai:URL#MODEL | vll
 
 @dataclass
 class RolloutConfig:
-    tasks: str = option("builtin", "Task file (.jsonl/.yaml) or `builtin`.")
-    task_ids: list[str] = option(None, "Only these task ids (repeatable).", "--task", factory=list)
-    policy: str = option("transformers:smollm2", POLICY_HELP)
+    tasks: str = option("builtin", "Task file (.jsonl/.yaml) or `builtin`.", metavar="FILE")
+    task_ids: list[str] = option(None, "Only these task ids (repeatable).", "--task", factory=list,
+                                 metavar="ID")
+    policy: str = option("transformers:smollm2", POLICY_HELP, metavar="SPEC")
     group_size: int = option(1, "Rollouts per task from one initial state.")
     max_turns: int = option(10, "Turns before `turn_limit`.")
     max_tokens: int | None = option(None, "Context tokens per model call before `token_limit`.")
     time_limit: float | None = option(None, "Seconds per trajectory before `time_limit`.")
     command_timeout: float = option(60.0, "Seconds per tool command.")
     concurrency: int = option(1, "Trajectories at a time.")
-    run_id: str | None = option(None, "Name the run; rerunning it resumes.")
+    run_id: str | None = option(None, "Name the run; rerunning it resumes.", metavar="ID")
     executor: str = option("local", "local | ray (one task group per Ray task; workers share --db).")
     ray_address: str | None = option(None, "Ray cluster address (default: start a local one).",
                                      "--ray-address")
