@@ -30,11 +30,13 @@ def _umask() -> int:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], directory: bool = False,
-                mode: int | None = None) -> Iterator[Path]:
+                mode: int | None = None, parents: bool = True) -> Iterator[Path]:
     """A temp file (or `directory`) beside `path` for writers that want a name (pyarrow, torch,
-    datasets); it replaces `path` when the block succeeds and is removed when it fails."""
+    datasets); it replaces `path` when the block succeeds and is removed when it fails.
+    `parents=False`: a missing parent folder is an error (OSError), not created."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}."
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
@@ -57,10 +59,10 @@ def atomic_path(path: str | os.PathLike[str], directory: bool = False,
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike[str], binary: bool = False,
-                mode: int = 0o644) -> Iterator[IO[Any]]:
+def atomic_open(path: str | os.PathLike[str], binary: bool = False, mode: int = 0o644,
+                parents: bool = True) -> Iterator[IO[Any]]:
     """Open a temp file beside `path` for writing; it replaces `path` when the block succeeds."""
-    with atomic_path(path, mode=mode) as tmp:
+    with atomic_path(path, mode=mode, parents=parents) as tmp:
         with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8") as out:
             yield out
 

@@ -131,27 +131,15 @@ def export(
 
 def _write_file(trajs, output: Path) -> int:
     """All or nothing: written beside the target and renamed into place once complete."""
-    import os
-    import tempfile
-
     from agentrm.errors import InputError
+    from agentrm.files import atomic_open
     from agentrm.traces.io import write_jsonl
 
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or ".")
-        os.close(fd)
+        with atomic_open(output, parents=False) as out:
+            return write_jsonl(trajs, out)
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from None
-    try:
-        n = write_jsonl(trajs, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-        return n
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _write_stdout(trajs) -> int:

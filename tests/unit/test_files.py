@@ -88,3 +88,9 @@ def test_replay_exports_are_readable_by_others(tmp_path):
         os.umask(old)
     assert "done" in (tmp_path / "a.html").read_text()
     assert _mode(tmp_path / "a.html") == _mode(tmp_path / "a.cast") == 0o644
+
+
+def test_parents_false_refuses_a_missing_folder(tmp_path):
+    with pytest.raises(OSError), atomic_open(tmp_path / "missing" / "out.jsonl", parents=False):
+        pass
+    assert not (tmp_path / "missing").exists()
