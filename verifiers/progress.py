@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrm.errors import AgentrmError
+from agentrm.files import atomic_write
 from agentrm.hashing import stable_hash
 from agentrm.protocols import ScoringContext
 from agentrm.types import ExitStatus, Message, Score, Task, Trajectory
@@ -96,10 +97,7 @@ class ProgressScorer(ScorerBase):
         return self._cache
 
     def _save_cache(self) -> None:
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._load_cache()))
-        tmp.replace(self.cache_path)
+        atomic_write(self.cache_path, json.dumps(self._load_cache()))
 
     def key(self, task: Task, prefix: list[Message]) -> str:
         convo = [[m.get("role"), m.get("content"), m.get("tool_calls")] for m in prefix]
