@@ -226,15 +226,25 @@ class RewardServer(ThreadingHTTPServer):
         self.watchdog = _Watchdog()
         self.slots = threading.BoundedSemaphore(limits.max_concurrency)
         self._connections = threading.BoundedSemaphore(limits.max_connections)
+        self._turning_away = threading.BoundedSemaphore(16)
         super().__init__(address, handler)
 
     def process_request(self, request, client_address):
-        if not self._connections.acquire(blocking=False):
+        if self._connections.acquire(blocking=False):
+            return super().process_request(request, client_address)
+        # over the cap: answered 503 off the accept loop, which must never wait on a client
+        if self._turning_away.acquire(blocking=False):
+            threading.Thread(target=self._turn_away, args=(request,), daemon=True).start()
+        else:  # far past every cap: close at once
+            self.shutdown_request(request)
+
+    def _turn_away(self, request) -> None:
+        try:
             _reply(request, 503, "Service Unavailable", {"error": "too many connections"},
                    {"Retry-After": "1"})
             self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
+        finally:
+            self._turning_away.release()
 
     def process_request_thread(self, request, client_address):
         try:
