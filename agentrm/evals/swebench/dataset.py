@@ -169,7 +169,7 @@ def _hub_offline() -> Iterator[None]:
 def hub_cache_dir(name: str) -> Path:
     """Where `datasets` caches the hub dataset `name` (HF_DATASETS_CACHE honoured)."""
     import datasets.config as dconf
-    from datasets.utils.py_utils import camelcase_to_snakecase
+    from datasets.naming import camelcase_to_snakecase
 
     owner, _, dataset = name.rpartition("/")
     return Path(dconf.HF_DATASETS_CACHE) / "___".join(

@@ -47,6 +47,7 @@ COPY repo.bundle /tmp/repo.bundle
 RUN git clone -q --no-checkout /tmp/repo.bundle {workdir} && rm /tmp/repo.bundle \\
  && cd {workdir} && git checkout -q -B main {commit} && git remote remove origin
 WORKDIR {workdir}
+LABEL agentrm.swebench.workdir={workdir}
 RUN {install}
 # whatever the install left untracked (egg-info, build dirs) is not part of anyone's diff
 RUN git ls-files --others --exclude-standard --directory >> .git/info/exclude \\

@@ -19,6 +19,7 @@ from agentrm.evals.swebench.repos import RepoSource
 from agentrm.evals.swebench.specs import EnvSpec, SpecTable, package_parser
 from agentrm.verifiers.tests_verifier import TestSpec
 
+WORKDIR_LABEL = "agentrm.swebench.workdir"
 AGENTRM_LAYOUT = Layout(workdir=images.WORKDIR, activate=(), user="root")
 
 
@@ -141,9 +142,10 @@ def _present(name: str) -> bool:
 
 
 def _is_ours(image: str) -> bool:
-    """agentrm-built images (labelled) keep the repository at /workspace."""
-    from agentrm.sandboxes.engine import LABEL, client
+    """agentrm's instance images say where their repository is (a label); others are laid out
+    like the official ones."""
+    from agentrm.sandboxes.engine import client
 
     labels = client().images.get(image).labels or {}
-    return labels.get(LABEL) == "1"
+    return labels.get(WORKDIR_LABEL) == images.WORKDIR
 
