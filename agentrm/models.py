@@ -14,12 +14,11 @@ import fcntl
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from agentrm.errors import PrerequisiteError
+from agentrm.files import atomic_path
 
 log = logging.getLogger("agentrm.models")
 
@@ -108,14 +107,8 @@ def _converted_smollm2() -> Path:
         if (target / "config.json").is_file():
             return target
         log.info("converting %s to safetensors in %s (once)", gguf.name, target)
-        tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
-        try:
+        with atomic_path(target, directory=True) as tmp:  # readers never see half a model
             _convert_gguf(gguf, tmp)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)  # atomic: readers never see a half-written model
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -54,6 +54,7 @@ def backbone_view(location: Any) -> Path:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    from agentrm.files import atomic_path
     from agentrm.hashing import stable_hash
     from agentrm.models import cache_dir
 
@@ -63,19 +64,16 @@ def backbone_view(location: Any) -> Path:
     target = cache_dir() / "prm-vllm" / key
     if (target / "config.json").exists():
         return target
-    tmp = target.with_name(key + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for item in source.iterdir():
-        if item.suffix != ".safetensors" and item.name != "model.safetensors.index.json":
-            (tmp / item.name).unlink(missing_ok=True)
-            (tmp / item.name).symlink_to(item.resolve())
-    tensors = {}
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            tensors.update({k: handle.get_tensor(k) for k in handle.keys()
-                            if not k.startswith(("v_head.", "value_head."))})
-    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    tmp.rename(target)
+    with atomic_path(target, directory=True) as tmp:
+        for item in source.iterdir():
+            if item.suffix != ".safetensors" and item.name != "model.safetensors.index.json":
+                (tmp / item.name).symlink_to(item.resolve())
+        tensors = {}
+        for file in files:
+            with safe_open(str(file), framework="pt") as handle:
+                tensors.update({k: handle.get_tensor(k) for k in handle.keys()
+                                if not k.startswith(("v_head.", "value_head."))})
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     return target
 
 
