@@ -15,7 +15,6 @@ import pytest
 from agentrm.evals.swebench.dataset import load_instances
 from agentrm.evals.swebench.harness import EvalConfig, evaluate
 from agentrm.evals.swebench.local_official import build_official_style
-from agentrm.evals.swebench.official import image_name
 from agentrm.evals.swebench.repos import RepoSource
 from agentrm.evals.swebench.specs import load_specs
 
