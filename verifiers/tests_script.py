@@ -11,6 +11,8 @@ import shlex
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from agentrm.verifiers import tests_guard
+
 START = ">>>>> Start Test Output"
 END = ">>>>> End Test Output"
 EXIT_TIMEOUT = 124  # GNU timeout's exit status
@@ -65,15 +67,15 @@ for f in {test_files}; do restore "$f"; done
 if [ -s "$D/test.patch" ]; then
   git apply --verbose "$D/test.patch" || {{ echo ">>>>> Test Patch Apply Failed"; return 92; }}
 fi
-echo "{start}"
-timeout -k 5 {timeout} {command} </dev/null
+{guard_setup}echo "{start}"
+{guard_env}timeout -k 5 {timeout} {command} </dev/null
 rc=$?
 echo "{end}"
 echo "{junit_begin} {nonce}"
 [ -f {junit} ] && base64 -w0 {junit}
 echo
 echo "{junit_end} {nonce}"
-return $rc
+{guard_print}return $rc
 }}
 main
 exit $?
@@ -84,13 +86,35 @@ def _words(items: Iterable[str]) -> str:
     return " ".join(shlex.quote(i) for i in items) or ""
 
 
+def uses_junit(spec: Any) -> bool:
+    return not spec.eval_script and "pytest" in (spec.test_cmd or "") and \
+        spec.log_parser.removeprefix("parse_log_") in ("pytest", "pytest_v2")
+
+
+def uses_guard(spec: Any) -> bool:
+    return uses_junit(spec) and tests_guard.applies(spec)
+
+
 def test_command(spec: Any, junit: str) -> str:
-    """The test command: pytest gets junit output, no cache, and the test files appended."""
+    """The test command: pytest gets junit output, no cache, the grading witness (tests_guard)
+    where it applies, and the test files appended."""
     files = spec.test_files if spec.test_files is not None else sorted(touched_paths(spec.test_patch))
     cmd = spec.test_cmd
-    if "pytest" in cmd and spec.log_parser.removeprefix("parse_log_") in ("pytest", "pytest_v2"):
+    if uses_junit(spec):
         cmd += f" -p no:cacheprovider -o junit_family=xunit1 --junitxml={shlex.quote(junit)}"
+    if uses_guard(spec):
+        cmd += f" -p {tests_guard.MODULE}"
     return f"{cmd} {_words(files)}".strip()
+
+
+def _guard_parts(spec: Any, eof: str, nonce: str) -> dict[str, str]:
+    if not uses_guard(spec):
+        return {"guard_setup": "", "guard_env": "", "guard_print": ""}
+    module = f'"$D/{tests_guard.MODULE}.py"'
+    return {"guard_setup": f"cat > {module} <<'{eof}'\n{tests_guard.SOURCE}{eof}\n",
+            "guard_env": 'PYTHONPATH="$D" AGENTRM_GUARD_OUT="$D/guard.json" ',
+            "guard_print": (f'echo "{tests_guard.BEGIN} {nonce}"\n[ -f "$D/guard.json" ] && '
+                            f'base64 -w0 "$D/guard.json"\necho\necho "{tests_guard.END} {nonce}"\n')}
 
 
 def runner_probe(spec: Any) -> str:
@@ -125,7 +149,8 @@ def eval_script(spec: Any, tmp: str, junit: str, reset: Sequence[str], model_pat
         v5_script=_text(spec.eval_script), base=shlex.quote(f"{spec.base_commit}^{{commit}}"),
         reset=_words(reset), test_files=_words(test_files), start=START, end=END,
         timeout=f"{float(spec.timeout):g}", command=command, junit=shlex.quote(junit),
-        junit_begin=JUNIT_BEGIN, junit_end=JUNIT_END, nonce=nonce, probe=runner_probe(spec))
+        junit_begin=JUNIT_BEGIN, junit_end=JUNIT_END, nonce=nonce, probe=runner_probe(spec),
+        **_guard_parts(spec, f"AGENTRM_EOF_{nonce}", nonce))
 
 
 _DIFF_GIT = re.compile(r"^diff --git (\"?a/.+?\"?) (\"?b/.+?\"?)$")
@@ -217,6 +242,9 @@ _RUNNER_REACH = [  # names may be aliased (`import os as _os`), so match attribu
     ("frame_inspection", re.compile(r"\b_getframe\b|\.f_back\b|\.f_locals\b|\bsettrace\b"
                                     r"|\bsetprofile\b|\binspect\.stack\(")),
     ("sys_modules", re.compile(r"\bmodules\[[^\]]+\]\s*=(?!=)|\bmodules\.(?:update|pop)\(")),
+    # hides any of the above from a pattern: code built from strings at run time
+    ("dynamic_code", re.compile(r"(?<![\w.])(?:exec|eval|compile)\s*\(|__import__\s*\(|b64decode|"
+                                r"\bcodecs\.decode\(|\bmarshal\.loads\(")),
 ]
 _RUNNER_FILES = re.compile(r"(?:^|/)(?:conftest\.py|sitecustomize\.py|usercustomize\.py|pytest\.ini"
                            r"|[^/]+\.pth)$")

@@ -32,7 +32,7 @@ from typing import Any
 from agentrm.hashing import stable_hash
 from agentrm.protocols import ScoringContext
 from agentrm.types import Score, Trajectory
-from agentrm.verifiers import log_parsers
+from agentrm.verifiers import log_parsers, tests_guard
 from agentrm.verifiers.base import ScorerBase
 from agentrm.verifiers.tests_script import (
     DEFAULT_PROTECTED,
@@ -47,6 +47,8 @@ from agentrm.verifiers.tests_script import (
     protected_paths,
     suspicious_reasons,
     touched_paths,
+    uses_guard,
+    uses_junit,
 )
 
 log = logging.getLogger("agentrm.verifiers.tests")
@@ -162,7 +164,7 @@ def run_tests(spec: TestSpec, patch: str | None, sandbox_factory: Any = None) ->
     except Exception as exc:  # noqa: BLE001 - any engine failure is an infrastructure error
         log.warning("test run failed in the environment: %s", exc)
         run = TestRun(ERROR, error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    run.suspicious = suspicious
+    run.suspicious = suspicious + run.suspicious  # the patch text, then the run's witness
     run.duration_s = round(time.monotonic() - started, 3)
     return run
 
@@ -193,16 +195,20 @@ def _run_in_sandbox(spec: TestSpec, patch: str, factory: Any) -> TestRun:
         with factory(spec) as sb:
             result = sb.exec(["bash", "-s"], input=script, timeout=spec.timeout + 60, stateless=True)
     output, junit_text = split_junit(result.stdout + (result.stderr or ""), nonce)
+    output, guard_text = split_junit(output, nonce, tests_guard.BEGIN, tests_guard.END)
     run = interpret(spec, output, result.exit_code, bool(result.timed_out),
                     junit_text if _uses_junit(spec) else None, reset)
+    if uses_guard(spec) and START in output:  # the tests ran: the witness should have reported
+        run.suspicious += tests_guard.reasons(guard_text, junit_text is not None)
     run.script = script
     return run
 
 
-def split_junit(output: str, nonce: str) -> tuple[str, str | None]:
-    """Take the junit block bash printed after the tests (the last one carrying this run's
-    nonce) out of the output; return (output without it, junit XML or None)."""
-    begin, end = f"{JUNIT_BEGIN} {nonce}\n", f"\n{JUNIT_END} {nonce}"
+def split_junit(output: str, nonce: str, begin_marker: str = JUNIT_BEGIN,
+                end_marker: str = JUNIT_END) -> tuple[str, str | None]:
+    """Take a block bash printed after the tests (the junit file by default; the last block
+    carrying this run's nonce) out of the output; return (output without it, its text or None)."""
+    begin, end = f"{begin_marker} {nonce}\n", f"\n{end_marker} {nonce}"
     start = output.rfind(begin)
     stop = output.find(end, start + len(begin)) if start >= 0 else -1
     if start < 0 or stop < 0:
@@ -218,8 +224,7 @@ def split_junit(output: str, nonce: str) -> tuple[str, str | None]:
 
 
 def _uses_junit(spec: TestSpec) -> bool:
-    return spec.eval_script is None and spec.log_parser.removeprefix("parse_log_") in (
-        "pytest", "pytest_v2") and "pytest" in spec.test_cmd
+    return uses_junit(spec)
 
 
 def interpret(spec: TestSpec, output: str, exit_code: int, timed_out: bool,
