@@ -44,7 +44,8 @@ def _combined(which: tuple[int, ...]) -> re.Pattern:
 
 
 def _replace(match: re.Match) -> str:
-    return _REPLACEMENT[match.lastgroup]
+    name = match.lastgroup  # every alternative is a named group: never None in practice
+    return _REPLACEMENT[name] if name else match.group(0)
 
 
 def normalise_observation_text(text: str) -> str:
