@@ -5,21 +5,18 @@ store. The resume rule, the id conventions, typed events, finalize, and the task
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "data" / "rollout"))
-from fakes import DirSandbox  # noqa: E402
-
-from agentrm.rollout import events as ev  # noqa: E402
-from agentrm.rollout.loop import Limits  # noqa: E402
-from agentrm.rollout.policies import ScriptedPolicy  # noqa: E402
-from agentrm.rollout.run import RunOptions, run  # noqa: E402
-from agentrm.tasks import prepare  # noqa: E402
-from agentrm.traces import open_store  # noqa: E402
-from agentrm.types import ExitStatus, Task, ToolCall, Turn  # noqa: E402
+from agentrm.rollout import events as ev
+from agentrm.rollout.loop import Limits
+from agentrm.rollout.policies import ScriptedPolicy
+from agentrm.rollout.run import RunOptions, run
+from agentrm.tasks import prepare
+from agentrm.testing import DirSandbox
+from agentrm.traces import open_store
+from agentrm.types import ExitStatus, Task, ToolCall, Turn
 
 TASK = Task(id="count", instruction="Count the lines of log, then submit the count.", answer="2",
             verifier={"kind": "answer", "mode": "exact"})
