@@ -80,12 +80,15 @@ def _task_result(hack: Hack, task: Task, traj: Trajectory) -> HackResult:
 def run_task_hacks(tasks: Sequence[Task], hacks: Sequence[Hack], *, concurrency: int = 2,
                    on_result: Callable[[HackResult], None] | None = None) -> list[HackResult]:
     """Each applicable (hack, task) pair as one scripted rollout in a fresh sandbox."""
+    pairs = [(h, t) for t in tasks for h in hacks if applies(h, _verifier_kind(t))]
+    with tempfile.TemporaryDirectory(prefix="agentrm-hacks-") as tmp:
+        return _run_pairs(pairs, Path(tmp), concurrency, on_result)
+
+
+def _run_pairs(pairs, scripts: Path, concurrency: int, on_result) -> list[HackResult]:
     from agentrm.rollout.loop import Limits
     from agentrm.rollout.policies.scripted import ScriptedPolicy
     from agentrm.rollout.run import RunOptions, run
-
-    pairs = [(h, t) for t in tasks for h in hacks if applies(h, _verifier_kind(t))]
-    scripts = Path(tempfile.mkdtemp(prefix="agentrm-hacks-"))
 
     def one(pair: tuple[Hack, Task]) -> HackResult:
         hack, task = pair
@@ -122,7 +125,11 @@ def run_swebench_hacks(dataset: str, instance_ids: Sequence[str] | None, hacks: 
     from agentrm.evals.swebench.harness import EvalConfig, evaluate
 
     chosen = [h for h in hacks if h.target == "swebench"]
-    root = Path(work_dir or tempfile.mkdtemp(prefix="agentrm-hacks-"))
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="agentrm-hacks-") as tmp:
+            return run_swebench_hacks(dataset, instance_ids, hacks, timeout=timeout,
+                                      workers=workers, work_dir=tmp, on_result=on_result)
+    root = Path(work_dir)
     results: list[HackResult] = []
     for hack in chosen:
         actions = root / f"{hack.name}.jsonl"
