@@ -120,5 +120,16 @@ advantages = sa.Table(
                         name="uq_advantages_key"),
 )
 
-HEAD_REVISION = "0001_initial"
+# One row per run id while a process drives it; the holder refreshes `heartbeat_at`, and a row
+# whose heartbeat is older than the lease's ttl may be taken over (see traces/lease.py).
+run_leases = sa.Table(
+    "run_leases", metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("acquired_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+    sa.Column("ttl_s", sa.Float, nullable=False),
+)
+
+HEAD_REVISION = "0002_run_lease"
 """The newest migration; open_store skips Alembic entirely when the database is already here."""
