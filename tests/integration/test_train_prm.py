@@ -179,3 +179,47 @@ def test_trained_prm_runs_on_vllm_like_transformers(vllm_module, db, tmp_path):
     assert len(rows) == 64
     for r in rows:
         assert r["value"] == pytest.approx(hf[(r["trajectory_id"], r["turn_index"])], abs=1e-4)
+
+
+@pytest.mark.docker
+@pytest.mark.model
+def test_train_prm_mc_labels_from_branch_rollouts(docker_client, cli, tmp_path):
+    """--labels mc: K branches of the prover from each sandbox snapshot; a turn is good when its
+    branches succeed. The prover submits at once, so a branch succeeds exactly when the state it
+    was forked from already passes the task's check."""
+    from agentrm.traces import open_store
+    from agentrm.types import Task, Trajectory, Turn
+    from agentrm.verifiers.prm_tiny import build_tiny_prm
+
+    task = Task("state42", "Write 42 to /workspace/state, then submit.",
+                verifier={"kind": "command", "command": "test \"$(cat /workspace/state)\" = 42"})
+
+    def bash(i, cmd):
+        return {"role": "assistant", "content": f"step {i}", "tool_calls": [{"id": f"c{i}", "type": "function",
+                "function": {"name": "bash", "arguments": json.dumps({"command": cmd})}}]}
+
+    actions = [bash(0, "echo 41 > /workspace/state"), bash(1, "echo 42 > /workspace/state"), bash(2, "ls /workspace")]
+    turns, obs = [], [{"role": "system", "content": "sys"}, {"role": "user", "content": task.instruction}]
+    for i, action in enumerate(actions):
+        turns.append(Turn(i, obs, action))
+        obs = [{"role": "tool", "tool_call_id": f"c{i}", "content": ""}]
+    turns.append(Turn(3, obs, {"role": "assistant", "content": "done", "tool_calls": [
+        {"id": "s", "type": "function", "function": {"name": "submit", "arguments": "{}"}}]}))
+    traj = Trajectory("m1", task.id, "g", turns=turns, exit_status=ExitStatus.SUBMITTED, reward=1.0, run_id="r1")
+    url = f"sqlite:///{tmp_path / 'mc.db'}"
+    store = open_store(url)
+    store.upsert_task(task)
+    store.import_trajectories([traj], run_id="r1")
+    store.close()
+    prover = tmp_path / "prover.jsonl"
+    prover.write_text((json.dumps({"tool": "submit", "args": {}}) + "\n") * 8)  # one per step index
+    base = build_tiny_prm(tmp_path / "base", "token-cls")
+    res = cli("train", "prm", "--db", url, "--run", "r1", "--labels", "mc", "--branches", "1",
+              "--prover", f"scripted:{prover}", "--base", str(base), "-o", str(tmp_path / "prm"),
+              "--epochs", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    row = json.loads((tmp_path / "prm" / "stepwise.jsonl").read_text())
+    # V(h_1) = 0 (state 41), V(h_2) = V(h_3) = 1 (state 42), V(h_4) = the outcome 1
+    assert row["labels"] == [False, True, True, True]
+    stored = open_store(url).get_scores(scorer="progress")
+    assert sorted(s.details["value_after"]["value"] for s in stored) == [0.0, 1.0, 1.0, 1.0]
