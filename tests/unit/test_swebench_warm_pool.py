@@ -85,3 +85,14 @@ def test_close_removes_sandboxes_never_handed_out():
 def test_size_must_be_positive():
     with pytest.raises(InputError, match="warm pool size"):
         WarmPool(size=0)
+
+
+def test_sandboxes_that_waited_too_long_are_replaced():
+    maker = Maker()
+    config = SandboxConfig(image="img:a")
+    with WarmPool(size=1, make=maker, max_idle_s=0.05) as pool:
+        pool.expect(config)
+        wait_for(lambda: len(maker.made) == 1)
+        time.sleep(0.1)  # its wall clock ran while it waited
+        box = pool(config)
+        assert maker.made[0].closed and box is not maker.made[0] and pool.misses == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,12 +44,14 @@ def config_key(config: Any) -> str:
 class WarmPool:
     """SandboxFactory with sandboxes started ahead of demand (see the module docstring)."""
 
-    def __init__(self, size: int = 2, make: Callable[[Any], Any] | None = None):
+    def __init__(self, size: int = 2, make: Callable[[Any], Any] | None = None,
+                 max_idle_s: float = 300.0):
         if size < 1:
             from agentrm.errors import InputError
 
             raise InputError(f"warm pool size must be >= 1, got {size}")
         self.size = size
+        self.max_idle_s = max_idle_s  # a sandbox's wall clock runs while it waits: older ones go
         self._make = make or _docker_sandbox
         self._lock = threading.RLock()  # a start that finishes at once calls back under it
         self._ready: dict[str, deque[Any]] = {}
@@ -61,9 +64,15 @@ class WarmPool:
     # -- SandboxFactory ------------------------------------------------------------------
     def __call__(self, config: Any) -> Any:
         key = config_key(config)
+        stale = []
         with self._lock:
             ready = self._ready.get(key)
-            box = ready.popleft() if ready else None
+            box = None
+            while ready and box is None:
+                box, since = ready.popleft()
+                if time.monotonic() - since > self.max_idle_s:
+                    stale.append(box)
+                    box = None
             future = None
             if box is None and self._starting.get(key):
                 future = self._starting[key].popleft()
@@ -71,6 +80,8 @@ class WarmPool:
                 self._drop_upcoming(key)
             kind = "hits" if box is not None else "waits" if future is not None else "misses"
             setattr(self, kind, getattr(self, kind) + 1)
+        for old in stale:
+            _close(old)
         self._fill()
         if box is not None:
             return box
@@ -111,7 +122,7 @@ class WarmPool:
             if self._closed:
                 _close(future.result())
                 return
-            self._ready.setdefault(key, deque()).append(future.result())
+            self._ready.setdefault(key, deque()).append((future.result(), time.monotonic()))
         self._fill()
 
     def _claim(self, future: Future) -> Any:
@@ -130,7 +141,7 @@ class WarmPool:
         with self._lock:
             self._closed = True
             self._upcoming.clear()
-            boxes = [b for q in self._ready.values() for b in q]
+            boxes = [b for q in self._ready.values() for b, _ in q]
             self._ready.clear()
         for box in boxes:
             _close(box)
