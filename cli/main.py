@@ -118,6 +118,11 @@ def main() -> None:
             err_console.print("interrupted")
             sys.exit(130)
         if isinstance(exc, _click_exceptions()):
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is the answer (rich: printed)
+                text = exc.format_message()  # type: ignore[attr-defined]
+                if text.strip():
+                    err_console.print(text, markup=False, highlight=False)
+                sys.exit(exc.exit_code)  # type: ignore[attr-defined]
             fail(_usage_line(exc), exc.exit_code)  # type: ignore[attr-defined]
         if _is_database_error(exc):  # e.g. writing to a read-only database file
             reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]

@@ -104,3 +104,9 @@ def test_sandbox_run_neutralises_escapes(cli, docker_client):
     assert shown.stdout == "ab c d\n"
     raw = cli("sandbox", "run", "--raw", "--", command)
     assert "\x1b]0;pwned\x07" in raw.stdout  # --raw passes bytes through
+
+
+def test_no_arguments_shows_help_without_an_error_line(cli):
+    shown = cli("traces")
+    assert shown.returncode == 2
+    assert "Usage" in shown.stdout + shown.stderr and "error:" not in shown.stderr
