@@ -26,6 +26,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+BASELINES = ("trajectory", "first_row", "step")
+
+
 @dataclass(frozen=True)
 class AdvantageConfig:
     """Conventions of one advantage computation. None = the estimator's default."""
@@ -37,7 +40,10 @@ class AdvantageConfig:
     std: str | None = option(None, "sample (σ₁, ddof=1) | population (σ₀, ddof=0).")
     eps: float | None = option(None, "ε added to σ.")
     eps_var: float | None = option(None, "ε' inside the root: σ = sqrt(var + ε').")
-    baseline: str = option("trajectory", "Episode pool: one entry per trajectory | per step row.")
+    baseline: str = option(
+        "trajectory", "Episode pool: trajectory (one entry per trajectory: the mean of its rows' "
+        "penalised scores) | first_row (one per trajectory: its first row's penalised score, "
+        "verl-agent's older per-trajectory mode) | step (one per step row, verl-agent's current).")
     anchor: str = option("exact", "Anchor states: exact | similar:T (difflib ratio ≥ T).")
     invalid_penalty: float | None = option(None, "Subtracted for rows with valid=false.")
     penalty_placement: str = option("row", "row (per row, undiscounted; the reference) | reward (fold into r_t).")
@@ -61,7 +67,7 @@ class AdvantageConfig:
         checks = [
             (self.norm in ("mean", "mean_std"), f"--norm {self.norm!r}: use mean or mean_std"),
             (self.std in ("sample", "population"), f"std {self.std!r}: use sample or population"),
-            (self.baseline in ("trajectory", "step"), f"--baseline {self.baseline!r}: use trajectory or step"),
+            (self.baseline in BASELINES, f"--baseline {self.baseline!r}: use {', '.join(BASELINES)}"),
             (self.penalty_placement in ("row", "reward"),
              f"penalty placement {self.penalty_placement!r}: use row or reward"),
             (self.igpo_norm in ("separate", "joint"), f"IGPO norm {self.igpo_norm!r}: use separate or joint"),

@@ -33,10 +33,16 @@ def episode_pool(score: np.ndarray, lay: Layout, cfg: AdvantageConfig):
     own entry (§3.3).
 
     "step": every step row is an entry (verl-agent since 2025-06). "trajectory": one entry per
-    trajectory, the mean of its rows' scores (= R(τ) minus its mean penalty; order-free, where
-    the reference took the first row it saw)."""
+    trajectory, the mean of its rows' scores (= R(τ) minus its mean penalty). "first_row": one
+    entry per trajectory, the penalised score of its first step row — verl-agent's older
+    per-trajectory mode, which keeps the first row it meets (rows arrive in step order). The
+    two differ only when a trajectory's rows carry different penalties."""
     if cfg.baseline == "step":
         codes, values = lay.uid, score
+    elif cfg.baseline == "first_row":
+        starts = np.cumsum(lay.length) - lay.length
+        values = score[lay.order[starts]]
+        codes = lay.traj_uid
     else:
         values = lay.traj_sum(score) / lay.length
         codes = lay.traj_uid
