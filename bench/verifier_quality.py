@@ -216,10 +216,12 @@ def train(store, url: str, trajs, train_groups, args) -> Path:
     labels = labels_from_progress(scores, 0.5) | labels_from_outcome([t for t in chosen if _kind(t) == "swe"], 1.0)
     items = [got for t in chosen if t.id in labels and (got := labelled(t, labels[t.id]))]
     t0 = time.time()
-    summary = train_prm(items, out, PRMTrainConfig(base="smollm2", labels="progress", epochs=args.epochs,
-                                                   lr=2e-5, head_lr=1e-3, batch_size=2, max_length=1024))
+    cfg = PRMTrainConfig(base="smollm2", labels="progress", epochs=args.epochs, lr=2e-5,
+                         head_lr=1e-3, batch_size=2, max_length=1024, freeze_backbone=not args.full_finetune)
+    summary = train_prm(items, out, cfg)
     print(f"  trained PRM on {summary['trajectories']} trajectories / {summary['steps']} steps "
-          f"({summary['good_steps']} good) in {time.time() - t0:.0f}s; losses {summary['losses']}")
+          f"({summary['good_steps']} good) in {time.time() - t0:.0f}s; loss {summary['losses'][0]:.3f} → "
+          f"{summary['losses'][-1]:.3f} ({'head only' if cfg.freeze_backbone else 'full'})")
     return out
 
 
@@ -230,7 +232,8 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=6)
     ap.add_argument("--swe-group", type=int, default=4)
     ap.add_argument("--branches", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=300, help="head epochs (or full epochs with --full-finetune)")
+    ap.add_argument("--full-finetune", action="store_true", help="train the backbone too (slow on a busy CPU)")
     ap.add_argument("--audit", type=int, default=12, help="trajectories in the audit")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)

@@ -37,6 +37,8 @@ def prm(
     batch_size: Annotated[int, Opt(min=1)] = 4,
     max_length: Annotated[int, Opt(min=16, help="Tokens per trajectory (left-truncated).")] = 1024,
     seed: Annotated[int, Opt()] = 0,
+    freeze_backbone: Annotated[bool, Opt("--freeze-backbone", help="Train the head only (hidden states "
+                                                                   "computed once; fast on a CPU).")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -48,7 +50,8 @@ def prm(
 
     source = "progress" if labels == "mc" else labels
     cfg = PRMTrainConfig(base=base, labels=source, min_share=min_share, epochs=epochs, lr=lr,
-                         head_lr=head_lr, batch_size=batch_size, max_length=max_length, seed=seed)
+                         head_lr=head_lr, batch_size=batch_size, max_length=max_length, seed=seed,
+                         freeze_backbone=freeze_backbone)
     store, trajs, scores = load_run(db, run)
     if labels == "mc":
         scores = _branch_values(store, trajs, db_url(db), branches, prover) + list(scores)
@@ -57,7 +60,7 @@ def prm(
     with progress() as bar:
         task = bar.add_task("training", total=None)
         summary = train_prm(items, out, cfg, on_step=lambda s, n, loss: bar.update(
-            task, completed=s, total=n, description=f"training (loss {loss:.3f})"))
+            task, completed=s, total=n, description=f"training (loss {loss:.3f})" if loss == loss else "hidden states"))
     if as_json:
         return print_json(summary)
     rows = [[e + 1, f"{loss:.4f}"] for e, loss in enumerate(summary["losses"])]

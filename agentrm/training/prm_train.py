@@ -46,6 +46,7 @@ class PRMTrainConfig:
     batch_size: int = 4
     max_length: int = 1024
     seed: int = 0
+    freeze_backbone: bool = False  # train the head only, on hidden states computed once
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -152,7 +153,8 @@ def train_prm(items: Sequence[tuple[Trajectory, list[bool]]], out_dir: Path, cfg
     random.Random(cfg.seed).shuffle(items := list(items))
     model, tokenizer, sep_id = build(cfg.base, cfg.seed)
     data = encode(items, tokenizer, sep_id, prm_config(cfg.base, cfg.max_length))
-    losses = train_loop(model, data, cfg, tokenizer.pad_token_id or 0, on_step)
+    loop = head_loop if cfg.freeze_backbone else train_loop
+    losses = loop(model, data, cfg, tokenizer.pad_token_id or 0, on_step)
     out_dir.mkdir(parents=True, exist_ok=True)
     save(model, tokenizer, out_dir)
     rows = stepwise_rows(items)
@@ -236,6 +238,35 @@ def train_loop(model: _PRM, data: list[tuple[list[int], list[int]]], cfg: PRMTra
                 on_step(step, total, epoch[-1])
         losses.append(sum(epoch) / len(epoch))
     model.backbone.eval()
+    return losses
+
+
+def head_loop(model: _PRM, data: list[tuple[list[int], list[int]]], cfg: PRMTrainConfig, pad_id: int,
+              on_step: Callable[[int, int, float], None] | None = None) -> list[float]:
+    """Frozen backbone: one no-grad pass per trajectory collects the hidden states at the
+    separators, then `epochs` full-batch AdamW steps fit the head on them (cheap on a CPU)."""
+    import torch
+
+    feats, labels = [], []
+    with torch.no_grad():
+        for i, (ids, target) in enumerate(data):
+            hidden = model.backbone(input_ids=torch.tensor([ids])).last_hidden_state[0]
+            at = [k for k, v in enumerate(target) if v != IGNORE]
+            feats.append(hidden[at])
+            labels.extend(target[k] for k in at)
+            if on_step is not None:
+                on_step(i + 1, len(data) + cfg.epochs, float("nan"))
+    x, y = torch.cat(feats), torch.tensor(labels)
+    opt = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr)
+    losses = []
+    for e in range(cfg.epochs):
+        loss = torch.nn.functional.cross_entropy(model.head(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(len(data) + e + 1, len(data) + cfg.epochs, losses[-1])
     return losses
 
 

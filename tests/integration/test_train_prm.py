@@ -223,3 +223,30 @@ def test_train_prm_mc_labels_from_branch_rollouts(docker_client, cli, tmp_path):
     assert row["labels"] == [False, True, True, True]
     stored = open_store(url).get_scores(scorer="progress")
     assert sorted(s.details["value_after"]["value"] for s in stored) == [0.0, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.model
+def test_frozen_backbone_trains_only_the_head(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from safetensors.torch import load_file
+
+    from agentrm.training.prm_train import train_prm
+    from agentrm.verifiers.prm import make_scorer
+    from agentrm.verifiers.prm_tiny import build_tiny_prm
+
+    base = build_tiny_prm(tmp_path / "base", "token-cls", seed=2)
+    trajs = _trajs()
+    labels = labels_from_progress(progress_rows(trajs), 0.5)
+    out = tmp_path / "prm"
+    summary = train_prm([labelled(t, labels[t.id]) for t in trajs], out,
+                        PRMTrainConfig(base=str(base), epochs=200, head_lr=1e-2, freeze_backbone=True))
+    assert summary["losses"][-1] < 0.5 * summary["losses"][0]
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    for name, tensor in before.items():
+        if name.startswith("model."):
+            assert torch.equal(tensor, after[name]), name  # the backbone is untouched
+    rows = make_scorer(model=str(out), style="token-cls").score(trajs)
+    scored = {(r.trajectory_id, r.turn_index): r.value for r in rows if r.turn_index is not None}
+    ys = [int(good(turn)) for t in trajs for turn in t.turns]
+    assert roc_auc([scored[(t.id, k)] for t in trajs for k in range(4)], ys) > 0.9
