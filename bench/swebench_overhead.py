@@ -30,7 +30,15 @@ from agentrm.verifiers.tests_verifier import run_tests
 
 
 def baseline_script(spec, patch: str) -> str:
+    """The same test command without agentrm's grading witness plugin (it lives in the
+    grader's script only)."""
     cmd = test_command(spec, "/tmp/junit.xml")
+    try:
+        from agentrm.verifiers.tests_guard import MODULE
+
+        cmd = cmd.replace(f" -p {MODULE}", "")
+    except ImportError:  # a verifier without the witness
+        pass
     return (f"set -e\ncd {spec.workdir}\n"
             f"git apply - <<'AGENTRM_GOLD'\n{patch}AGENTRM_GOLD\n"
             f"git apply - <<'AGENTRM_TEST'\n{spec.test_patch}AGENTRM_TEST\n"
