@@ -194,7 +194,9 @@ def test_too_many_connections_get_503_not_a_reset(strict):
     srv = strict(max_connections=2, header_timeout=30)
     idle = [socket.create_connection(("127.0.0.1", srv.server_port), timeout=30) for _ in range(2)]
     try:
-        time.sleep(0.3)  # both accepted and waiting for their headers
+        deadline = time.monotonic() + 60
+        while srv._connections._value > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until both are accepted and waiting for their headers
         answer = raw(srv.server_port, b"GET /health HTTP/1.0\r\n\r\n")
         assert status_of(answer) == 503 and b"too many connections" in answer
     finally:
