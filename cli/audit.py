@@ -36,7 +36,7 @@ def hacks(
     instance: Annotated[list[str] | None, typer.Option("--instance", help="An instance id of --dataset; repeat for several.")] = None,
     hack: Annotated[list[str] | None, typer.Option("--hack", help="Only this hack; repeat for several (default: all).")] = None,
     timeout: Annotated[float, typer.Option(min=5, help="Seconds for each SWE-bench test run.")] = 60.0,
-    concurrency: Annotated[int, typer.Option(min=1, help="Task rollouts at a time.")] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, help="Rollouts (tasks) or instances (SWE-bench) at a time.")] = 2,
     list_only: Annotated[bool, typer.Option("--list", help="List the corpus and exit.")] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -77,7 +77,8 @@ def hacks(
         if task_list:
             results += run_task_hacks(task_list, chosen, concurrency=concurrency, on_result=done)
         if dataset:
-            results += run_swebench_hacks(dataset, instance, chosen, timeout=timeout, on_result=done)
+            results += run_swebench_hacks(dataset, instance, chosen, timeout=timeout,
+                                          workers=concurrency, on_result=done)
     _show(results, json_out)
     if not all(r.passed for r in results):
         raise typer.Exit(1)
