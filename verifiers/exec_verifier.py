@@ -64,14 +64,12 @@ def program_of(answer: str) -> str:
 
 class TaskLookup:
     """Tasks by id for scorers that need more than the trajectory (image, setup, verifier spec):
-    from a list/dict of Tasks, a tasks file (`-o tasks=FILE`), the scoring context's store, or
-    another trace store (`-o db=URL`, opened once)."""
+    from a list/dict of Tasks, a tasks file (`-o tasks=FILE`) or the scoring context's store."""
 
-    def __init__(self, tasks: Any = None, db: str | None = None):
-        self.source, self.db = tasks, db
+    def __init__(self, tasks: Any = None):
+        self.source = tasks
         self.store: Any = None  # the ScoringContext's store, set per score() call
         self._tasks: dict[str, Task] | None = None
-        self._db_store: Any = None
 
     def get(self, task_id: str) -> Task | None:
         if self._tasks is None:
@@ -85,10 +83,7 @@ class TaskLookup:
             else:
                 self._tasks = {}
         if task_id not in self._tasks:
-            if self.db and self._db_store is None:
-                from agentrm.traces import open_store
-                self._db_store = open_store(self.db)
-            for store in (self.store, self._db_store):
+            for store in (self.store,):
                 if store is None:
                     continue
                 try:
@@ -107,12 +102,12 @@ class ExecVerifier(ScorerBase):
                  expected: str | None = None, stdin: str | None = None, cases: list | None = None,
                  compare: str | None = None, abs_tol: float | None = None, rel_tol: float | None = None,
                  timeout: float | None = None, image: str | None = None, tasks: Any = None,
-                 db: str | None = None, sandbox_factory: Any = None):
+                 sandbox_factory: Any = None):
         given = dict(source=source, command=command, path=path, expected=expected, stdin=stdin, cases=cases,
                      compare=compare, abs_tol=abs_tol, rel_tol=rel_tol, timeout=timeout, image=image)
         self.options = {k: v for k, v in given.items() if v is not None}
         self._check(self.options, "scorer options")
-        self._lookup = TaskLookup(tasks, db)
+        self._lookup = TaskLookup(tasks)
         self.sandbox_factory = sandbox_factory
 
     def config(self) -> dict[str, Any]:
@@ -189,9 +184,12 @@ class ExecVerifier(ScorerBase):
     def _sandbox(self, spec: dict[str, Any], task: Task | None):
         if self.sandbox_factory is not None:
             return self.sandbox_factory(spec, task)
-        from agentrm.sandboxes import DockerSandbox, SandboxConfig
+        from agentrm.sandboxes import SandboxConfig
+        make = getattr(self, "_context_factory", None)
+        if make is None:  # the caller's business (pipeline.default_context gives Docker)
+            from agentrm.errors import PrerequisiteError
+            raise PrerequisiteError("the exec verifier needs a sandbox factory in its ScoringContext")
         image = spec.get("image") or (task.image if task else None)
-        make = getattr(self, "_context_factory", None) or DockerSandbox
         return make(SandboxConfig(image=image, network=False, wall_clock_s=600))
 
     def _run(self, spec: dict[str, Any], task: Task | None, source: str, work: str, cases: list) -> list | str:

@@ -61,7 +61,7 @@ class ProgressScorer(ScorerBase):
 
     def __init__(self, prover: str | None = None, branches: int = 4, branch_turns: int = 8,
                  success_threshold: float = 1.0, max_branches: int | None = None, tasks: Any = None,
-                 db: str | None = None, cache: str | None = None, command_timeout: float = 30.0,
+                 cache: str | None = None, command_timeout: float = 30.0,
                  prover_policy: Any = None):
         if int(branches) < 1:
             from agentrm.errors import InputError
@@ -70,7 +70,7 @@ class ProgressScorer(ScorerBase):
         self.branches, self.branch_turns = int(branches), int(branch_turns)
         self.success_threshold, self.command_timeout = float(success_threshold), float(command_timeout)
         self.max_branches = int(max_branches) if max_branches is not None else None
-        self._lookup = TaskLookup(tasks, db)
+        self._lookup = TaskLookup(tasks)
         self._policy = prover_policy
         self.cache_path = Path(cache) if cache else _default_cache()
         self._cache: dict[str, dict[str, Any]] | None = None
@@ -106,6 +106,7 @@ class ProgressScorer(ScorerBase):
     # -- scoring -------------------------------------------------------------------------------
     def score(self, trajectories: Sequence[Trajectory], context: ScoringContext | None = None) -> list[Score]:
         out: list[Score] = []
+        self._lookup.store = context.store if context is not None else None
         for traj in trajectories:
             out.extend(self.score_one(traj, context))
         self._save_cache()
@@ -116,7 +117,7 @@ class ProgressScorer(ScorerBase):
             return [abstention]
         task = self._lookup.get(traj.task_id)
         if task is None:
-            return [self.trajectory_score(traj.id, None, abstain=f"task {traj.task_id!r} unknown (-o tasks=FILE or -o db=URL)")]
+            return [self.trajectory_score(traj.id, None, abstain=f"task {traj.task_id!r} unknown (-o tasks=FILE, or score a stored run)")]
         if not traj.turns:
             return [self.trajectory_score(traj.id, None, abstain="no turns")]
         try:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from agentrm.protocols import ScoringContext
+from agentrm.sandboxes import DockerSandbox
 from agentrm.types import ExitStatus, ScoreLevel, Task, Trajectory, Turn
 from agentrm.verifiers.exec_verifier import ExecVerifier, outputs_match, program_of
 from agentrm.verifiers.registry import make_scorer
 
+CTX = ScoringContext(sandbox_factory=DockerSandbox)
 SUM = "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))\n"
 
 
@@ -42,7 +45,7 @@ def test_program_cases_and_registry(docker_client):
     crash = traj("raise SystemExit(3)", tid="crash")
     sleepy = traj("import time; time.sleep(30)", tid="slow")
     scorer.options["timeout"] = 3
-    rows = {s.trajectory_id: s for s in scorer.score([good, hard_coded, crash, sleepy])}
+    rows = {s.trajectory_id: s for s in scorer.score([good, hard_coded, crash, sleepy], CTX)}
     assert rows["good"].value == 1.0 and rows["good"].level == ScoreLevel.TRAJECTORY
     assert rows["hard"].value == pytest.approx(2 / 3)  # hard-coded output fails the third case
     assert rows["crash"].value == 0.0 and rows["crash"].details["cases"][0]["exit_code"] == 3
@@ -56,21 +59,26 @@ def test_command_and_patch_sources_with_task_spec(docker_client):
     patch = ("--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-print(41)\n+print(42)\n")
     scorer = ExecVerifier(tasks=[task])
     fixed, broken = traj(submission=patch, tid="fixed", task_id="t1"), traj(submission="garbage", tid="broken", task_id="t1")
-    rows = {s.trajectory_id: s for s in scorer.score([fixed, broken])}
+    rows = {s.trajectory_id: s for s in scorer.score([fixed, broken], CTX)}
     assert rows["fixed"].value == 1.0, rows["fixed"].details
     assert rows["broken"].value == 0.0 and "patch" in rows["broken"].details["reason"]
-    cmd = ExecVerifier(source="command", compare="numeric").score([traj("echo $((6*7)).0", truth="42")])
+    cmd = ExecVerifier(source="command", compare="numeric").score([traj("echo $((6*7)).0", truth="42")], CTX)
     assert cmd[0].value == 1.0
 
 
 @pytest.mark.docker
 def test_infrastructure_failure_is_none(docker_client):
     scorer = ExecVerifier(image="agentrm/does-not-exist:never", expected="1")
-    (row,) = scorer.score([traj("print(1)")])
+    (row,) = scorer.score([traj("print(1)")], CTX)
     assert row.value is None and row.details["failure"] == "infrastructure"
 
 
 def test_abstain_and_nothing_to_run():
     scorer = ExecVerifier()
-    assert scorer.score([traj("print(1)")])[0].value is None  # no expected output: abstain
-    assert ExecVerifier(expected="1").score([traj(None)])[0].value == 0.0  # no program: the model's 0
+    assert scorer.score([traj("print(1)")], CTX)[0].value is None  # no expected output: abstain
+    assert ExecVerifier(expected="1").score([traj(None)], CTX)[0].value == 0.0  # no program: the model's 0
+
+
+def test_without_a_sandbox_factory_the_verifier_abstains():
+    (row,) = ExecVerifier(expected="1").score([traj("print(1)")], ScoringContext())
+    assert row.value is None and row.details["failure"] == "infrastructure"
