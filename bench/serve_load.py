@@ -7,6 +7,7 @@ one 56 MiB /score body (a trajectory with one huge tool output) started early in
 Prints p50/p99/max of the small requests in both runs and the ratio of their p99s (goal ≤ 2).
 
     python3 bench/serve_load.py [--small 199] [--clients 4] [--big-mib 56] [--rounds 3]
+                                [--large-body-mb 4]   (0: everything in one process, for contrast)
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, large_body_mb: float) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "agentrm.cli.main", "serve", "--scorer",
-                             "answer?mode=numeric", "--port", str(port)],
+                             "answer?mode=numeric", "--port", str(port),
+                             "--large-body-mb", str(large_body_mb)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -117,9 +119,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--big-mib", type=float, default=56.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--large-body-mb", type=float, default=4.0)
     args = ap.parse_args()
     port = free_port()
-    proc = start_server(port)
+    proc = start_server(port, args.large_body_mb)
     big = big_body(args.big_mib)
     try:
         run(port, 40, args.clients, None)  # warm-up
