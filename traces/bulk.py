@@ -59,11 +59,18 @@ def _turn_tuple(traj_id: str, t: Turn) -> tuple:
     # orjson writes NaN/inf as null; log-probs can be -inf, so those keep json's spelling
     logprobs = None if t.logprobs is None else (
         dumps(t.logprobs) if _finite(t.logprobs) else json.dumps(t.logprobs))
+    tok = t.tokens
     return (traj_id, t.index, dumps(t.observation), dumps(t.assistant),
             t.anchor_key or anchor_key(t.observation),
             _results_json(t.tool_results) if t.tool_results else None,
             t.prompt_tokens, t.completion_tokens, logprobs, t.started_at, t.duration_s,
-            1 if t.valid else 0, dumps(t.metadata) if t.metadata else None)
+            1 if t.valid else 0, dumps(t.metadata) if t.metadata else None,
+            *(_NO_TOKENS if tok is None else (
+                tok.prefix_len, dumps(tok.prompt_ids), dumps(tok.completion_ids),
+                tok.tokenizer or None, tok.template_hash or None, tok.prompt_hash or None)))
+
+
+_NO_TOKENS = (None,) * len(R.TOKEN_COLS)
 
 
 def _traj_tuple(row: dict[str, Any]) -> tuple:
@@ -78,7 +85,8 @@ def _sql(table: str, cols: list[str], tail: str = "") -> str:
 _TRAJ_UPSERT = _sql("trajectories", TRAJ_COLS, " ON CONFLICT (id) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in TRAJ_COLS if c not in ("id", "started_at")))
 _TURN_INSERT = _sql("turns", TURN_COLS)
-assert len(TURN_COLS) == 13, "update _turn_tuple with the turns table"
+assert len(TURN_COLS) == 13 + len(R.TOKEN_COLS) and TURN_COLS[13:] == list(R.TOKEN_COLS), \
+    "update _turn_tuple with the turns table"
 
 
 def _chunks(items: Iterable[Trajectory], size: int) -> Iterator[list[Trajectory]]:

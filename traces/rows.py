@@ -13,6 +13,7 @@ from agentrm.types import (
     Score,
     ScoreLevel,
     Task,
+    TokenTrace,
     ToolResult,
     Trajectory,
     Turn,
@@ -52,7 +53,29 @@ def turn_row(trajectory_id: str, turn: Turn) -> dict[str, Any]:
         "duration_s": turn.duration_s,
         "valid": bool(turn.valid),
         "metadata": turn.metadata or None,
+        **token_columns(turn.tokens),
     }
+
+
+TOKEN_COLS = ("prompt_prefix_len", "prompt_ids", "completion_ids", "tokenizer", "template_hash",
+              "prompt_hash")
+
+
+def token_columns(tok: TokenTrace | None) -> dict[str, Any]:
+    """The turn's TokenTrace as columns (all NULL for a text-only turn)."""
+    if tok is None:
+        return dict.fromkeys(TOKEN_COLS)
+    return {"prompt_prefix_len": tok.prefix_len, "prompt_ids": list(tok.prompt_ids),
+            "completion_ids": list(tok.completion_ids), "tokenizer": tok.tokenizer or None,
+            "template_hash": tok.template_hash or None, "prompt_hash": tok.prompt_hash or None}
+
+
+def token_trace_from_row(m: Any) -> TokenTrace | None:
+    if m.get("completion_ids") is None:
+        return None
+    return TokenTrace(prompt_ids=list(m["prompt_ids"] or []), completion_ids=list(m["completion_ids"]),
+                      prefix_len=int(m["prompt_prefix_len"] or 0), tokenizer=m["tokenizer"] or "",
+                      template_hash=m["template_hash"] or "", prompt_hash=m["prompt_hash"] or "")
 
 
 def turn_from_row(row: Any) -> Turn:
@@ -64,6 +87,7 @@ def turn_from_row(row: Any) -> Turn:
         prompt_tokens=m["prompt_tokens"], completion_tokens=m["completion_tokens"],
         logprobs=m["logprobs"], started_at=m["started_at"], duration_s=m["duration_s"],
         valid=bool(m["valid"]), metadata=dict(m["metadata"] or {}),
+        tokens=token_trace_from_row(m),
     )
 
 

@@ -86,6 +86,14 @@ turns = sa.Table(
     sa.Column("duration_s", sa.Float),
     sa.Column("valid", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("metadata", Json),
+    # What the policy saw and sampled (agentrm.types.TokenTrace); NULL for text-only turns.
+    # The prompt is the previous turn's prompt[:prompt_prefix_len] + prompt_ids.
+    sa.Column("prompt_prefix_len", sa.Integer),
+    sa.Column("prompt_ids", Json),
+    sa.Column("completion_ids", Json),
+    sa.Column("tokenizer", sa.String(256)),
+    sa.Column("template_hash", sa.String(64)),
+    sa.Column("prompt_hash", sa.String(64)),
 )
 
 scores = sa.Table(
@@ -131,5 +139,5 @@ run_leases = sa.Table(
     sa.Column("ttl_s", sa.Float, nullable=False),
 )
 
-HEAD_REVISION = "0002_run_lease"
+HEAD_REVISION = "0003_turn_tokens"
 """The newest migration; open_store skips Alembic entirely when the database is already here."""

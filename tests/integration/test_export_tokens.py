@@ -112,3 +112,69 @@ def test_stored_ids_need_no_tokenizer_and_refuse_another_vocabulary(tok):
     for turn in traj.turns:
         turn.tokens.tokenizer = tokenizer_identity(tok)[0]
     assert len(build_batch([traj], {("s", 0): 1.0}, tok).rows) == 1
+
+
+@pytest.mark.parametrize("path", ["append", "bulk"])
+def test_store_keeps_the_ids_and_export_from_a_run_uses_them(tok, tmp_path, path, capsys, monkeypatch):
+    import pyarrow.parquet as pq
+    from conftest import run_agentrm
+
+    from agentrm.traces import open_store
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    store = open_store(url)
+    run_id = store.begin_run({"test": "tokens"}, run_id="run-tok")
+    trajs = [_trajectory(tok, True, "s"), _trajectory(tok, False, "t")]
+    for t in trajs:
+        t.run_id = run_id
+    if path == "bulk":
+        store.import_trajectories(trajs, run_id=run_id)
+    else:
+        for t in trajs:
+            turns, t.turns = t.turns, []
+            store.begin_trajectory(t)
+            for turn in turns:
+                store.append_turn(t.id, turn)
+            t.turns = turns
+            store.set_tail(t.id, t.tail)
+            store.end_trajectory(t.id, t.exit_status, t.reward)
+    back = {t.id: store.get_trajectory(t.id) for t in trajs}
+    for t in trajs:
+        assert [u.tokens for u in back[t.id].turns] == [u.tokens for u in t.turns]
+        assert [u.logprobs for u in back[t.id].turns] == [u.logprobs for u in t.turns]
+    # the second prompt is stored as a reference plus only the new ids
+    second = back["s"].turns[1].tokens
+    assert second.prefix_len > 0 and len(second.prompt_ids) < second.prefix_len
+    store.close()
+    for args in (["advantages", "--db", url, "--run", run_id],
+                 ["export", "--db", url, "--run", run_id, "--tokenizer", str(tok.name_or_path),
+                  "--format", "verl", "-o", str(tmp_path / "b.parquet")]):
+        result = run_agentrm(capsys, monkeypatch, *args)
+        assert result.returncode == 0, result.stderr
+    rows = {(r["traj_uid"], r["step"]): r for r in pq.read_table(tmp_path / "b.parquet").to_pylist()}
+    for k, turn in enumerate(trajs[0].turns):
+        assert rows[("s", k)]["responses"] == turn.tokens.completion_ids
+        assert rows[("s", k)]["token_source"] == "sampled"
+        assert rows[("t", k)]["token_source"] == "retokenized"
+
+
+def test_upgrade_from_0002_keeps_turns_and_loads_them_without_tokens(tmp_path, tok):
+    import sqlalchemy as sa
+
+    from agentrm.traces import open_store
+    from agentrm.traces.engine import make_engine
+    from agentrm.traces.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0002_run_lease")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO trajectories (id, task_id, group_id, exit_status, n_turns, started_at)"
+                             " VALUES ('old', 't', 'g', 'submitted', 1, 0)"))
+        conn.execute(sa.text("INSERT INTO turns (trajectory_id, idx, observation, assistant, anchor_key, valid)"
+                             " VALUES ('old', 0, '[]', '{\"role\": \"assistant\", \"content\": \"hi\"}', 'k', 1)"))
+    engine.dispose()
+    store = open_store(url)  # migrates to 0003_turn_tokens
+    old = store.get_trajectory("old")
+    assert old.turns[0].tokens is None and old.turns[0].assistant["content"] == "hi"
+    store.close()
