@@ -150,6 +150,7 @@ def main() -> int:
         generate(args.db, args.trajectories, args.turns)
         print(f"  took {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
+    open_store(f"sqlite:///{args.db}").close()  # a store made by an older agentrm: migrate it
     from starlette.testclient import TestClient
 
     from agentrm.traces.views import open_readonly

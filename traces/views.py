@@ -17,8 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from agentrm.errors import InputError, PrerequisiteError
+from agentrm.traces.migrate import current_revision
 from agentrm.traces.query import SUMMARY_COLUMNS
-from agentrm.traces.schema import advantages, runs, scores, trajectories
+from agentrm.traces.schema import HEAD_REVISION, advantages, runs, scores, trajectories
 from agentrm.traces.store import SQLStore
 from agentrm.types import ExitStatus, ScoreLevel
 
@@ -48,6 +49,7 @@ def open_readonly(url: str) -> SQLStore:
     try:
         with engine.connect() as conn:
             found = sa.inspect(conn).has_table("trajectories")
+            revision = current_revision(conn)
     except sa.exc.DBAPIError as exc:
         engine.dispose()
         reason = " ".join(str(exc.orig or exc).split())[:200]
@@ -57,6 +59,11 @@ def open_readonly(url: str) -> SQLStore:
         engine.dispose()
         raise InputError(f"{parsed.render_as_string(hide_password=True)} is not an agentrm trace "
                          "store (no trajectories table)")
+    if revision != HEAD_REVISION:  # the viewer never writes, so it cannot migrate
+        engine.dispose()
+        raise PrerequisiteError(
+            f"{parsed.render_as_string(hide_password=True)} is at schema revision {revision}, "
+            f"this agentrm reads {HEAD_REVISION}: migrate it once with `agentrm traces runs --db URL`")
     store = SQLStore(engine)
     store.url = parsed.render_as_string(hide_password=True)
     return store
@@ -102,14 +109,29 @@ def run_summaries(store: SQLStore, run_id: str | None = None) -> list[dict[str, 
     return list(out.values())
 
 
-def scorer_coverage(store: SQLStore, run_id: str) -> list[dict[str, Any]]:
-    """Per scorer and level: trajectories scored (of the run's), rows, abstentions."""
+def scorer_coverage(store: SQLStore, run_id: str, sample: list[int] | None = None) -> list[dict[str, Any]]:
+    """Per scorer and level: trajectories scored (of the run's, or of `sample` pks), rows,
+    abstentions, mean."""
     stmt = (sa.select(S.c.scorer, S.c.level, sa.func.count(sa.distinct(S.c.trajectory_id)).label("trajectories"),
                       sa.func.count().label("rows"), (sa.func.count() - sa.func.count(S.c.value)).label("abstained"),
                       sa.func.avg(S.c.value).label("mean"))
-            .select_from(S.join(T, T.c.id == S.c.trajectory_id)).where(T.c.run_id == run_id)
+            .select_from(S.join(T, T.c.id == S.c.trajectory_id)).where(*_in_run(run_id, sample))
             .group_by(S.c.scorer, S.c.level).order_by(S.c.scorer, S.c.level))
     return _rows(store, stmt)
+
+
+def _in_run(run_id: str, sample: list[int] | None) -> list[Any]:
+    return [T.c.run_id == run_id] + ([] if sample is None else [T.c.pk.in_(sample)])
+
+
+def run_sample(store: SQLStore, run_id: str, size: int) -> tuple[list[int] | None, int]:
+    """Up to `size` trajectory pks spread evenly over the run (None: the run is small enough to
+    take whole), and the run's size. Keeps per-score aggregates of huge runs bounded."""
+    pks = store.read(lambda c: list(c.execute(sa.select(T.c.pk).where(T.c.run_id == run_id)
+                                              .order_by(T.c.pk)).scalars()))
+    if len(pks) <= size:
+        return None, len(pks)
+    return [pks[i * len(pks) // size] for i in range(size)], len(pks)
 
 
 # -- histograms ------------------------------------------------------------------------------
@@ -140,22 +162,27 @@ def histogram(store: SQLStore, column, where: list[Any], join=None, bins: int = 
     return store.read(go)
 
 
-def run_histograms(store: SQLStore, run_id: str) -> list[dict[str, Any]]:
-    """Rewards, each scorer's values (per level) and each estimator's advantages in one run."""
-    in_run = T.c.run_id == run_id
-    out = [{"title": "outcome reward", **histogram(store, T.c.reward, [in_run])}]
+def run_distributions(store: SQLStore, run_id: str, sample_size: int = 2000) -> dict[str, Any]:
+    """Scorer coverage and histograms of one run: the outcome reward over the whole run; each
+    scorer's values (per level) and each estimator's advantages over an even sample of at most
+    `sample_size` trajectories when the run is larger (score tables hold ~20 rows a trajectory)."""
+    sample, total = run_sample(store, run_id, sample_size)
+    coverage = scorer_coverage(store, run_id, sample)
+    in_run = _in_run(run_id, sample)
+    hists = [{"title": "outcome reward", **histogram(store, T.c.reward, [T.c.run_id == run_id])}]
     by_scores = S.join(T, T.c.id == S.c.trajectory_id)
-    for cov in scorer_coverage(store, run_id):
-        where = [in_run, S.c.scorer == cov["scorer"], S.c.level == cov["level"]]
-        out.append({"title": f"{cov['scorer']} ({cov['level']} scores)",
-                    **histogram(store, S.c.value, where, by_scores)})
+    for cov in coverage:
+        where = [*in_run, S.c.scorer == cov["scorer"], S.c.level == cov["level"]]
+        hists.append({"title": f"{cov['scorer']} ({cov['level']} scores)",
+                      **histogram(store, S.c.value, where, by_scores)})
     by_adv = advantages.join(T, T.c.id == advantages.c.trajectory_id)
     names = store.read(lambda c: list(c.execute(sa.select(advantages.c.estimator).distinct()
-                                                .select_from(by_adv).where(in_run)).scalars()))
+                                                .select_from(by_adv).where(*in_run)).scalars()))
     for name in sorted(names):
-        where = [in_run, advantages.c.estimator == name]
-        out.append({"title": f"{name} advantages", **histogram(store, advantages.c.value, where, by_adv)})
-    return out
+        where = [*in_run, advantages.c.estimator == name]
+        hists.append({"title": f"{name} advantages", **histogram(store, advantages.c.value, where, by_adv)})
+    return {"coverage": coverage, "histograms": hists, "sampled": None if sample is None else len(sample),
+            "total": total}
 
 
 # -- the trajectory list ---------------------------------------------------------------------
@@ -182,26 +209,39 @@ def _where(run_id=None, task_id=None, group_id=None, exit_status=None) -> list[A
 
 def trajectory_page(store: SQLStore, *, run_id=None, task_id=None, group_id=None, exit_status=None,
                     scorer=None, min_score=None, max_score=None, after: int = 0,
-                    limit: int = 50) -> dict[str, Any]:
-    """One page of summary rows in insertion order after `after` (a pk), and the next cursor."""
+                    limit: int = 50, window: int = 2000) -> dict[str, Any]:
+    """One page of summary rows in insertion order after `after` (a pk), and the next cursor.
+
+    A score filter by a scorer looks at no more than `window` trajectories per request: when
+    fewer than `limit` of them match, the page says how far it searched (`searched_to`) and the
+    cursor continues from there, so a filter that matches rarely never scans the whole store."""
     where = _where(run_id, task_id, group_id, exit_status)
     value = _score_of(scorer) if scorer else T.c.reward
     cols = [T.c.pk] + [T.c[name] for name in SUMMARY_COLUMNS]
     stmt = sa.select(*cols, *([value.label("score")] if scorer else []))
+    bound = None
+    if scorer and (min_score is not None or max_score is not None):
+        edge = (sa.select(T.c.pk).where(*where, T.c.pk > after).order_by(T.c.pk)
+                .offset(window - 1).limit(1))
+        bound = store.read(lambda c: c.execute(edge).scalar())
+        if bound is not None:
+            where.append(T.c.pk <= bound)
     if min_score is not None:
         where.append(value >= min_score)
     if max_score is not None:
         where.append(value <= max_score)
     stmt = stmt.where(*where, T.c.pk > after).order_by(T.c.pk).limit(limit + 1)
     rows = _rows(store, stmt)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"rows": rows, "next": rows[-1]["pk"] if more else None}
+    if len(rows) > limit:
+        return {"rows": rows[:limit], "next": rows[limit - 1]["pk"], "searched_to": None}
+    return {"rows": rows, "next": bound, "searched_to": bound}
 
 
-def count_trajectories(store: SQLStore, **filters: Any) -> int:
-    """How many trajectories match the id/status filters (score filters are not counted: costly)."""
-    stmt = sa.select(sa.func.count()).select_from(T).where(*_where(**filters))
+def count_trajectories(store: SQLStore, cap: int = 10_000, **filters: Any) -> int:
+    """How many trajectories match the id/status filters, counting at most cap + 1 (a count of
+    a whole large store is a scan; "10000+" says enough). Score filters are never counted."""
+    inner = sa.select(T.c.pk).where(*_where(**filters)).limit(cap + 1).subquery()
+    stmt = sa.select(sa.func.count()).select_from(inner)
     return store.read(lambda c: c.execute(stmt).scalar_one())
 
 

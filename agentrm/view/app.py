@@ -95,9 +95,9 @@ class Viewer:
         if not found:
             raise NotFoundError(f"unknown run {run_id!r}")
         others = [r["id"] for r in self.store.list_runs() if r["id"] != run_id]
-        return self.page("run.html", run=found[0], others=others,
-                         coverage=views.scorer_coverage(self.store, run_id),
-                         histograms=views.run_histograms(self.store, run_id))
+        dist = views.run_distributions(self.store, run_id)
+        return self.page("run.html", run=found[0], others=others, coverage=dist["coverage"],
+                         histograms=dist["histograms"], sampled=dist["sampled"])
 
     def trajectories(self, request: Request) -> HTMLResponse:
         q = request.query_params
@@ -112,6 +112,7 @@ class Viewer:
         total = views.count_trajectories(self.store, **ids) if counted else None
         keep = {k: v for k, v in q.items() if k != "after" and v}
         return self.page("list.html", rows=got["rows"], next=got["next"], total=total, f=filters,
+                         searched_to=got["searched_to"], cap=10_000,
                          min=q.get("min", ""), max=q.get("max", ""), limit=limit, keep=keep,
                          first_page=not q.get("after"), sizes=PAGE_SIZES,
                          run_ids=[r["id"] for r in self.store.list_runs()])

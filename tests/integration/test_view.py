@@ -19,7 +19,13 @@ from starlette.testclient import TestClient
 
 from agentrm.errors import InputError
 from agentrm.traces import open_store
-from agentrm.traces.views import histogram, open_readonly
+from agentrm.traces.views import (
+    count_trajectories,
+    histogram,
+    open_readonly,
+    run_distributions,
+    trajectory_page,
+)
 from agentrm.types import Advantage, ExitStatus, Score, ScoreLevel, ToolResult, Trajectory, Turn
 from agentrm.view.app import create_app
 
@@ -172,6 +178,29 @@ def test_list_filters_and_pages(site):
     assert "No trajectory matches" in client.get("/trajectories", params={"task": "nope"}).text
 
 
+def test_bounded_queries_give_the_same_answers_in_pieces(site):
+    client, truth, _ = site
+    store = client.app.state.viewer.store
+    # a score filter searches a window of trajectories per request; following the cursor
+    # finds exactly what one unbounded search finds
+    whole = trajectory_page(store, scorer="prm", min_score=0.25, window=10**6)["rows"]
+    seen, after, requests = [], 0, 0
+    while after is not None:
+        got = trajectory_page(store, scorer="prm", min_score=0.25, after=after, limit=50, window=2)
+        assert got["searched_to"] is None or len(got["rows"]) <= 2
+        seen += got["rows"]
+        after, requests = got["next"], requests + 1
+    assert [r["id"] for r in seen] == [r["id"] for r in whole] and requests >= 4
+    # counts stop at the cap; distributions of a large run come from an even sample
+    assert count_trajectories(store) == 9 and count_trajectories(store, cap=3) == 4
+    dist = run_distributions(store, AGENT_RUN, sample_size=3)
+    assert dist["sampled"] == 3 and dist["total"] == 7
+    prm = next(c for c in dist["coverage"] if c["scorer"] == "prm")
+    assert prm["trajectories"] == 3 and prm["rows"] == 9
+    assert dist["histograms"][0]["n"] == 6  # the outcome reward: the whole run (one unknown)
+    assert run_distributions(store, AGENT_RUN)["sampled"] is None
+
+
 def test_trajectory_page_shows_turns_scores_advantages_patch_tests_and_gold(site):
     client, _, _ = site
     page = client.get("/t/" + quote(TRAJ))
@@ -263,6 +292,21 @@ def test_viewer_is_read_only(site, tmp_path):
     with pytest.raises(InputError, match="no trace store"):
         open_readonly(f"sqlite:///{tmp_path / 'absent.db'}")
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_a_store_at_another_schema_revision_is_refused_not_migrated(tmp_path):
+    import sqlite3
+
+    from agentrm.errors import PrerequisiteError
+
+    path = tmp_path / "old.db"
+    build_store(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0000_older'")
+    with pytest.raises(PrerequisiteError, match="0000_older.*agentrm traces runs --db"):
+        open_readonly(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0000_older"
 
 
 @pytest.mark.postgres
