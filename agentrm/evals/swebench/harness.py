@@ -142,7 +142,9 @@ class Harness:
         models = list(by_model)
         write_atomic(root / "run.json", _json({"run_id": run_id, "models": models,
                                                "model": models[0], "config": config}))
-        self.tracker = retention.Tracker.start()
+        self.tracker = retention.Tracker.start(
+            self.cfg.cache_level, self.cfg.clean,
+            {i.instance_id: len(models) for i in instances})
         self.builds = images.BuildLog(root / "image_builds", self.cfg.force_rebuild)
         if self.cfg.db:
             from agentrm.traces import open_store

@@ -30,6 +30,15 @@ class InstanceRunner:
 
     def one(self, inst: Instance, pred: Prediction | None, model: str, directory: Path
             ) -> InstanceResult:
+        result = self._one(inst, pred, model, directory)
+        try:
+            self.h.tracker.finished(inst.instance_id, result.image)
+        except Exception:  # noqa: BLE001 - retention never fails an instance
+            log.warning("could not release the image of %s", inst.instance_id, exc_info=True)
+        return result
+
+    def _one(self, inst: Instance, pred: Prediction | None, model: str, directory: Path
+             ) -> InstanceResult:
         started = time.monotonic()
         try:
             return self._evaluate(inst, pred, model, directory, started)

@@ -1,8 +1,9 @@
 """Image retention after a run, as the SWE-bench harness does it, and the leftovers report.
 
 Levels: base < env < instance. `--cache-level L` keeps images up to L; images above it that this
-run built or pulled are removed at the end, and with `--clean` also the ones that were already
-here. agentrm's base images are shared with every other sandbox and are never removed here.
+run built or pulled are removed, and with `--clean` also the ones that were already here: an
+instance image as soon as every model is done with its instance (disk stays bounded on long
+runs), environment images at the end. agentrm's base images are shared with every other sandbox and are never removed here.
 The summary then names what is still around: containers of this run or process
 (`unstopped_containers`) and the run's instance images (`unremoved_images`).
 """
@@ -10,6 +11,7 @@ The summary then names what is still around: containers of this run or process
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 log = logging.getLogger("agentrm.evals.swebench.retention")
@@ -39,20 +41,39 @@ class Tracker:
 
     before: set[str] = field(default_factory=set)
     used: set[str] = field(default_factory=set)
+    cache_level: str = "instance"
+    clean: bool = False
+    pending: dict[str, int] = field(default_factory=dict)  # instance id → jobs still to finish
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def start(cls) -> Tracker:
-        return cls(before=_tags())
+    def start(cls, cache_level: str = "instance", clean: bool = False,
+              pending: dict[str, int] | None = None) -> Tracker:
+        return cls(before=_tags(), cache_level=cache_level, clean=clean, pending=dict(pending or {}))
 
     def add(self, *tags: str) -> None:
-        self.used.update(t for t in tags if t)
+        with self._lock:
+            self.used.update(t for t in tags if t)
 
-    def apply(self, cache_level: str, clean: bool) -> list[str]:
-        """Remove this run's images above `cache_level` (and earlier ones too with `clean`);
+    def _doomed(self, tag: str) -> bool:
+        level = image_level(tag)
+        return (level != "base" and LEVELS.index(level) > LEVELS.index(self.cache_level)
+                and (self.clean or tag not in self.before))
+
+    def finished(self, instance_id: str, image: str | None) -> None:
+        """One job of `instance_id` is done; its instance image goes once all of them are."""
+        with self._lock:
+            left = self.pending.get(instance_id, 1) - 1
+            self.pending[instance_id] = left
+        if left <= 0 and image and image_level(image) == "instance" and self._doomed(image):
+            _remove(image)
+
+    def apply(self, cache_level: str | None = None, clean: bool | None = None) -> list[str]:
+        """Remove this run's images above the cache level (and earlier ones too with `clean`);
         instance images first, so environment images have no children left."""
-        keep = LEVELS.index(cache_level)
-        doomed = [t for t in self.used if LEVELS.index(image_level(t)) > keep
-                  and image_level(t) != "base" and (clean or t not in self.before)]
+        self.cache_level = cache_level or self.cache_level
+        self.clean = self.clean if clean is None else clean
+        doomed = [t for t in self.used if self._doomed(t) and t in _tags()]
         removed = []
         for tag in sorted(doomed, key=lambda t: image_level(t) != "instance"):
             if _remove(tag):
