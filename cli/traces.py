@@ -196,7 +196,7 @@ def list_(
     cols = ["id", "run_id", "task_id", "group_id", "exit_status", "failure_kind", "reward", "n_turns"]
     cols += ["score"] if scorer else []
     table = rich_table(f"{len(rows)} trajectories", cols,
-                       [[_fmt(r.get(c)) for c in cols] for r in rows])
+                       [[_safe(_fmt(r.get(c))) for c in cols] for r in rows])
     for column in table.columns[:4]:  # ids are what users copy: wrap them, never cut them
         column.overflow = "fold"
     console.print(table)

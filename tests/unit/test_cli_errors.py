@@ -87,6 +87,9 @@ def test_traces_show_neutralises_escapes_and_markup(cli, tmp_path):
     assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout and "\x9b" not in shown.stdout
     assert "t[bold]1" in shown.stdout and "task[/]" in shown.stdout  # shown literally
     assert "look RED" in shown.stdout
+    listed = cli("traces", "list", "--db", db)  # ids are data in the list too, never markup
+    assert listed.returncode == 0, listed.stderr
+    assert "[b" in listed.stdout  # the tag is printed (maybe wrapped), not applied
 
 
 def test_stream_neutraliser_across_chunk_boundaries():
