@@ -129,6 +129,23 @@ def test_python_per_spec(docker_client, tmp_path):
     assert run.summary["infrastructure_error_ids"] == ["agentrm__ministats-1"]
 
 
+def test_python_of_a_prebuilt_image_is_checked_against_the_spec(official, tmp_path):
+    from agentrm.evals.swebench.images import python_versions
+    from agentrm.sandboxes import base_image
+
+    have = python_versions(base_image())[0]  # the official-style images' venv is made from it
+    specs = tmp_path / "specs.yaml"
+    specs.write_text(f"repos:\n  agentrm/textkit:\n    '1.0': {{python: '{have}'}}\n"
+                     "  agentrm/ministats:\n    '1.0': {python: '3.6'}\n")
+    run = evaluate(cfg(tmp_path, predictions="gold", instance_ids=IDS, namespace="local",
+                       pull="never", specs=str(specs)))
+    by = {r.instance_id: r for r in run.results}
+    assert by["agentrm__textkit-1"].status == "resolved"
+    assert by["agentrm__ministats-1"].status == "error"
+    assert f"needs Python 3.6; image sweb.eval.x86_64.agentrm__ministats-1:latest provides {have}" \
+        in by["agentrm__ministats-1"].error
+
+
 def test_two_models_two_directories_and_leftovers(official, tmp_path):
     insts, _, _ = official
     inst = insts["agentrm__textkit-1"]

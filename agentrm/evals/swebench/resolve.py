@@ -9,9 +9,11 @@ entered, which test command and which log parser. One function per image kind:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentrm.errors import InfrastructureError
 from agentrm.evals.swebench import images, official
 from agentrm.evals.swebench.dataset import Instance
 from agentrm.evals.swebench.official import Layout
@@ -54,12 +56,36 @@ def resolve(inst: Instance, table: SpecTable, repos: RepoSource, opts: ImageOpti
         if env is None and not inst.eval_script:
             raise KeyError(f"no test command for {inst.repo} {inst.version}: the row has no "
                            f"eval_script and no spec matches (add one with --specs FILE)")
+        if env is not None and env.python:
+            check_python(image, layout, env.python)
         return Resolved(image, layout, test_spec(inst, env, image, layout, timeout),
                         pulled=not present)
     if env is None:
         table.lookup(inst.repo, inst.version)  # raises the one-line KeyError
     image = images.instance_image(inst, env, repos, builds)
     return Resolved(image, AGENTRM_LAYOUT, test_spec(inst, env, image, AGENTRM_LAYOUT, timeout))
+
+
+_py_lock = threading.Lock()
+_py_seen: dict[tuple[str, Layout], str] = {}
+
+
+def check_python(image: str, layout: Layout, wanted: str) -> None:
+    """A pre-built image brings its own interpreter: make sure it is the one the spec names
+    (asked once per image and layout, inside the activated environment)."""
+    with _py_lock:
+        key = (image, layout)
+        if key not in _py_seen:
+            from agentrm.sandboxes import SandboxConfig, run_once
+
+            probe = layout.wrap("python -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
+            result = run_once(SandboxConfig(image=image, user=layout.user, workdir="/"),
+                              ["bash", "-c", probe], timeout=120)
+            lines = result.stdout.strip().splitlines()
+            _py_seen[key] = lines[-1].strip() if result.exit_code == 0 and lines else "no python"
+    if _py_seen[key] != wanted:
+        raise InfrastructureError(f"the spec needs Python {wanted}; image {image} provides "
+                                  f"{_py_seen[key]} in its environment")
 
 
 def _lookup(table: SpecTable, inst: Instance) -> EnvSpec | None:
