@@ -81,8 +81,21 @@ def test_v5_row_with_an_official_style_eval_script(official):
     gold = evaluate(cfg(tmp, dataset=str(data), predictions="gold", run_id="off-v5", pull="never"))
     assert gold.summary["resolved_ids"] == [inst.instance_id], gold.results
     # the package's exit-code recording is in the script the grader ran
-    ran = (tmp / "runs" / "off-v5" / "gold" / inst.instance_id / "eval.sh").read_text()
-    assert "SWEBENCH_TEST_EXIT_CODE=$?" in ran
+    out = tmp / "runs" / "off-v5" / "gold" / inst.instance_id
+    assert "SWEBENCH_TEST_EXIT_CODE=$?" in (out / "eval.sh").read_text()
+    # and the package's own grading of our test_output.txt gives the same report.json
+    from swebench.harness.grading import get_eval_report
+    from swebench.harness.utils import make_test_spec
+
+    theirs = get_eval_report(make_test_spec({**row, "FAIL_TO_PASS": inst.fail_to_pass,
+                                             "PASS_TO_PASS": inst.pass_to_pass}),
+                             {"instance_id": inst.instance_id, "model_patch": inst.patch},
+                             str(out / "test_output.txt"), include_tests_status=True)
+    ours = json.loads((out / "report.json").read_text())
+    assert theirs[inst.instance_id]["resolved"] is ours[inst.instance_id]["resolved"] is True
+    for key in ("FAIL_TO_PASS", "PASS_TO_PASS"):
+        assert (theirs[inst.instance_id]["tests_status"][key]
+                == ours[inst.instance_id]["tests_status"][key])
 
 
 def test_venv_layout_named_by_the_row(official, tmp_path):
