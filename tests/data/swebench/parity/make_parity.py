@@ -1,8 +1,9 @@
 """Regenerate cases.jsonl: recorded test output for every parser of the swebench package.
 
 Real runs where the runner is on this machine (pytest for the 18 pytest-style parsers, sympy's
-own test runner, node's TAP reporter, cargo test); the documented formats (documented.py) for the
-rest. For each log, two predictions are graded: F2P/P2P chosen among passing tests (resolved)
+own test runner, Django's test runner when Django is importable — DJANGO_PATH=DIR adds a
+`pip install --target DIR django` — node's TAP reporter, cargo test); the documented formats
+(documented.py) for the rest. For each log, two predictions are graded: F2P/P2P chosen among passing tests (resolved)
 and with a failing test added (unresolved); fail-only repositories also get a clean run and a run
 with no evidence the suite started. The package's verdict is stored with each case.
 
@@ -150,6 +151,57 @@ def record_sympy(tmp: Path) -> tuple[str, int]:
         ("executable:", "numpy:", "random seed:", "hash randomization:"))) + "\n", rc
 
 
+DJANGO_SETTINGS = """SECRET_KEY = "x"
+INSTALLED_APPS = ["app"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+"""
+
+DJANGO_TESTS = '''import unittest
+
+from django.test import SimpleTestCase
+
+
+class HumanizeTests(SimpleTestCase):
+    def test_apnumber(self):
+        self.assertEqual(1 + 1, 2)
+
+    def test_intcomma(self):
+        self.assertEqual(",".join(["1", "000"]), "1,000")
+
+    def test_naturalday(self):
+        self.assertEqual("today", "yesterday")
+
+    def test_naturaltime(self):
+        raise ValueError("boom")
+
+    @unittest.skip("needs babel")
+    def test_ordinal(self):
+        pass
+
+    def test_i18n_html_ordinal(self):
+        """Allow html in output on i18n strings"""
+        self.assertTrue(True)
+'''
+
+
+def record_django(tmp: Path) -> tuple[str, int] | None:
+    """Django's own test runner (what tests/runtests.py drives), verbosity 2."""
+    root = tmp / "djproj"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "__init__.py").write_text("")
+    (root / "app" / "tests.py").write_text(DJANGO_TESTS)
+    (root / "settings.py").write_text(DJANGO_SETTINGS)
+    path = os.pathsep.join(p for p in (os.environ.get("DJANGO_PATH"), str(root)) if p)
+    probe = subprocess.run([sys.executable, "-c", "import django"], env={**os.environ, "PYTHONPATH": path},
+                           capture_output=True)
+    if probe.returncode != 0:
+        return None
+    out, rc = _run([sys.executable, "-m", "django", "test", "app", "-v", "2", "--settings=settings"],
+                   root, {"PYTHONPATH": path})
+    keep = [ln for ln in out.splitlines() if not ln.startswith(("Ran ", "  File "))]
+    return "\n".join(keep) + "\n", rc
+
+
 def record_node(tmp: Path) -> tuple[str, int] | None:
     if not shutil.which("node"):
         return None
@@ -217,12 +269,17 @@ def main() -> None:
         log, rc = record_sympy(tmp / "")
         cases += cases_for("parse_log_sympy", {"repo": "sympy/sympy"}, log, rc,
                            "real run: sympy's test runner (bin/test)")
+        django = record_django(tmp)
+        documented = dict(LOGS)
+        if django:
+            cases += cases_for("parse_log_django", {"repo": "django/django"}, *django,
+                               "real run: Django's test runner, verbosity 2")
+            documented.pop("parse_log_django")
         node = record_node(tmp)
         if node:
             cases += cases_for("parse_log_tap", {"repo": "axios/axios"}, *node,
                                "real run: node --test --test-reporter=tap")
         cargo = record_cargo(tmp)
-        documented = dict(LOGS)
         if cargo:
             cases += cases_for("parse_log_cargo", {"repo": "burntsushi/ripgrep"}, *cargo,
                                "real run: cargo test")
