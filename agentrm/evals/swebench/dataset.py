@@ -10,14 +10,12 @@ lists. Every row keeps all its fields; v5 rows may name their own `image`, `eval
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentrm.errors import InputError
+from agentrm.evals.swebench.hub import looks_like_hub_name, rows_from_hub
 from agentrm.evals.swebench.repos import DATA
 
 BUNDLED = DATA / "instances.jsonl"
@@ -147,64 +145,6 @@ def _rows_from_saved_dataset(path: Path, split: str = "test") -> list[tuple[Any,
     return [(row, f"{path}:row {i + 1}") for i, row in enumerate(data)]
 
 
-_offline_lock = threading.Lock()
-
-
-@contextmanager
-def _hub_offline() -> Iterator[None]:
-    """`datasets` and `huggingface_hub` read their offline flag at call time: set it while a
-    cached dataset loads, so a dataset in the cache never waits on an unreachable hub."""
-    import datasets.config as dconf
-    import huggingface_hub.constants as hconst
-
-    with _offline_lock:
-        saved = dconf.HF_HUB_OFFLINE, hconst.HF_HUB_OFFLINE
-        dconf.HF_HUB_OFFLINE = hconst.HF_HUB_OFFLINE = True
-        try:
-            yield
-        finally:
-            dconf.HF_HUB_OFFLINE, hconst.HF_HUB_OFFLINE = saved
-
-
-def hub_cache_dir(name: str) -> Path:
-    """Where `datasets` caches the hub dataset `name` (HF_DATASETS_CACHE honoured)."""
-    import datasets.config as dconf
-    from datasets.naming import camelcase_to_snakecase
-
-    owner, _, dataset = name.rpartition("/")
-    return Path(dconf.HF_DATASETS_CACHE) / "___".join(
-        [p for p in (owner, camelcase_to_snakecase(dataset)) if p])
-
-
-def looks_like_hub_name(source: str) -> bool:
-    return (source.count("/") == 1 and not source.startswith((".", "/", "~"))
-            and Path(source).suffix.lower() not in (".json", ".jsonl", ".parquet"))
-
-
-def _rows_from_hub(name: str, split: str) -> list[tuple[Any, str]]:
-    from datasets import load_dataset
-
-    cache = hub_cache_dir(name)
-    cached = any(p.is_dir() for p in cache.glob("*/*/*"))
-    try:
-        if cached:
-            with _hub_offline():
-                data = load_dataset(name, split=split)
-        else:
-            data = load_dataset(name, split=split)
-    except ValueError as exc:  # an unknown split, mostly
-        raise InputError(f"dataset {name}: {_first_line(exc)} (--split)") from None
-    except Exception as exc:  # noqa: BLE001 - unreachable hub, missing cache, bad repo
-        raise InputError(f"dataset {name} is neither reachable on the hub nor in the datasets "
-                         f"cache ({cache}): {_first_line(exc)}") from None
-    return [(row, f"{name}[{split}]:row {i + 1}") for i, row in enumerate(data)]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
 def load_instances(source: str | Path = "bundled", split: str = "test") -> list[Instance]:
     """All instances of a dataset (file, saved directory or hub name), in order; duplicate ids
     are an error."""
@@ -212,7 +152,7 @@ def load_instances(source: str | Path = "bundled", split: str = "test") -> list[
     if path.exists():
         rows = _rows(path, split)
     elif looks_like_hub_name(str(source)):
-        rows = _rows_from_hub(str(source), split)
+        rows = rows_from_hub(str(source), split)
     else:
         raise InputError("dataset not found (--dataset PATH, a hub NAME or 'bundled')", path=str(path))
     out: dict[str, Instance] = {}
