@@ -1,8 +1,9 @@
 """`agentrm eval swe-bench`: SWE-bench-compatible evaluation in local Docker (thin CLI).
 
-The SWE-bench harness's own spellings are accepted too (`--predictions_path`, `--dataset_name`,
-`--max_workers`, `--run_id`, `--instance_ids a b c`, `--report_dir`, `--cache_level`,
-`--clean True`, `--force_rebuild True`, ...), so its command lines work unchanged.
+The SWE-bench harness's own spellings are accepted too (`--predictions_path`/`-p`,
+`--dataset_name`/`-d`, `-s`, `--max_workers`, `--run_id`, `--instance_ids a b c`/`-i`,
+`--report_dir`, `--cache_level`, `--clean True`, `--force_rebuild True`, `-t`, ...), so its
+command lines work unchanged.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from agentrm.cli.common import (
 
 BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 VALUE_FLAGS = ("--clean", "--force_rebuild", "--force-rebuild")
-ID_FLAGS = ("--instance-ids", "--instance_ids")
+ID_FLAGS = ("--instance-ids", "--instance_ids", "-i")
 
 
 def register(app: typer.Typer) -> None:
@@ -69,22 +70,22 @@ def _harness_style(extra: list[str]) -> tuple[dict[str, bool], list[str]]:
 def swe_bench(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option(
-        "--dataset", "--dataset_name", "--dataset-name",
+        "--dataset", "--dataset_name", "--dataset-name", "-d",
         help="Instances: JSON/JSONL/parquet file, a saved dataset directory, a hub NAME "
              "(through `datasets`, its cache first), or 'bundled'.")] = "bundled",
-    split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "test",
+    split: Annotated[str, typer.Option("--split", "-s", help="Dataset split.")] = "test",
     predictions: Annotated[str | None, typer.Option(
-        "--predictions", "--predictions_path", "--predictions-path",
+        "--predictions", "--predictions_path", "--predictions-path", "-p",
         help="Predictions FILE (JSONL or JSON; several models allowed), 'gold' or 'empty' "
              "(default gold).")] = None,
     instance_ids: Annotated[list[str] | None, typer.Option(
-        "--instance-ids", "--instance_ids",
+        "--instance-ids", "--instance_ids", "-i",
         help="Only these instances (comma/space separated; repeatable).")] = None,
     max_workers: Annotated[int | None, typer.Option(
         "--max-workers", "--max_workers", help="Parallel instances (default 0.75 × cores).",
         min=1)] = None,
     timeout: Annotated[float | None, typer.Option(
-        "--timeout", help="Seconds per test run (default: spec).", min=1)] = None,
+        "--timeout", "-t", help="Seconds per test run (default: spec).", min=1)] = None,
     run_id: Annotated[str | None, typer.Option(
         "--run-id", "--run_id", help="Run id (reuse one to resume).")] = None,
     run_dir: Annotated[str, typer.Option(

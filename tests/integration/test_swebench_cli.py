@@ -52,6 +52,12 @@ def test_bad_input_is_one_line(cli, tmp_path, args, message):
     assert not (tmp_path / "runs").exists()
 
 
+def test_short_harness_flags(cli, tmp_path):
+    proc = cli("eval", "swe-bench", "-d", "bundled", "-s", "test", "-p", str(tmp_path / "x.jsonl"),
+               "-i", IID, IID2, "-t", "60", "--run-dir", str(tmp_path / "runs"))
+    assert "predictions file not found" in one_line_error(proc)  # parsed up to the predictions
+
+
 def test_hub_dataset_with_neither_network_nor_cache(cli, tmp_path, monkeypatch):
     import datasets.config as dconf
     import huggingface_hub.constants as hconst
