@@ -49,13 +49,13 @@ def resolve(inst: Instance, table: SpecTable, repos: RepoSource, opts: ImageOpti
     prebuilt = inst.image or (official.image_name(inst.instance_id, opts.namespace, opts.tag)
                               if opts.namespace != official.NONE else None)
     if prebuilt:
+        if env is None and not inst.eval_script:  # before any pull: nothing to run the tests with
+            raise KeyError(f"no test command for {inst.repo} {inst.version}: the row has no "
+                           f"eval_script and no spec matches (add one with --specs FILE)")
         present = _present(prebuilt)
         image = official.ensure_image(prebuilt, opts.pull)
         default = AGENTRM_LAYOUT if _is_ours(image) else official.official_layout()
         layout = official.layout_for(inst.row, env.layout_fields() if env else {}, default)
-        if env is None and not inst.eval_script:
-            raise KeyError(f"no test command for {inst.repo} {inst.version}: the row has no "
-                           f"eval_script and no spec matches (add one with --specs FILE)")
         if env is not None and env.python:
             check_python(image, layout, env.python)
         return Resolved(image, layout, test_spec(inst, env, image, layout, timeout),
