@@ -130,6 +130,8 @@ def swe_bench(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate predictions (or an agent) on SWE-bench instances; gold resolves, empty does not."""
+    from rich.markup import escape
+
     from agentrm.errors import InputError
     from agentrm.evals.swebench.harness import EvalConfig, Harness, default_workers
     from agentrm.evals.swebench.report import TABLE_COLUMNS, table_rows
@@ -165,12 +167,15 @@ def swe_bench(
         print_json({"summary": result.summary, "summary_path": str(result.summary_path),
                     "summaries": {m: {"summary": s, "path": str(p)}
                                   for m, (s, p) in result.summaries.items()},
-                    "results": [r.to_dict() for r in result.results]})
+                    "results": [r.to_dict() for r in result.all_results]})
         return
     for model, (s, path) in result.summaries.items():
-        rows = table_rows(result.results) if model == result.model else []
+        # instance ids, models and error notes are user data: never rich markup
+        rows = [[escape(str(c)) for c in row]
+                for row in table_rows([r for r in result.all_results if r.model == model])]
         if rows:
-            console.print(rich_table(f"SWE-bench run {result.run_id} ({model})", TABLE_COLUMNS, rows))
+            console.print(rich_table(escape(f"SWE-bench run {result.run_id} ({model})"),
+                                     TABLE_COLUMNS, rows))
         console.print(f"{model}: resolved {s['resolved_instances']}/{s['total_instances']} · "
                       f"unresolved {s['unresolved_instances']} · empty {s['empty_patch_instances']} · "
                       f"errors {s['error_instances']} (patch failed {len(s['patch_failed_ids'])}, "

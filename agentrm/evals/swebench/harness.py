@@ -87,6 +87,7 @@ class EvalRun:
     results: list[InstanceResult]
     summary_path: Path
     summaries: dict[str, tuple[dict[str, Any], Path]] = field(default_factory=dict)
+    all_results: list[InstanceResult] = field(default_factory=list)  # every model's
 
 
 def test_spec(instance: Instance, table: SpecTable, image: str, timeout: float | None) -> TestSpec:
@@ -172,7 +173,7 @@ class Harness:
             self.store.end_run(run_id, "finished")
         first, (report, path) = models[0], summaries[models[0]]
         return EvalRun(run_id, first, report, [r for r in results if r.model == first], path,
-                       summaries)
+                       summaries, results)
 
     def _start_agent(self, run_id: str) -> None:
         from agentrm.rollout.policies import make_policy
