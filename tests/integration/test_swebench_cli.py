@@ -95,3 +95,19 @@ def test_agent_run_json_names_no_predictions(cli, docker_client, tmp_path):
     run = json.loads((tmp_path / "runs" / "ag" / "run.json").read_text())
     assert run["config"]["predictions"] is None and run["config"]["agent"] is True
     assert json.loads(proc.stdout)["summary"]["empty_patch_ids"] == [IID]  # no edit: no patch
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_tables_show_user_data_literally(cli, docker_client, tmp_path):
+    from agentrm.evals.swebench.dataset import load_instances
+
+    inst = next(i for i in load_instances("bundled") if i.instance_id == IID)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"instance_id": IID, "model_name_or_path": m,
+                                         "model_patch": inst.patch}) + "\n"
+                             for m in ("[red]m[/]", "plain")))
+    proc = cli("eval", "swe-bench", "--predictions", str(preds), "--instance-ids", IID,
+               "--run-dir", str(tmp_path / "runs"), "--cache-level", "instance")
+    assert proc.returncode == 0, proc.stderr
+    assert "[red]m[/]" in proc.stdout and proc.stdout.count("resolved 1/1") == 2
