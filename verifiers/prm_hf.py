@@ -93,9 +93,27 @@ def readouts(logits: Any, style: str) -> list[Readout]:
     return list(zip(probs.tolist(), raw.tolist(), strict=False))
 
 
-def _buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+MAX_PADDING = 0.1  # a bucket's padded tokens may exceed its real tokens by at most this share
+
+
+def _buckets(lengths: Sequence[int], batch_size: int, cpu: bool = False) -> list[list[int]]:
+    """Forward batches chosen by length. On CPU every trajectory runs alone: a CPU forward is
+    already compute-bound at one sequence, so batching only adds padding (measured: batch 8
+    at 0.7x the speed of a plain one-by-one loop). Elsewhere, sorted by length, a bucket grows
+    up to `batch_size` while its padding stays within MAX_PADDING of its real tokens."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if cpu or batch_size <= 1:
+        return [[i] for i in order]
+    buckets: list[list[int]] = []
+    for i in order:
+        bucket = buckets[-1] if buckets else None
+        if bucket and len(bucket) < batch_size:
+            real = sum(lengths[j] for j in bucket) + lengths[i]
+            if lengths[i] * (len(bucket) + 1) <= (1 + MAX_PADDING) * real:  # sorted: i is widest
+                bucket.append(i)
+                continue
+        buckets.append([i])
+    return buckets
 
 
 class HFBackbone:
@@ -118,7 +136,7 @@ class HFBackbone:
         import torch
 
         results: list[list[Readout | None]] = [[] for _ in items]
-        for bucket in _buckets([len(e.ids) for e in items], batch_size):
+        for bucket in _buckets([len(e.ids) for e in items], batch_size, self.device.type == "cpu"):
             width = max(len(items[i].ids) for i in bucket)
             ids = torch.full((len(bucket), width), self.pad_id, dtype=torch.long)
             for row, i in enumerate(bucket):
@@ -146,7 +164,7 @@ class HFBackbone:
 
         packed = [pack_judge(e) for e in items]
         results: list[list[Readout | None]] = [[] for _ in items]
-        for bucket in _buckets([len(p[0]) for p in packed], batch_size):
+        for bucket in _buckets([len(p[0]) for p in packed], batch_size, self.device.type == "cpu"):
             width = max(len(packed[i][0]) for i in bucket)
             ids = torch.full((len(bucket), width), self.pad_id, dtype=torch.long)
             pos = torch.zeros((len(bucket), width), dtype=torch.long)

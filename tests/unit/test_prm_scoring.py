@@ -20,7 +20,7 @@ class TurnCount(ScorerBase):
     def __init__(self):
         self.batches = []
 
-    def score(self, trajectories):
+    def score(self, trajectories, context=None):
         self.batches.append([t.id for t in trajectories])
         rows = []
         for t in trajectories:
@@ -30,7 +30,7 @@ class TurnCount(ScorerBase):
 
 
 class Stray(TurnCount):
-    def score(self, trajectories):
+    def score(self, trajectories, context=None):
         return [self.turn_score("someone-else", 0, 1.0)]
 
 

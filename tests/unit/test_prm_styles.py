@@ -116,7 +116,8 @@ def test_scores_equal_independent_per_prefix_computation(models, style):
         assert total[0].details["steps"] == len(traj.turns)
 
 
-def test_one_forward_pass_per_batch_whatever_the_step_count(models):
+def test_one_forward_pass_per_trajectory_whatever_the_step_count(models):
+    # on CPU each trajectory gets its own pass (batching only adds padding there)
     scorer = make_scorer(model=str(models["token-cls"]), style="token-cls", batch_size=8)
     scorer.load()
     calls = []
@@ -125,7 +126,7 @@ def test_one_forward_pass_per_batch_whatever_the_step_count(models):
         rows = scorer.score(TRAJS)
     finally:
         hook.remove()
-    assert len(calls) == 1 and len(rows) == sum(len(t.turns) + 1 for t in TRAJS)
+    assert len(calls) == len(TRAJS) and len(rows) == sum(len(t.turns) + 1 for t in TRAJS)
     judge = make_scorer(model=str(models["judge"]), style="judge", batch_size=8)
     judge.load()
     hook = judge._backend.backbone.model.register_forward_hook(lambda *a: calls.append(1))
@@ -133,7 +134,7 @@ def test_one_forward_pass_per_batch_whatever_the_step_count(models):
         judge.score(TRAJS)
     finally:
         hook.remove()
-    assert len(calls) == 2  # all 15 per-step judge prompts in one packed pass
+    assert len(calls) == 2 * len(TRAJS)  # a trajectory's per-step judge prompts: one packed pass
 
 
 def test_truncation_is_recorded_and_lost_steps_abstain(models):
