@@ -8,10 +8,10 @@ command lines work unchanged.
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from agentrm.cli.common import (
     DbOption,
@@ -28,9 +28,18 @@ VALUE_FLAGS = ("--clean", "--force_rebuild", "--force-rebuild")
 ID_FLAGS = ("--instance-ids", "--instance_ids", "-i")
 
 
+class _KeepsArgs(TyperCommand):
+    """Keeps the command's own arguments (ctx.meta["args"]) for the harness's value forms."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        ctx.meta["args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Evaluate on benchmarks in local Docker.", no_args_is_help=True)
-    group.command("swe-bench", context_settings={"allow_extra_args": True})(swe_bench)
+    group.command("swe-bench", cls=_KeepsArgs,
+                  context_settings={"allow_extra_args": True})(swe_bench)
     from agentrm.cli.eval_verifier import verifier  # agentrm eval verifier (docs/evaluation.md)
     group.command("verifier")(verifier)
     app.add_typer(group, name="eval")
@@ -42,13 +51,13 @@ def _ids(values: list[str] | None) -> list[str] | None:
     return [i.strip() for v in values for i in v.replace(",", " ").split() if i.strip()]
 
 
-def _harness_style(extra: list[str]) -> tuple[dict[str, bool], list[str]]:
+def _harness_style(extra: list[str], argv: list[str]) -> tuple[dict[str, bool], list[str]]:
     """Leftover words of the harness's spellings: `--clean True` / `--force_rebuild false`
-    (a value after a flag) and `--instance_ids a b c` (several values). Anything else left over
-    is a usage error."""
+    (a value after a flag) and `--instance_ids a b c` (several values), found by their place in
+    the command's arguments `argv`. Anything else left over is a usage error."""
     from agentrm.errors import InputError
 
-    argv, values, ids = sys.argv[1:], {}, []
+    values, ids = {}, []
     left = list(extra)
     for i, token in enumerate(argv):
         nxt = argv[i + 1] if i + 1 < len(argv) else None
@@ -136,7 +145,7 @@ def swe_bench(
     from agentrm.evals.swebench.harness import EvalConfig, Harness, default_workers
     from agentrm.evals.swebench.report import TABLE_COLUMNS, table_rows
 
-    values, more_ids = _harness_style(list(ctx.args))
+    values, more_ids = _harness_style(list(ctx.args), ctx.meta.get("args", []))
     clean = values.get("clean", clean)
     force_rebuild = values.get("force_rebuild", force_rebuild)
     ids = _ids((instance_ids or []) + more_ids)
