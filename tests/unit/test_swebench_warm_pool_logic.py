@@ -1,5 +1,5 @@
 """The warm pool's bookkeeping, with a fake sandbox maker (the Docker side is in
-tests/integration/test_swebench_warm_pool.py): expected sandboxes start ahead up to the pool
+tests/integration/test_swebench_warm_pool.py (Docker)): expected sandboxes start ahead up to the pool
 size, a request takes a started one and the next expected one starts, an unexpected request
 starts its own, nothing is handed out twice, and close removes what was never handed out."""
 
