@@ -48,11 +48,17 @@ def _replace(match: re.Match) -> str:
     return _REPLACEMENT[name] if name else match.group(0)
 
 
+# One scan that finds whether any condition holds (most shell output needs no substitution).
+_ANY_NEED = re.compile("|".join(re.escape(n) if isinstance(n, str) else n.pattern
+                                for _, _, n in _VOLATILE))
+
+
 def normalise_observation_text(text: str) -> str:
-    which = tuple(i for i, (_, _, need) in enumerate(_VOLATILE)
-                  if (need in text if isinstance(need, str) else need.search(text)))
-    if which:
-        text = _combined(which).sub(_replace, text)
+    if _ANY_NEED.search(text):
+        which = tuple(i for i, (_, _, need) in enumerate(_VOLATILE)
+                      if (need in text if isinstance(need, str) else need.search(text)))
+        if which:
+            text = _combined(which).sub(_replace, text)
     return " ".join(text.split())
 
 

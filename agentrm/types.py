@@ -55,6 +55,21 @@ class ScoreLevel(str, enum.Enum):
     TRAJECTORY = "trajectory"
 
 
+def _loads(raw: str) -> Any:
+    """json.loads, through orjson when it can (4x faster; imports parse every call's arguments);
+    anything orjson refuses goes to json, so results and error messages stay json's."""
+    try:
+        return _orjson_loads(raw)
+    except Exception:  # noqa: BLE001 - json decides, and raises its own error
+        return json.loads(raw)
+
+
+try:
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _orjson_loads = json.loads
+
+
 @dataclass
 class ToolCall:
     """One function call of an assistant message. `arguments` is None when the JSON did not parse."""
@@ -76,7 +91,7 @@ class ToolCall:
         if isinstance(raw, dict):  # HF chat templates carry dicts; the API carries strings
             return cls(call.get("id", ""), fn.get("name", ""), json.dumps(raw), raw)
         try:
-            parsed = json.loads(raw) if raw else {}
+            parsed = _loads(raw) if raw else {}
         except (json.JSONDecodeError, TypeError) as exc:
             return cls(call.get("id", ""), fn.get("name", ""), str(raw), None, f"bad JSON: {exc}")
         if not isinstance(parsed, dict):

@@ -8,20 +8,25 @@ Three timings in one process, each into a fresh SQLite file with the same schema
   floor     plain sqlite3: build the same rows (json.dumps) + executemany
   floor-db  plain sqlite3 executemany only, rows prebuilt (the driver's raw insert speed)
 and end to end: `agentrm traces import` of the same data as a JSONL file (parse + validate +
-anchor keys + store). Prints turns/s and ratios; the goal is store within 2× of the floor.
+anchor keys + store), twice: with today's anchor keys (one scan per turn) and with the previous
+normalisation (seven regex passes per text) and json instead of orjson for lines and tool-call
+arguments (the "before", restored here by patching), so the end-to-end
+speed-up and both end-to-end rates relative to the sqlite3 floor come from one run.
+Prints turns/s and ratios; goals: store within 2× of the floor, end to end ≥ 2× the previous.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sqlite3
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from agentrm.hashing import anchor_key
+from agentrm.hashing import anchor_key, stable_hash
 from agentrm.traces import open_store
 from agentrm.traces.io import read_trajectories, write_jsonl
 from agentrm.types import ExitStatus, ToolResult, Trajectory, Turn
@@ -59,6 +64,27 @@ def _rows(trajs: list[Trajectory]):
             [_turn_tuple(t.id, u) for t in trajs for u in t.turns], TURN_COLS)
 
 
+_PREVIOUS = [(re.compile(p), r) for p, r in [
+    (r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b", "<TIME>"),
+    (r"\b\d{2}:\d{2}:\d{2}(?:\.\d+)?\b", "<TIME>"), (r"/tmp/[\w.\-/]+", "<TMP>"),
+    (r"\b(?:pid|PID)[ =:]+\d+\b", "pid <PID>"), (r"\b0x[0-9a-fA-F]{6,}\b", "<ADDR>"),
+    (r"\b[0-9a-f]{12,64}\b", "<HEX>"), (r"\b\d+(?:\.\d+)?\s?(?:ms|s|sec|seconds)\b", "<DURATION>")]]
+
+
+def previous_anchor_key(observation) -> str:
+    """The anchor key as computed before the one-pass normalisation (same keys, slower)."""
+    parts = []
+    for message in observation:
+        content = message.get("content")
+        if not isinstance(content, str):
+            content = json.dumps(content, sort_keys=True, default=str)
+        text = content or ""
+        for pattern, replacement in _PREVIOUS:
+            text = pattern.sub(replacement, text)
+        parts.append([message.get("role", ""), " ".join(text.split())])
+    return stable_hash(parts)
+
+
 def floor(path: Path, trajs: list[Trajectory], prebuilt=None) -> float:
     """Plain sqlite3 into the same schema (created by the store's migration, then closed)."""
     open_store(f"sqlite:///{path}").close()
@@ -87,11 +113,28 @@ def store_import(path: Path, trajs: list[Trajectory]) -> float:
     return elapsed
 
 
-def end_to_end(path: Path, jsonl: Path) -> float:
+def end_to_end(path: Path, jsonl: Path, previous: bool = False) -> float:
+    """`previous`: as before this session's changes — sequential anchor normalisation and
+    json (not orjson) for the lines and for every tool call's arguments."""
+    import types
+
+    import agentrm.traces.io as io
+    import agentrm.traces.messages as messages
+    import agentrm.types as core
+
     store = open_store(f"sqlite:///{path}")
-    start = time.perf_counter()
-    store.import_trajectories(read_trajectories(jsonl))
-    elapsed = time.perf_counter() - start
+    saved = messages.anchor_key, io.orjson, core._orjson_loads
+    if previous:
+        messages.anchor_key = previous_anchor_key
+        io.orjson = types.SimpleNamespace(loads=lambda t: json.loads(t, parse_constant=io._reject_constant),
+                                          JSONDecodeError=json.JSONDecodeError)
+        core._orjson_loads = json.loads
+    try:
+        start = time.perf_counter()
+        store.import_trajectories(read_trajectories(jsonl))
+        elapsed = time.perf_counter() - start
+    finally:
+        messages.anchor_key, io.orjson, core._orjson_loads = saved
     store.close()
     return elapsed
 
@@ -107,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     n_turns = args.trajectories * args.turns
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t_store = t_floor = t_raw = t_e2e = float("inf")
+        t_store = t_floor = t_raw = t_e2e = t_prev = float("inf")
         prebuilt = _rows(trajs)
         for r in range(args.repeat):  # interleaved, so load changes hit all three alike
             t_store = min(t_store, store_import(tmp / f"store{r}.db", trajs))
@@ -119,17 +162,23 @@ def main(argv: list[str] | None = None) -> None:
                 f.unlink()
         if not args.skip_e2e:
             write_jsonl(trajs, tmp / "in.jsonl")
-            t_e2e = end_to_end(tmp / "e2e.db", tmp / "in.jsonl")
+            for r in range(args.repeat):
+                t_prev = min(t_prev, end_to_end(tmp / f"prev{r}.db", tmp / "in.jsonl", previous=True))
+                t_e2e = min(t_e2e, end_to_end(tmp / f"e2e{r}.db", tmp / "in.jsonl"))
     print(f"{args.trajectories} trajectories x {args.turns} turns = {n_turns} turns into SQLite")
     for name, t in [("store (SQLStore.import_trajectories)", t_store),
                     ("floor (sqlite3: build rows + executemany)", t_floor),
                     ("floor-db (sqlite3 executemany, rows prebuilt)", t_raw),
-                    ("end to end (JSONL parse+validate+store)", t_e2e)]:
+                    ("end to end (JSONL parse+validate+store)", t_e2e),
+                    ("end to end, as before (regex passes, json)", t_prev)]:
         if t == float("inf"):
             continue
         print(f"  {name:<48} {t:7.2f} s  {n_turns / t:10,.0f} turns/s")
     print(f"ratio store/floor    = {t_store / t_floor:.2f}x (goal <= 2x)")
     print(f"ratio store/floor-db = {t_store / t_raw:.2f}x")
+    if t_e2e != float("inf"):
+        print(f"end to end / floor   = {t_e2e / t_floor:.2f}x now, {t_prev / t_floor:.2f}x before")
+        print(f"end-to-end speed-up  = {t_prev / t_e2e:.2f}x (goal >= 2x)")
     sys.exit(0 if t_store / t_floor <= 2 else 1)
 
 

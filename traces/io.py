@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from agentrm.errors import InputError
 from agentrm.traces.messages import MessageError, split_turns, validate_messages
 from agentrm.types import ExitStatus, Trajectory
@@ -100,7 +102,10 @@ def read_jsonl(path: str | Path) -> Iterator[Trajectory]:
             if not text.strip():
                 continue
             try:
-                record = json.loads(text, parse_constant=_reject_constant)
+                try:  # orjson first (4x faster); json judges what it refuses (NaN, huge ints)
+                    record = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    record = json.loads(text, parse_constant=_reject_constant)
                 traj = trajectory_from_record(record)
             except ValueError as exc:  # JSONDecodeError and MessageError are ValueErrors
                 raise InputError(_one_line(exc), path=str(path), line=lineno) from None
