@@ -122,7 +122,10 @@ def test_missing_images_are_one_line_errors_per_instance(official, tmp_path):
     [res] = remote.results
     assert res.status == "error" and "\n" not in res.error
     assert "swebench/sweb.eval.x86_64.agentrm_1776_textkit-1:latest" in res.error
-    assert remote.summary["infrastructure_error_ids"] == IDS[:1]
+    assert remote.summary["infrastructure_error_ids"] == remote.summary["infra_failure_ids"] == IDS[:1]
+    log = tmp_path / "runs" / "m2" / "image_builds" / (
+        "swebench__sweb.eval.x86_64.agentrm_1776_textkit-1__latest.log")
+    assert "could not be pulled" in log.read_text()
 
 
 def test_python_per_spec(docker_client, tmp_path):

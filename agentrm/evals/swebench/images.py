@@ -168,6 +168,13 @@ class BuildLog:
         with self._lock, path.open("a") as fh:
             fh.write("\n".join(body) + "\n\n")
 
+    def note(self, name: str, lines: list[str]) -> None:
+        """A log entry for an image that was not built here (pulled, or not to be had)."""
+        path = self.directory / f"{name.replace('/', '__').replace(':', '__')}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, path.open("a") as fh:
+            fh.write("\n".join([f"image: {name}", *lines]) + "\n\n")
+
     def forget(self, tag: str) -> None:
         """--force-rebuild: remove an existing image once per run, so it is built again."""
         from agentrm.sandboxes.engine import client

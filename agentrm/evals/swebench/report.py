@@ -124,6 +124,9 @@ def summary(run_id: str, model: str, total: int, results: list[InstanceResult]) 
         "patch_failed_ids": by[PATCH_FAILED],
         "timeout_ids": by[TIMEOUT],
         "infrastructure_error_ids": by[ERROR],
+        # swebench 5's names for environment failures (ours are known, not guessed from logs)
+        "infra_failure_instances": len(by[ERROR]),
+        "infra_failure_ids": by[ERROR],
         "schema_version": 2,
         "run_id": run_id,
         "model_name_or_path": model,

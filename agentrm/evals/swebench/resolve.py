@@ -10,6 +10,7 @@ entered, which test command and which log parser. One function per image kind:
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,7 @@ def resolve(inst: Instance, table: SpecTable, repos: RepoSource, opts: ImageOpti
             raise KeyError(f"no test command for {inst.repo} {inst.version}: the row has no "
                            f"eval_script and no spec matches (add one with --specs FILE)")
         present = _present(prebuilt)
-        image = official.ensure_image(prebuilt, opts.pull)
+        image = _ensure(prebuilt, opts.pull, present, builds)
         default = AGENTRM_LAYOUT if _is_ours(image) else official.official_layout()
         layout = official.layout_for(inst.row, env.layout_fields() if env else {}, default)
         if env is not None and env.python:
@@ -86,6 +87,20 @@ def check_python(image: str, layout: Layout, wanted: str) -> None:
     if _py_seen[key] != wanted:
         raise InfrastructureError(f"the spec needs Python {wanted}; image {image} provides "
                                   f"{_py_seen[key]} in its environment")
+
+
+def _ensure(name: str, pull: str, present: bool, builds: images.BuildLog | None) -> str:
+    """ensure_image, with a log entry for each pull (or failed one) under the run directory."""
+    if builds is None or (present and pull != "always"):
+        return official.ensure_image(name, pull)
+    started = time.monotonic()
+    try:
+        image = official.ensure_image(name, pull)
+    except FileNotFoundError as exc:
+        builds.note(name, [f"not available after {time.monotonic() - started:.1f}s: {exc}"])
+        raise
+    builds.note(name, [f"pulled (--pull {pull}) in {time.monotonic() - started:.1f}s"])
+    return image
 
 
 def _lookup(table: SpecTable, inst: Instance) -> EnvSpec | None:
