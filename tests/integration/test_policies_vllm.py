@@ -117,6 +117,25 @@ def test_inprocess_logprobs_match_a_transformers_forward_pass(engine, tiny):
         logits = model(torch.tensor([prompt + ids])).logits[0]
     expected = torch.log_softmax(logits[len(prompt) - 1:-1], -1)[torch.arange(len(ids)), torch.tensor(ids)]
     assert out.logprobs == pytest.approx(expected.tolist(), abs=5e-3)
+    assert out.tokens.prompt_ids == prompt and out.tokens.completion_ids == ids
+
+
+def test_inprocess_constrained_decoding_gives_tool_calls(engine):
+    from agentrm.rollout.tools import call_error
+    from agentrm.types import ToolCall
+
+    engine.constrain, engine.max_new_tokens = True, 120  # same engine, grammar per request
+    try:
+        outs = [engine.act(MESSAGES, TOOL_SCHEMAS) for _ in range(3)]
+    finally:
+        engine.constrain, engine.max_new_tokens = False, 12
+    for out in outs:
+        assert out.raw["text"].startswith('<tool_call>{"name": "')
+    finished = [o for o in outs if o.raw["finish_reason"] == "stop"]
+    assert finished
+    for out in finished:
+        calls = [ToolCall.from_message(c) for c in out.message["tool_calls"]]
+        assert calls and all(call_error(c) is None for c in calls)
 
 
 def _check_group(store, run_id, summary):
@@ -127,6 +146,8 @@ def _check_group(store, run_id, summary):
         assert t.exit_status in CLOSED_BY_MODEL, (t.exit_status, t.metadata)
         assert t.turns and all(turn.prompt_tokens and turn.completion_tokens for turn in t.turns)
         assert all(len(turn.logprobs) == turn.completion_tokens for turn in t.turns)
+        # the sampled ids went through the store (TokenTrace, issue 15)
+        assert all(len(turn.tokens.completion_ids) == turn.completion_tokens for turn in t.turns)
     assert len({t.turns[0].anchor_key for t in trajs}) == 1
 
 
@@ -150,6 +171,9 @@ def test_serve_endpoint_falls_back_to_text_tools(server, tiny):
     assert out.prompt_tokens == len(prompt_ids(tok, render_prompt(tok, MESSAGES, TOOL_SCHEMAS, "text")))
     assert 0 < out.completion_tokens == len(out.logprobs)
     assert all(lp <= 0 for lp in out.logprobs)
+    # return_token_ids: the server's own prompt and completion ids are recorded
+    assert out.tokens.prompt_ids == prompt_ids(tok, render_prompt(tok, MESSAGES, TOOL_SCHEMAS, "text"))
+    assert len(out.tokens.completion_ids) == out.completion_tokens
     unnamed = make_policy(f"openai:{base}?max_tokens=4")  # model asked from /v1/models
     unnamed.act(MESSAGES, TOOL_SCHEMAS)
     assert unnamed.model == "tiny"
