@@ -76,6 +76,12 @@ def test_short_rollout_records_tokens_and_closes(tiny, tmp_path):
     for turn in saved.turns:
         assert turn.prompt_tokens > 0 and turn.completion_tokens == len(turn.logprobs)
         assert turn.anchor_key
+        assert len(turn.tokens.completion_ids) == turn.completion_tokens  # the sampled ids, stored
+    from agentrm.types import full_prompts
+
+    prompts = full_prompts(saved.turns)  # rebuilt from the stored prefix references
+    assert [len(p) for p in prompts] == [t.prompt_tokens for t in saved.turns]
+    assert all(t.tokens.prefix_len > 0 for t in saved.turns[1:])
     assert saved.turns[-1].prompt_tokens > saved.turns[0].prompt_tokens or len(saved.turns) == 1
 
 
