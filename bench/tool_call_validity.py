@@ -30,9 +30,12 @@ MODES = {"before": {}, "constrained": {"constrain": True},
          "bash+grammar": {"action_format": "bash_block", "constrain": True}}
 
 
-def valid(message: dict) -> bool:
+def problem(message: dict) -> str | None:
+    """Why the turn is not a valid tool call (None: it is)."""
     calls = [ToolCall.from_message(c) for c in message.get("tool_calls") or []]
-    return bool(calls) and all(call_error(c) is None for c in calls)
+    if not calls:
+        return "no tool call"
+    return next((e for e in map(call_error, calls) if e), None)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--show-failures", action="store_true")
     args = ap.parse_args(argv)
     import torch
 
@@ -60,10 +64,13 @@ def main(argv: list[str] | None = None) -> None:
         for task in tasks:
             for _ in range(args.samples):
                 out = policy.act(initial_messages(task), TOOL_SCHEMAS)
-                good = valid(out.message)
-                ok, n = ok + good, n + 1
-                if good and not example:
+                why = problem(out.message)
+                ok, n = ok + (why is None), n + 1
+                if why is None and not example:
                     example = out.raw["text"][:90]
+                if why is not None and args.show_failures:
+                    cut = " (token budget reached)" if out.completion_tokens >= args.max_new_tokens else ""
+                    print(f"    {mode} {task.id}: {why}{cut}: {out.raw['text'][:100]!r}", flush=True)
         results[mode] = (ok, n, time.perf_counter() - start)
         print(f"{mode:<13} {ok:3d}/{n:<3d} valid = {ok / n:6.1%}   ({results[mode][2]:.0f} s)  e.g. {example!r}",
               flush=True)

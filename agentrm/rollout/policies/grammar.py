@@ -19,11 +19,12 @@ from typing import Any
 TOOL_CALL, BASH_BLOCK = "tool_call", "bash_block"
 ACTION_FORMATS = (TOOL_CALL, BASH_BLOCK)
 
-# A fenced block: the command may hold single backticks but never a closing fence.
+# A fenced block of at most 8 lines of at most 200 characters, without backticks (use $(…)):
+# bounded, so a small model cannot loop inside the block until its token budget runs out.
 _BASH_EBNF = r'''
 root ::= "```bash\n" body "\n```"
-body ::= line ("\n" line)*
-line ::= [^\n`] [^\n`]* | "`" [^\n`] [^\n]*
+body ::= line ("\n" line){0,7}
+line ::= [^\n`] [^\n`]{0,199}
 '''
 
 
