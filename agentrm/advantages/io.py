@@ -273,3 +273,38 @@ def _table(source: RowFile, columns: dict[str, np.ndarray], index: np.ndarray | 
         else:
             table = table.append_column(name, array)
     return table
+
+
+def advantages_file(input_path: str | os.PathLike, output_path: str | os.PathLike, config) -> Any:
+    """`agentrm advantages IN -o OUT` for any of the formats: read, compute, write (with
+    OUT.meta.json). Returns the AdvantageResult."""
+    from agentrm.advantages.registry import compute
+
+    src = read_rows(input_path)
+    result = compute(src.rows, config)
+    write_rows(output_path, src, result.columns, meta=result.metadata)
+    return result
+
+
+def read_advantage_map(path: str | os.PathLike) -> dict[tuple[str, int], float]:
+    """{(traj_uid, step): advantage} from `agentrm advantages` output (null → NaN)."""
+    if file_format(path) == "jsonl":
+        from agentrm.advantages.rows import iter_jsonl
+
+        out: dict[tuple[str, int], float] = {}
+        for rec, (name, line) in iter_jsonl(path):
+            if not isinstance(rec, dict) or not {"traj_uid", "step", "advantage"} <= rec.keys():
+                raise InputError("need traj_uid, step and advantage (output of `agentrm advantages`)",
+                                 path=name, line=line)
+            value = rec["advantage"]
+            out[(str(rec["traj_uid"]), int(rec["step"]))] = math.nan if value is None else float(value)
+        return out
+    table = _read_table(path)
+    missing = {"traj_uid", "step", "advantage"} - set(table.column_names)
+    if missing:
+        raise InputError(f"need traj_uid, step and advantage (output of `agentrm advantages`); "
+                         f"missing {', '.join(sorted(missing))}", path=str(path))
+    traj = [str(t) for t in table.column("traj_uid").to_pylist()]
+    steps = table.column("step").to_pylist()
+    values = table.column("advantage").to_numpy(zero_copy_only=False).astype(np.float64)
+    return dict(zip(zip(traj, map(int, steps), strict=True), values.tolist(), strict=True))

@@ -106,3 +106,22 @@ def test_not_a_parquet_file(tmp_path):
     path.write_text("not parquet")
     with pytest.raises(InputError, match="not a parquet file"):
         read_rows(path)
+
+
+def test_advantages_file_and_advantage_map_in_every_format(tmp_path):
+    from agentrm.advantages.io import advantages_file, read_advantage_map
+
+    records = random_records(4)
+    jsonl, parquet = write_both(tmp_path, records)
+    maps = []
+    for src, out in ((jsonl, tmp_path / "a.jsonl"), (parquet, tmp_path / "a.parquet"),
+                     (parquet, tmp_path / "a.arrow")):
+        result = advantages_file(src, out, AdvantageConfig())
+        assert (tmp_path / f"{out.name}.meta.json").exists()
+        maps.append(read_advantage_map(out))
+        assert len(maps[-1]) == len(records) == len(result.advantage)
+    keys = maps[0].keys()
+    assert maps[1].keys() == keys == maps[2].keys()
+    for key in keys:
+        a, b = maps[0][key], maps[1][key]
+        assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-12)
