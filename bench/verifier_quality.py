@@ -261,8 +261,10 @@ def main() -> None:
     if args.stop_after == "train":
         return
     test = [t for t in trajs if t.task_id in test_groups]
-    judge = make_scorer("prm", model="smollm2", style="judge", name="judge", aggregate="mean")
-    trained = make_scorer("prm", model=str(prm_dir), style="token-cls", name="prm-trained", aggregate="mean")
+    from agentrm.verifiers.prm import make_scorer as make_prm
+
+    judge = make_prm(model="smollm2", style="judge", name="judge", aggregate="mean")
+    trained = make_prm(model=str(prm_dir), style="token-cls", name="prm-trained", aggregate="mean")
     score(store, test, judge, "SmolLM2 judge")
     score(store, test, trained, "trained PRM")
     score(store, [t for t in test if _kind(t) == "builtin"], make_scorer("info-gain"), "information gain")
