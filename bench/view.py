@@ -182,6 +182,7 @@ def main() -> int:
             get_times = timed(page, 3) and timed(page, reps)  # 3 warm-up requests first
             base_times = timed(baseline, 3) and timed(baseline, reps)
             rows.append((name, get_times, base_times))
+            print(f"  {name}: p95 {1000 * p95(get_times):.1f} ms", file=sys.stderr, flush=True)
         # not part of the goal, reported so a reader knows what the aggregate pages cost
         for name, url in [("runs page (all runs, aggregates)", "/"),
                           ("list page (scorer prm, min 0.9)", "/trajectories?scorer=prm&min=0.9"),

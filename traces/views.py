@@ -162,6 +162,13 @@ def histogram(store: SQLStore, column, where: list[Any], join=None, bins: int = 
     return store.read(go)
 
 
+def _unindexed(column):
+    """`column || ''`: the same value, but no index on it. The score and advantage keys lead with
+    the scorer/estimator, and a planner that took them would read that scorer's rows of every
+    run; this way the run's (sampled) trajectories drive the join."""
+    return column.op("||")(sa.literal(""))
+
+
 def run_distributions(store: SQLStore, run_id: str, sample_size: int = 2000) -> dict[str, Any]:
     """Scorer coverage and histograms of one run: the outcome reward over the whole run; each
     scorer's values (per level) and each estimator's advantages over an even sample of at most
@@ -172,14 +179,14 @@ def run_distributions(store: SQLStore, run_id: str, sample_size: int = 2000) -> 
     hists = [{"title": "outcome reward", **histogram(store, T.c.reward, [T.c.run_id == run_id])}]
     by_scores = S.join(T, T.c.id == S.c.trajectory_id)
     for cov in coverage:
-        where = [*in_run, S.c.scorer == cov["scorer"], S.c.level == cov["level"]]
+        where = [*in_run, _unindexed(S.c.scorer) == cov["scorer"], _unindexed(S.c.level) == cov["level"]]
         hists.append({"title": f"{cov['scorer']} ({cov['level']} scores)",
                       **histogram(store, S.c.value, where, by_scores)})
     by_adv = advantages.join(T, T.c.id == advantages.c.trajectory_id)
     names = store.read(lambda c: list(c.execute(sa.select(advantages.c.estimator).distinct()
                                                 .select_from(by_adv).where(*in_run)).scalars()))
     for name in sorted(names):
-        where = [*in_run, advantages.c.estimator == name]
+        where = [*in_run, _unindexed(advantages.c.estimator) == name]
         hists.append({"title": f"{name} advantages", **histogram(store, advantages.c.value, where, by_adv)})
     return {"coverage": coverage, "histograms": hists, "sampled": None if sample is None else len(sample),
             "total": total}
