@@ -19,12 +19,12 @@ from typing import Any
 TOOL_CALL, BASH_BLOCK = "tool_call", "bash_block"
 ACTION_FORMATS = (TOOL_CALL, BASH_BLOCK)
 
-# A fenced block of at most 8 lines of at most 200 characters, without backticks (use $(…)):
+# A fenced block of at most 6 lines of at most 120 characters, without backticks (use $(…)):
 # bounded, so a small model cannot loop inside the block until its token budget runs out.
 _BASH_EBNF = r'''
 root ::= "```bash\n" body "\n```"
-body ::= line ("\n" line){0,7}
-line ::= [^\n`] [^\n`]{0,199}
+body ::= line ("\n" line){0,5}
+line ::= [^\n`] [^\n`]{0,119}
 '''
 
 

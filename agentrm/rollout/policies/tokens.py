@@ -9,6 +9,7 @@ before the latest assistant message are exactly the messages the previous call w
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +19,7 @@ import orjson
 from agentrm.hashing import stable_hash
 from agentrm.types import Message, TokenTrace, token_hash
 
-_IDENTITY: dict[int, tuple[str, str]] = {}
+_IDENTITY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> identity
 
 
 def _messages_key(messages: Sequence[Message]) -> bytes:
@@ -31,17 +32,23 @@ def _messages_key(messages: Sequence[Message]) -> bytes:
 def tokenizer_identity(tokenizer: Any, model: str = "") -> tuple[str, str]:
     """(tokenizer identity, chat-template hash): name plus a hash of the vocabulary (two
     tokenizers with one name but different ids never look alike), and the template's hash."""
-    cached = _IDENTITY.get(id(tokenizer))
+    try:
+        cached = _IDENTITY.get(tokenizer)
+    except TypeError:  # not weak-referenceable: compute every time
+        cached = None
     if cached is None:
-        name = model or str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
         try:
             vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
         except Exception:  # noqa: BLE001 - some tokenizers have no vocab dict
             vocab = [str(getattr(tokenizer, "vocab_size", ""))]
         template = getattr(tokenizer, "chat_template", None) or ""
-        cached = (f"{name}@{stable_hash(vocab, 12)}", stable_hash(template, 16) if template else "")
-        _IDENTITY[id(tokenizer)] = cached
-    return cached
+        cached = (stable_hash(vocab, 12), stable_hash(template, 16) if template else "")
+        try:
+            _IDENTITY[tokenizer] = cached
+        except TypeError:
+            pass
+    name = model or str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+    return f"{name}@{cached[0]}", cached[1]
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
