@@ -224,6 +224,14 @@ def test_trajectory_page_shows_turns_scores_advantages_patch_tests_and_gold(site
     assert "unresolved" in tests and "patch applied" in tests
 
 
+def test_an_evaluated_prediction_without_turns_shows_its_patch(site):
+    client, _, _ = site
+    page = client.get(f"/t/{GOLD_RUN}/task-0")
+    assert page.status_code == 200
+    assert '<div class="d-add">+    return b + a</div>' in page.text
+    assert "No turns stored (an evaluated prediction" in text_of(page.text)
+
+
 def test_hostile_data_is_escaped(site):
     client, _, _ = site
     page = client.get("/t/" + quote(TRAJ)).text
