@@ -1,7 +1,7 @@
 """How good is each scorer on our own labelled trajectories? (`agentrm eval verifier` + audit)
 
     python bench/verifier_quality.py [--db sqlite:///runs/vq.db] [--group-size 6] [--swe-group 4]
-                                     [--branches 2] [--epochs 2] [--audit 12]
+                                     [--branches 2] [--epochs 300] [--audit 4] [--folds 0]
 
 Labelled set: the 8 builtin tasks (rollouts in Docker, outcome = the runtime's own check) and the
 8 bundled SWE-bench instances (agent mode in Docker, outcome = the tests verifier), both rolled
@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300, help="head epochs (or full epochs with --full-finetune)")
     ap.add_argument("--full-finetune", action="store_true", help="train the backbone too (slow on a busy CPU)")
     ap.add_argument("--audit", type=int, default=12, help="trajectories in the audit")
+    ap.add_argument("--folds", type=int, default=0, help="hybrid folds (0: leave one task out)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stop-after", choices=["rollouts", "train", "score"], default=None)
@@ -291,7 +292,8 @@ def report(store, test, trained, judge, args) -> None:
     ]:
         ids = {t.id for t in subset}
         res = evaluate(subset, [s for s in scores if s.trajectory_id in ids],
-                       EvalConfig(scorers=scorers, ns=list(range(1, 9)), folds=2, group_by="task"))
+                       EvalConfig(scorers=scorers, ns=list(range(1, 9)), group_by="task",
+                                  folds=args.folds or len({t.task_id for t in subset})))
         out[name] = res
         write_html(res, Path(args.out) / f"verifier-quality-{name}.html", f"Verifier quality ({name})")
         print(f"\n[{name}] {res['labels']['trajectories']} trajectories, {res['labels']['groups']} groups")
@@ -302,13 +304,15 @@ def report(store, test, trained, judge, args) -> None:
             bon = next((r for r in s["best_of_n"] if r["n"] == 4), {})
             print(f"{s['name']:<22}{s['n']:>4}{_f(s['auc'])}{_f(s.get('ece'))}{_f(bon.get('accuracy'))}"
                   f"{_f(bon.get('oracle'))}")
+    (Path(args.out) / "verifier-quality.json").write_text(json.dumps(out, indent=2, default=str))
+    if not args.audit:
+        return
     half = args.audit // 2
     sample = ([t for t in test if _kind(t) == "builtin"][:half]
               + [t for t in test if _kind(t) == "swe"][:args.audit - half])
     t0 = time.time()
     rep = audit(sample, [make_scorer("answer"), judge, trained], AuditConfig(),
                 ScoringContext(store=store))
-    out["audit"] = rep
     print(f"\naudit: {len(sample)} trajectories, {time.time() - t0:.0f}s; applied {rep['applied']}")
     for entry in rep["scorers"]:
         print(f"{entry['name']}: " + "; ".join(
@@ -316,7 +320,7 @@ def report(store, test, trained, judge, args) -> None:
             for p, s in entry["perturbations"].items()))
         pad = entry["padding"] or {}
         print(f"  padding flagged: {pad.get('flagged')}; neutralised by {pad.get('neutralised_by')}")
-    (Path(args.out) / "verifier-quality.json").write_text(json.dumps(out, indent=2, default=str))
+    (Path(args.out) / "verifier-quality-audit.json").write_text(json.dumps(rep, indent=2, default=str))
 
 
 def _hybrid_row(res) -> dict | None:

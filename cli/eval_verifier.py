@@ -48,6 +48,7 @@ def verifier(
     group_by: Annotated[str, Opt(help="group (rollouts of one initial state) | task.")] = "group",
     hybrid: Annotated[str, Opt(help="learn (logistic regression, held-out groups), a --combine SPEC, or none.")] = "learn",
     folds: Annotated[int, Opt(min=2, help="Group folds for the learned hybrid.")] = 2,
+    l2: Annotated[float, Opt("--l2", min=0.0, help="Ridge penalty of the learned hybrid (standardised weights).")] = 1.0,
     aggregate: Annotated[list[str], Opt(help="SCORER=mean|sum|min|last|max for scorers without a trajectory row.")] = [],  # noqa: B006
     html: Annotated[Path | None, Opt("--html", help="Write a self-contained HTML report here.")] = None,
     png_dir: Annotated[Path | None, Opt("--png-dir", help="Also write the plots as PNG files here.")] = None,
@@ -61,7 +62,7 @@ def verifier(
     cfg = EvalConfig(scorers=scorer, labels=labels, threshold=threshold, step_threshold=step_threshold,
                      ns=list(range(1, max_n + 1)), bins=bins, group_by=group_by,
                      hybrid=None if hybrid == "none" or len(scorer) < 2 and hybrid == "learn" else hybrid,
-                     folds=folds, aggregate=_aggregates(aggregate))
+                     folds=folds, l2=l2, aggregate=_aggregates(aggregate))
     _, trajs, scores = load_run(db, run)
     result = evaluate(trajs, scores, cfg)
     if html is not None:

@@ -35,7 +35,7 @@ class Logistic:
         return w, float(self.bias - w @ self.mean)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 100,
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 100,
                  tol: float = 1e-10) -> Logistic:
     """Minimise Σ_i log(1 + e^{−ỹ_i z_i}) + (l2/2)·|w|² (bias unpenalised) by Newton/IRLS.
 
@@ -71,7 +71,7 @@ def fold_of(group_ids: Sequence[str], folds: int, seed: int = 0) -> dict[str, in
 
 
 def cross_fit(x: np.ndarray, y: np.ndarray, group_ids: Sequence[str], folds: int = 2,
-              l2: float = 1e-2, seed: int = 0) -> tuple[np.ndarray, list[Logistic]]:
+              l2: float = 1.0, seed: int = 0) -> tuple[np.ndarray, list[Logistic]]:
     """Out-of-fold hybrid scores: each group is scored by a model fitted on the other folds.
 
     Folds whose training part has a single class fall back to the equal-weight mean of the

@@ -40,7 +40,7 @@ class EvalConfig:
     group_by: str = "group"  # group (group_id) | task (task_id)
     hybrid: str | None = "learn"  # learn | a --combine SPEC | None
     folds: int = 2
-    l2: float = 1e-2
+    l2: float = 1.0  # ridge on standardised weights: groups are few, scorers collinear
     aggregate: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
