@@ -1,6 +1,6 @@
 """Benchmark: share of SmolLM2-135M turns on the builtin tasks that are valid tool calls.
 
-    python bench/tool_call_validity.py [--samples 2] [--max-new-tokens 96] [--threads 1]
+    python bench/tool_call_validity.py [--samples 2] [--max-new-tokens 256] [--threads 1]
 
 Each builtin task's opening conversation (the rollout's own system prompt and the task) goes to
 the transformers policy, `--samples` times per mode, sampling at the policy's default
@@ -41,7 +41,7 @@ def problem(message: dict) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=2, help="generations per task and mode")
-    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--max-new-tokens", type=int, default=256)  # the policy's default
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--show-failures", action="store_true")
