@@ -275,12 +275,17 @@ def _table(source: RowFile, columns: dict[str, np.ndarray], index: np.ndarray | 
     return table
 
 
-def advantages_file(input_path: str | os.PathLike, output_path: str | os.PathLike, config) -> Any:
+def advantages_file(input_path: str | os.PathLike, output_path: str | os.PathLike | None,
+                    config) -> Any:
     """`agentrm advantages IN -o OUT` for any of the formats: read, compute, write (with
     OUT.meta.json). Returns the AdvantageResult."""
     from agentrm.advantages.registry import compute
 
+    if output_path is None:
+        raise InputError("-o OUT is required with an input file (.jsonl, .parquet or .arrow)")
     src = read_rows(input_path)
+    if not len(src):
+        raise InputError("no step rows in the file", path=str(input_path))
     result = compute(src.rows, config)
     write_rows(output_path, src, result.columns, meta=result.metadata)
     return result
