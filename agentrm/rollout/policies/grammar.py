@@ -33,7 +33,7 @@ def action_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
     choices = []
     for tool in tools:
         fn = tool.get("function", tool)
-        params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+        params: dict[str, Any] = dict(fn.get("parameters") or {"type": "object", "properties": {}})
         params.setdefault("additionalProperties", False)
         choices.append({"type": "object", "additionalProperties": False,
                         "required": ["name", "arguments"],

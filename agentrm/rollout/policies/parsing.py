@@ -53,7 +53,7 @@ def _from_json_list(text: str) -> list[dict[str, Any]] | None:
     if not isinstance(obj, list) or not obj:
         return None
     calls = [_from_json(json.dumps(item)) for item in obj]
-    return calls if all(calls) else None
+    return [c for c in calls if c] if all(calls) else None
 
 
 def _name_hint(text: str) -> str:

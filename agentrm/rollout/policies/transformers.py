@@ -37,7 +37,9 @@ class TransformersPolicy:
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
         self.max_context, self.tools_mode = max_context, tools_mode
         self.constrain, self.action_format = constrain, action_format
-        self._model = self._tokenizer = self._constraint = None
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._constraint: HFConstraint | None = None
         self._chain = PromptChain()
         self._lock = threading.Lock()  # one forward pass at a time: the model is shared by threads
 
@@ -60,7 +62,7 @@ class TransformersPolicy:
             prompt = render_prompt(self._tokenizer, messages, tools, self.tools_mode,
                                    self.action_format)
             ids = prompt_ids(self._tokenizer, prompt)
-            if len(ids) + 1 > self.max_context:
+            if len(ids) + 1 > int(self.max_context or 0):
                 raise ContextLimitExceeded(f"prompt of {len(ids)} tokens exceeds the context "
                                            f"of {self.max_context}")
             try:
@@ -87,9 +89,9 @@ class TransformersPolicy:
 
         model, tok = self._model, self._tokenizer
         input_ids = torch.tensor([ids], device=model.device)
-        budget = min(self.max_new_tokens, self.max_context - len(ids))
+        budget = min(self.max_new_tokens, int(self.max_context or 0) - len(ids))
         sampling = self.temperature > 0
-        kwargs = {"temperature": self.temperature, "top_p": self.top_p} if sampling else {}
+        kwargs: dict[str, Any] = {"temperature": self.temperature, "top_p": self.top_p} if sampling else {}
         processors = self._processors(tools)
         if processors:
             kwargs["logits_processor"] = processors

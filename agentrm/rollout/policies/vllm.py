@@ -88,8 +88,9 @@ class VLLMPolicy:
                 raise ModelError(f"{self.name}: generation failed: {type(exc).__name__}: {exc}") from exc
         new_ids = list(completion.token_ids)
         logprobs = None
-        if completion.logprobs:
-            logprobs = [float(step[t].logprob) for step, t in zip(completion.logprobs, new_ids, strict=False)]
+        steps: Any = completion.logprobs
+        if steps:
+            logprobs = [float(step[t].logprob) for step, t in zip(steps, new_ids, strict=False)]
         tokens = self._chain.trace(messages, ids, new_ids,
                                    *tokenizer_identity(tokenizer, str(self.model_ref)))
         return PolicyOutput(assistant_message(completion.text, self.action_format),
