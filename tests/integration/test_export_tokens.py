@@ -178,3 +178,22 @@ def test_upgrade_from_0002_keeps_turns_and_loads_them_without_tokens(tmp_path, t
     old = store.get_trajectory("old")
     assert old.turns[0].tokens is None and old.turns[0].assistant["content"] == "hi"
     store.close()
+
+
+@pytest.mark.postgres
+def test_token_columns_round_trip_on_postgres(tok, fresh_postgres_url):
+    from agentrm.traces import open_store
+
+    store = open_store(fresh_postgres_url)
+    run_id = store.begin_run({}, run_id="run-pg")
+    bulk, appended = _trajectory(tok, True, "pg-bulk"), _trajectory(tok, True, "pg-append")
+    store.import_trajectories([bulk], run_id=run_id)
+    turns, appended.turns = appended.turns, []
+    appended.run_id = run_id
+    store.begin_trajectory(appended)
+    for turn in turns:
+        store.append_turn(appended.id, turn)
+    for traj, expected in ((bulk, bulk.turns), (appended, turns)):
+        back = store.get_trajectory(traj.id)
+        assert [u.tokens for u in back.turns] == [u.tokens for u in expected]
+    store.close()
