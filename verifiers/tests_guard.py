@@ -15,6 +15,7 @@ from typing import Any
 
 MODULE = "agentrm_grading_guard"
 BEGIN = ">>>>> Grading Guard (base64)"
+UNAVAILABLE = ">>>>> Grading Guard Unavailable"  # it did not load on the pristine tree
 END = ">>>>> Grading Guard End"
 
 SOURCE = '''"""agentrm's grading witness (see agentrm.verifiers.tests_guard)."""
@@ -53,10 +54,14 @@ def pytest_unconfigure(config):
 
 
 def applies(spec: Any) -> bool:
-    """Only where pytest is started directly (`pytest …`, `python -m pytest …`), so the plugin's
-    directory on PYTHONPATH reaches it; wrappers such as tox may drop the environment."""
+    """Where the test command starts pytest itself (`pytest …`, `python -m pytest …`, or either
+    behind an activation wrapper), not through tox/nox, which rebuild the environment. Whether
+    it loads is probed before the patch (tests_script._probes)."""
     words = shlex.split(spec.test_cmd or "")
-    return bool(words) and (words[0] in ("pytest", "py.test") or words[1:3] == ["-m", "pytest"])
+    if not words or words[0] in ("tox", "nox"):
+        return False
+    return any(w in ("pytest", "py.test") for w in words) or any(
+        words[i:i + 2] == ["-m", "pytest"] for i in range(len(words) - 1))
 
 
 def reasons(guard_text: str | None, junit_present: bool) -> list[str]:

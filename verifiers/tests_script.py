@@ -50,7 +50,7 @@ cat > "$D/v5_eval.sh" <<'{eof}'
 {v5_script}{eof}
 BASE=$(git rev-parse --verify -q {base}) || {{ echo ">>>>> Reset Failed: unknown base commit"; return 90; }}
 git reset -q --hard "$BASE" && git clean -qfd || {{ echo ">>>>> Reset Failed"; return 90; }}
-{probe}restore() {{ if git cat-file -e "$BASE:$1" 2>/dev/null; then git checkout -q "$BASE" -- "$1"; else rm -rf -- "$1"; fi; }}
+{guard_setup}{probe}restore() {{ if git cat-file -e "$BASE:$1" 2>/dev/null; then git checkout -q "$BASE" -- "$1"; else rm -rf -- "$1"; fi; }}
 if [ -s "$D/model.patch" ]; then
   ok=""
   for m in "git apply --verbose" "git apply --verbose --reject" \\
@@ -67,8 +67,8 @@ for f in {test_files}; do restore "$f"; done
 if [ -s "$D/test.patch" ]; then
   git apply --verbose "$D/test.patch" || {{ echo ">>>>> Test Patch Apply Failed"; return 92; }}
 fi
-{guard_setup}echo "{start}"
-{guard_env}timeout -k 5 {timeout} {command} </dev/null
+echo "{start}"
+{guard_env}timeout -k 5 {timeout} {command}{guard_arg} </dev/null
 rc=$?
 echo "{end}"
 echo "{junit_begin} {nonce}"
@@ -95,37 +95,41 @@ def uses_guard(spec: Any) -> bool:
     return uses_junit(spec) and tests_guard.applies(spec)
 
 
+def _probes(spec: Any) -> str:
+    """Run on the pristine tree before the patch. The runner probe is the only evidence of a
+    broken environment the grader trusts: once patched code has run, anything it prints or any
+    way it exits (a fake "No module named pytest", exit 127, a hang) is the model's. The witness
+    probe turns the grading witness on only where it loads (a wrapper may drop PYTHONPATH)."""
+    if not uses_junit(spec):
+        return ""  # a v5 script or another runner: no probe, so no infrastructure verdict
+    quiet = "</dev/null >/dev/null 2>&1"
+    out = (f"timeout -k 5 300 {spec.test_cmd} --version {quiet} || "
+           f"{{ echo \"{RUNNER_MISSING}\"; return 93; }}\n")
+    if uses_guard(spec):
+        out += (f'G=""; PYTHONPATH="$D" timeout -k 5 300 {spec.test_cmd} -p {tests_guard.MODULE} '
+                f'--version {quiet} && G="-p {tests_guard.MODULE}" || echo "{tests_guard.UNAVAILABLE}"\n')
+    return out
+
+
 def test_command(spec: Any, junit: str) -> str:
-    """The test command: pytest gets junit output, no cache, the grading witness (tests_guard)
-    where it applies, and the test files appended."""
+    """The test command: pytest gets junit output, no cache, and the test files appended (the
+    grading witness, where it loads, after them: see _probes)."""
     files = spec.test_files if spec.test_files is not None else sorted(touched_paths(spec.test_patch))
     cmd = spec.test_cmd
     if uses_junit(spec):
         cmd += f" -p no:cacheprovider -o junit_family=xunit1 --junitxml={shlex.quote(junit)}"
-    if uses_guard(spec):
-        cmd += f" -p {tests_guard.MODULE}"
     return f"{cmd} {_words(files)}".strip()
 
 
 def _guard_parts(spec: Any, eof: str, nonce: str) -> dict[str, str]:
     if not uses_guard(spec):
-        return {"guard_setup": "", "guard_env": "", "guard_print": ""}
+        return {"guard_setup": "", "guard_env": "", "guard_print": "", "guard_arg": ""}
     module = f'"$D/{tests_guard.MODULE}.py"'
     return {"guard_setup": f"cat > {module} <<'{eof}'\n{tests_guard.SOURCE}{eof}\n",
             "guard_env": 'PYTHONPATH="$D" AGENTRM_GUARD_OUT="$D/guard.json" ',
+            "guard_arg": " ${G:-}",
             "guard_print": (f'echo "{tests_guard.BEGIN} {nonce}"\n[ -f "$D/guard.json" ] && '
                             f'base64 -w0 "$D/guard.json"\necho\necho "{tests_guard.END} {nonce}"\n')}
-
-
-def runner_probe(spec: Any) -> str:
-    """A check that the test runner starts, run on the pristine tree before the patch: the only
-    evidence of a broken environment the grader trusts. Once patched code has run, anything it
-    prints or any way it exits (a fake "No module named pytest", exit 127, a hang) is the model's."""
-    words = shlex.split(spec.test_cmd or "")
-    if spec.eval_script or len(words) < 3 or words[1:3] != ["-m", "pytest"]:
-        return ""  # a v5 script or another runner: no probe, so no infrastructure verdict
-    return (f"timeout -k 5 300 {shlex.quote(words[0])} -c 'import pytest' </dev/null >/dev/null 2>&1"
-            f" || {{ echo \"{RUNNER_MISSING}\"; return 93; }}\n")
 
 
 def _text(value: str | None) -> str:
@@ -149,7 +153,7 @@ def eval_script(spec: Any, tmp: str, junit: str, reset: Sequence[str], model_pat
         v5_script=_text(spec.eval_script), base=shlex.quote(f"{spec.base_commit}^{{commit}}"),
         reset=_words(reset), test_files=_words(test_files), start=START, end=END,
         timeout=f"{float(spec.timeout):g}", command=command, junit=shlex.quote(junit),
-        junit_begin=JUNIT_BEGIN, junit_end=JUNIT_END, nonce=nonce, probe=runner_probe(spec),
+        junit_begin=JUNIT_BEGIN, junit_end=JUNIT_END, nonce=nonce, probe=_probes(spec),
         **_guard_parts(spec, f"AGENTRM_EOF_{nonce}", nonce))
 
 

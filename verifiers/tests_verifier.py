@@ -198,7 +198,8 @@ def _run_in_sandbox(spec: TestSpec, patch: str, factory: Any) -> TestRun:
     output, guard_text = split_junit(output, nonce, tests_guard.BEGIN, tests_guard.END)
     run = interpret(spec, output, result.exit_code, bool(result.timed_out),
                     junit_text if _uses_junit(spec) else None, reset)
-    if uses_guard(spec) and START in output:  # the tests ran: the witness should have reported
+    pre = output.partition(START)[0]
+    if uses_guard(spec) and START in output and tests_guard.UNAVAILABLE not in pre:
         run.suspicious += tests_guard.reasons(guard_text, junit_text is not None)
     run.script = script
     return run

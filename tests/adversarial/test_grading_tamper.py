@@ -30,6 +30,7 @@ from agentrm.hacks.payloads import (
 from agentrm.verifiers import log_parsers
 from agentrm.verifiers.tests_verifier import (
     CONTRADICTED,
+    ERROR,
     RESOLVED,
     TIMEOUT,
     UNRESOLVED,
@@ -121,6 +122,15 @@ def test_hanging_tests_time_out_as_the_models_failure(graded):
     spec = type(spec).from_dict({**spec.to_dict(), "timeout": 15})
     run = run_tests(spec, appended(work, inst.base_commit, package_init(inst), HANG_THE_TESTS))
     assert run.status == TIMEOUT and run.reward == 0.0 and run.failure_kind == "model"
+
+
+def test_a_runner_that_does_not_start_before_the_patch_is_infrastructure(graded):
+    # the probe runs on the pristine tree, before any patched code: the one place a broken
+    # environment is told apart from the model's doing (None, retried; never 0)
+    inst, spec, _ = graded["agentrm__textkit-3"]
+    broken = type(spec).from_dict({**spec.to_dict(), "test_cmd": "python -m pytest_not_installed -rA"})
+    run = run_tests(broken, inst.patch)
+    assert run.status == ERROR and run.reward is None and "pristine tree" in run.error
 
 
 def test_genuine_fix_is_not_suspicious(graded):
