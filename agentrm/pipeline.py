@@ -204,7 +204,7 @@ def _file_advantages(config: AdvantagesConfig, conventions: AdvantageConfig) -> 
     from agentrm.advantages import compute
     from agentrm.advantages.rows import read_step_rows
 
-    if config.output is None:
+    if config.output is None or config.input is None:
         raise InputError("-o OUT.jsonl is required with an input file")
     rows, records = read_step_rows(config.input)
     if not records:

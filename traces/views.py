@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from agentrm.errors import InputError, PrerequisiteError
 from agentrm.traces.migrate import current_revision
@@ -50,7 +51,7 @@ def open_readonly(url: str) -> SQLStore:
         with engine.connect() as conn:
             found = sa.inspect(conn).has_table("trajectories")
             revision = current_revision(conn)
-    except sa.exc.DBAPIError as exc:
+    except sa_exc.DBAPIError as exc:
         engine.dispose()
         reason = " ".join(str(exc.orig or exc).split())[:200]
         raise InputError(f"cannot open database {parsed.render_as_string(hide_password=True)}: "
@@ -254,7 +255,7 @@ def count_trajectories(store: SQLStore, cap: int = 10_000, **filters: Any) -> in
 
 def neighbours(store: SQLStore, traj_id: str) -> dict[str, str | None]:
     """The previous and next trajectory of the same run, for moving between trajectories."""
-    def go(conn):
+    def go(conn) -> dict[str, str | None]:
         me = conn.execute(sa.select(T.c.pk, T.c.run_id).where(T.c.id == traj_id)).first()
         if me is None:
             return {"prev": None, "next": None}
