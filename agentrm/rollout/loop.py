@@ -16,7 +16,7 @@ from typing import Any
 
 from agentrm.errors import InfrastructureError
 from agentrm.hashing import anchor_key
-from agentrm.protocols import Policy, PolicyOutput, Sandbox, TraceStore
+from agentrm.protocols import Policy, PolicyOutput, Sandbox, TurnSink
 from agentrm.rollout.graph import build_graph, recursion_limit, run_direct
 from agentrm.rollout.policies.base import ContextLimitExceeded, ModelError
 from agentrm.rollout.tools import SUBMIT, TOOL_SCHEMAS, call_error
@@ -179,7 +179,7 @@ def _clean_assistant(message: Message) -> Message:
     return clean
 
 
-def run_trajectory(task: Task, policy: Policy, sandbox: Sandbox, store: TraceStore | None = None,
+def run_trajectory(task: Task, policy: Policy, sandbox: Sandbox, store: TurnSink | None = None,
                    limits: Limits | None = None, group_id: str | None = None,
                    trajectory_id: str | None = None, run_id: str | None = None,
                    replay: list[Turn] | None = None, workdir: str = "/workspace",
