@@ -6,9 +6,11 @@ import logging
 import threading
 
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException, ImageNotFound
 
 from agentrm.errors import PrerequisiteError
+
+__all__ = ["APIError", "ImageNotFound", "client"]  # docker stays inside sandboxes/
 
 log = logging.getLogger("agentrm.sandboxes")
 

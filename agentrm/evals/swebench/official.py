@@ -82,9 +82,7 @@ def image_name(instance_id: str, namespace: str, tag: str = "latest") -> str:
 def ensure_image(name: str, pull: str = "missing") -> str:
     """Make sure `name` is on this machine, pulling through the Docker engine if the policy
     allows; a FileNotFoundError (one line, naming the image) when it cannot be had."""
-    from docker.errors import APIError, ImageNotFound
-
-    from agentrm.sandboxes.engine import client
+    from agentrm.sandboxes.engine import APIError, ImageNotFound, client
 
     if pull not in PULL_POLICIES:
         raise InputError(f"unknown pull policy {pull!r} (--pull): choose {', '.join(PULL_POLICIES)}")
@@ -107,7 +105,7 @@ def ensure_image(name: str, pull: str = "missing") -> str:
 
 
 def _present(engine, name: str) -> bool:
-    from docker.errors import ImageNotFound
+    from agentrm.sandboxes.engine import ImageNotFound
 
     try:
         engine.images.get(name)
