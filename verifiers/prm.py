@@ -18,8 +18,8 @@ from typing import Any
 
 from agentrm.errors import InputError
 from agentrm.protocols import ScoringContext
-from agentrm.types import FailureKind, Score, Trajectory
 from agentrm.rewards.aggregate import AGGREGATIONS, aggregate
+from agentrm.types import FailureKind, Score, Trajectory
 from agentrm.verifiers.base import ScorerBase
 from agentrm.verifiers.prm_format import StepFormatter, Template
 

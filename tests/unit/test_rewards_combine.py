@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from agentrm.errors import InputError
-from agentrm.types import Score, ScoreLevel, Trajectory, Turn
 from agentrm.rewards import combine as C
+from agentrm.types import Score, ScoreLevel, Trajectory, Turn
 
 
 def traj(tid: str, n: int) -> Trajectory:
