@@ -44,7 +44,6 @@ def prm(
 ) -> None:
     """Train a token-classification PRM on step labels from the store; load it with
     `agentrm score -s prm --model OUT --style token-cls`."""
-    from agentrm.cli.common import db_url
     from agentrm.cli.eval_verifier import load_run
     from agentrm.training.prm_train import PRMTrainConfig, labelled, step_labels, train_prm
 
@@ -54,7 +53,7 @@ def prm(
                          freeze_backbone=freeze_backbone)
     store, trajs, scores = load_run(db, run)
     if labels == "mc":
-        scores = _branch_values(store, trajs, db_url(db), branches, prover) + list(scores)
+        scores = _branch_values(store, trajs, branches, prover) + list(scores)
     by_traj = step_labels(trajs, scores, cfg)
     items = [got for t in trajs if t.id in by_traj and (got := labelled(t, by_traj[t.id])) is not None]
     with progress() as bar:
@@ -70,16 +69,16 @@ def prm(
                   markup=False, highlight=False)
 
 
-def _branch_values(store, trajs, url: str, branches: int, prover: str | None) -> list:
+def _branch_values(store, trajs, branches: int, prover: str | None) -> list:
     """Monte-Carlo branch rollouts from sandbox snapshots, through the progress scorer."""
-    from agentrm.protocols import ScoringContext
+    from agentrm.pipeline import default_context
     from agentrm.scoring import score_trajectories
     from agentrm.verifiers.registry import make_scorer
 
-    options = {"branches": branches, "db": url} | ({"prover": prover} if prover else {})
+    options = {"branches": branches} | ({"prover": prover} if prover else {})
     scorer = make_scorer("progress", **options)
     with progress() as bar:
         task = bar.add_task(f"branch rollouts (K={branches})", total=len(trajs))
         return score_trajectories(trajs, [scorer], store=store, batch_size=1,
                                   on_progress=lambda done, _: bar.update(task, completed=done),
-                                  context=ScoringContext(store=store))
+                                  context=default_context(store))

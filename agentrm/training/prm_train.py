@@ -88,7 +88,7 @@ def step_labels(trajs: Sequence[Trajectory], scores: Sequence[Score], cfg: PRMTr
         got = labels_from_progress(scores, cfg.min_share)
         if not got:
             raise InputError("--labels progress: no stored progress scores for these trajectories "
-                             "(run `agentrm score --run RUN -s progress -o db=URL` first)")
+                             "(run `agentrm score --run RUN -s progress` first)")
         return got
     if cfg.labels == "outcome":
         return labels_from_outcome(trajs, cfg.threshold)
