@@ -115,11 +115,11 @@ class ScoreConfig:
         shared = {k: getattr(self, k) for k in ("model", "style", "template", "separator", "good",
                                                 "bad", "aggregate", "max_length", "device",
                                                 "backend", "batch_size")}
-        extra = _parse_options(self.options, self.scorers)
+        extra = scorer_options(self.options, self.scorers)
         return [{"name": n, "options": options_for(n, shared) | extra.get(n, {})} for n in self.scorers]
 
 
-def _parse_options(pairs: Sequence[str], scorers: Sequence[str]) -> dict[str, dict[str, Any]]:
+def scorer_options(pairs: Sequence[str], scorers: Sequence[str]) -> dict[str, dict[str, Any]]:
     """`-o key=value` (every scorer) and `-o scorer.key=value` (one scorer)."""
     out: dict[str, dict[str, Any]] = {name: {} for name in scorers}
     for pair in pairs:

@@ -6,7 +6,6 @@ as `audit scorers` and as the group's callback (`agentrm audit --run R -s S`).
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -14,27 +13,6 @@ import typer
 from agentrm.cli.common import DbOption, JsonOption, console, print_json, progress, rich_table
 
 Opt = typer.Option
-
-
-def scorer_options(names: list[str], pairs: list[str]) -> dict[str, dict[str, Any]]:
-    """`-o KEY=VALUE` goes to every scorer, `-o NAME.KEY=VALUE` to one (values may be JSON)."""
-    from agentrm.errors import InputError
-
-    out: dict[str, dict[str, Any]] = {n: {} for n in names}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"-o {pair!r}: expected KEY=VALUE or SCORER.KEY=VALUE")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        target, dot, field = key.rpartition(".")
-        if dot and target not in out:
-            raise InputError(f"-o {pair!r}: {target!r} is not one of the --scorer names")
-        for name in [target] if dot else names:
-            out[name][(field if dot else key).replace("-", "_")] = value
-    return out
 
 
 def scorers(
@@ -58,12 +36,13 @@ def scorers(
     from agentrm.evaluation.audit import AuditConfig, audit
     from agentrm.evaluation.perturb import PERTURBATIONS
     from agentrm.protocols import ScoringContext
+    from agentrm.scoring import scorer_options
     from agentrm.verifiers.registry import make_scorer
 
     unknown = sorted(set(perturbation) - set(PERTURBATIONS))
     if unknown:
         raise InputError(f"--perturbation {unknown[0]!r}: choose from {', '.join(PERTURBATIONS)}")
-    options = scorer_options(scorer, option)
+    options = scorer_options(option, scorer)
     built = [make_scorer(name, **options[name]) for name in scorer]
     store, trajs, _ = load_run(db, run)
     trajs = trajs[:limit] if limit else trajs
