@@ -224,3 +224,47 @@ def test_saved_and_hub_cached_datasets(docker_client, tmp_path, monkeypatch):
     (target / "json-test.arrow").rename(target / "swe_mini-test.arrow")
     hub = evaluate(cfg(tmp_path, dataset="acme/swe_mini", split="test", predictions="gold"))
     assert hub.summary["resolved_ids"] == IDS[:1]
+
+
+def _script(path: Path, actions: list[dict]) -> str:
+    path.write_text("".join(json.dumps(a) + "\n" for a in actions))
+    return f"scripted:{path}"
+
+
+@pytest.mark.parametrize("warm_pool", [0, 1])
+def test_agent_mode_in_an_official_layout_image(official, tmp_path, warm_pool):
+    """The agent works in /testbed as an unprivileged user inside the activated environment;
+    its `git diff` is graded in the pristine official image: the gold patch applied by the
+    scripted agent resolves, an agent that changes nothing does not; rewards are stored."""
+    from agentrm.traces import open_store
+
+    insts, _, _ = official
+    inst = insts["agentrm__textkit-1"]
+    check = {"tool": "bash", "args": {"command": "id -u && pwd && which python && git status --short"}}
+    gold = _script(tmp_path / "gold.jsonl", [
+        check,
+        {"tool": "bash", "args": {"command": f"git apply <<'EOF_GOLD'\n{inst.patch}\nEOF_GOLD\n"
+                                             "git diff --stat"}},
+        {"tool": "submit", "args": {}}])
+    idle = _script(tmp_path / "idle.jsonl", [check, {"tool": "submit", "args": {}}])
+    db = f"sqlite:///{tmp_path}/store.db"
+    runs = {}
+    for name, policy in (("gold", gold), ("idle", idle)):
+        runs[name] = evaluate(cfg(tmp_path, db=db, agent=True, policy=policy, namespace="local",
+                                  pull="never", instance_ids=[inst.instance_id], warm_pool=warm_pool,
+                                  run_id=f"agent-{name}-{warm_pool}"))
+    (ok,), (empty,) = runs["gold"].results, runs["idle"].results
+    assert ok.status == "resolved", ok
+    assert ok.image == "sweb.eval.x86_64.agentrm__textkit-1:latest"  # graded in the official image
+    assert empty.status == "empty_patch" and empty.trajectory_id
+    store = open_store(db)
+    [good] = store.iter_trajectories(run_id=f"agent-gold-{warm_pool}")
+    [none] = store.iter_trajectories(run_id=f"agent-idle-{warm_pool}")
+    assert good.reward == 1.0 and none.reward == 0.0
+    assert good.metadata["model_patch"].strip() == inst.patch.strip()
+    seen = good.turns[0].tool_results[0].content
+    # not root, in the row's workdir, inside the environment the official activation enters
+    assert "1000\n/testbed\n/opt/miniconda3/envs/testbed/bin/python" in seen, seen
+    scores = store.get_scores(trajectory_ids=[good.id, none.id])
+    assert sorted((s.trajectory_id, s.value) for s in scores if s.scorer == "tests") == sorted(
+        [(good.id, 1.0), (none.id, 0.0)])

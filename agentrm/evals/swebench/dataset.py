@@ -140,7 +140,7 @@ def _rows_from_saved_dataset(path: Path, split: str = "test") -> list[tuple[Any,
     if isinstance(data, DatasetDict):
         if split not in data:
             raise InputError(f"no split {split!r} (--split): the dataset has "
-                             f"{', '.join(data)}", path=str(path))
+                             f"{', '.join(map(str, data.keys()))}", path=str(path))
         data = data[split]
     return [(row, f"{path}:row {i + 1}") for i, row in enumerate(data)]
 

@@ -60,6 +60,16 @@ class InstanceRunner:
             self.h.tracker.add(*self.h.builds.built)
         return resolved
 
+    def agent_image(self, resolved: Resolved) -> Any:
+        """Where the agent works in this instance's image (an agent layer for official
+        layouts, tracked for retention like the instance image)."""
+        from agentrm.evals.swebench.agent import agent_image
+
+        agent = agent_image(resolved.image, resolved.layout, self.h.builds)
+        if agent.image != resolved.image:
+            self.h.tracker.add(agent.image)
+        return agent
+
     def prewarm(self, instances: list[Instance]) -> None:
         """Agent mode with a warm pool: tell the pool, in the order they will run, which
         instance sandboxes are coming (images resolved in the background)."""
@@ -68,10 +78,10 @@ class InstanceRunner:
         def ahead() -> None:
             for inst in instances:
                 try:
-                    image = self.resolve(inst).image
+                    agent = self.agent_image(self.resolve(inst))
                 except Exception:  # noqa: BLE001 - the instance itself reports it
                     continue
-                config = agent_sandbox_config(image, self.cfg, self.run_id)
+                config = agent_sandbox_config(agent, self.cfg, self.run_id)
                 for _ in range(max(1, self.cfg.group_size)):
                     self.h.sandbox_factory.expect(config)
 
@@ -102,9 +112,10 @@ class InstanceRunner:
             return self._finish(inst, directory, result, pred.model_patch if pred else None)
         image, spec = resolved.image, resolved.spec
         if self.cfg.agent:
-            return self._agent(inst, model, directory, spec, image, elapsed)
+            return self._agent(inst, model, directory, spec, resolved, elapsed)
         from agentrm.evals.swebench.harness import resume_key
 
+        assert pred is not None  # no prediction outside agent mode returned above
         patch = pred.model_patch
         key = resume_key(inst.instance_id, patch, spec)
         previous = None if self.cfg.redo else read_result(directory)
@@ -116,7 +127,8 @@ class InstanceRunner:
                                 duration_s=elapsed(), image=image, run=run.details())
         return self._finish(inst, directory, result, patch, spec, run)
 
-    def _agent(self, inst, model, directory, spec, image, elapsed) -> InstanceResult:
+    def _agent(self, inst, model, directory, spec, resolved, elapsed) -> InstanceResult:
+        image = resolved.image
         previous = None if self.cfg.redo else read_result(directory)
         if (previous is not None and previous.trajectory_id and previous.image == image
                 and previous.status not in RETRY):  # a finished attempt of this run
@@ -124,7 +136,7 @@ class InstanceRunner:
             return previous
         from agentrm.evals.swebench.agent import solve
 
-        first, *others = solve(inst, image, self.h.policy, self.h.store, self.run_id, self.cfg,
+        first, *others = solve(inst, self.agent_image(resolved), self.h.policy, self.h.store, self.run_id, self.cfg,
                                sandbox_factory=self.h.sandbox_factory)
         for k, other in enumerate(others, 1):  # the group's other members: graded and stored
             self._grade(inst, other, model, directory / "group" / str(k), spec, image, elapsed)

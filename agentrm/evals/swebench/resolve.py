@@ -62,7 +62,7 @@ def resolve(inst: Instance, table: SpecTable, repos: RepoSource, opts: ImageOpti
         return Resolved(image, layout, test_spec(inst, env, image, layout, timeout),
                         pulled=not present)
     if env is None:
-        table.lookup(inst.repo, inst.version)  # raises the one-line KeyError
+        env = table.lookup(inst.repo, inst.version)  # raises the one-line KeyError
     image = images.instance_image(inst, env, repos, builds)
     return Resolved(image, AGENTRM_LAYOUT, test_spec(inst, env, image, AGENTRM_LAYOUT, timeout))
 

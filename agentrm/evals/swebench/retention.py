@@ -30,7 +30,8 @@ def check_level(level: str) -> str:
 def image_level(tag: str) -> str:
     if tag.startswith("agentrm/swe-env:"):
         return "env"
-    if tag.startswith(("agentrm/swe-inst:", "agentrm/swe-official:")) or "sweb.eval." in tag:
+    if tag.startswith(("agentrm/swe-inst:", "agentrm/swe-official:", "agentrm/swe-agent:")) \
+            or "sweb.eval." in tag:
         return "instance"
     return "base"
 

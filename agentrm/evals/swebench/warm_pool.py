@@ -27,14 +27,13 @@ from agentrm.hashing import stable_hash
 log = logging.getLogger("agentrm.evals.swebench.warm_pool")
 
 
-def agent_sandbox_config(image: str, cfg: Any, run_id: str) -> Any:
-    """The config the agent-mode driver asks the factory for (agent.py's base config with the
-    run id and the task's image and network), so expected sandboxes match requested ones."""
-    from agentrm.evals.swebench.images import WORKDIR
-    from agentrm.sandboxes import SandboxConfig
+def agent_sandbox_config(image: Any, cfg: Any, run_id: str) -> Any:
+    """The config the agent-mode driver asks the factory for (see agent.agent_sandbox_config):
+    `image` is an agent.AgentImage (official layouts) or an agentrm instance image's name."""
+    from agentrm.evals.swebench.agent import AgentImage
+    from agentrm.evals.swebench.agent import agent_sandbox_config as config_of
 
-    base = SandboxConfig(workdir=WORKDIR, network=False, wall_clock_s=cfg.agent_timeout + 600)
-    return base.with_(run_id=run_id).with_(image=image, network=False)
+    return config_of(image if isinstance(image, AgentImage) else AgentImage(image), cfg, run_id)
 
 
 def config_key(config: Any) -> str:
