@@ -99,16 +99,19 @@ def _probes(spec: Any) -> str:
     """Run on the pristine tree before the patch. The runner probe is the only evidence of a
     broken environment the grader trusts: once patched code has run, anything it prints or any
     way it exits (a fake "No module named pytest", exit 127, a hang) is the model's. The witness
-    probe turns the grading witness on only where it loads (a wrapper may drop PYTHONPATH)."""
+    is turned on only where it loads (a wrapper may drop PYTHONPATH). One runner start in the
+    common case: the runner with the witness loaded starting proves both; only when it does not
+    is the bare runner probed, to tell a missing witness from a missing runner."""
     if not uses_junit(spec):
         return ""  # a v5 script or another runner: no probe, so no infrastructure verdict
     quiet = "</dev/null >/dev/null 2>&1"
-    out = (f"timeout -k 5 300 {spec.test_cmd} --version {quiet} || "
-           f"{{ echo \"{RUNNER_MISSING}\"; return 93; }}\n")
-    if uses_guard(spec):
-        out += (f'G=""; PYTHONPATH="$D" timeout -k 5 300 {spec.test_cmd} -p {tests_guard.MODULE} '
-                f'--version {quiet} && G="-p {tests_guard.MODULE}" || echo "{tests_guard.UNAVAILABLE}"\n')
-    return out
+    runner = (f"timeout -k 5 300 {spec.test_cmd} --version {quiet} || "
+              f"{{ echo \"{RUNNER_MISSING}\"; return 93; }}")
+    if not uses_guard(spec):
+        return runner + "\n"
+    return (f'G="-p {tests_guard.MODULE}"; PYTHONPATH="$D" timeout -k 5 300 {spec.test_cmd} '
+            f'-p {tests_guard.MODULE} --version {quiet} || '
+            f'{{ G=""; echo "{tests_guard.UNAVAILABLE}"; {runner}; }}\n')
 
 
 def test_command(spec: Any, junit: str) -> str:
