@@ -7,7 +7,11 @@ Both run interleaved in the same process on every bundled instance, `--repeat` t
 of medians is printed (goal ≤ 1.10). Then the whole harness run (gold, all bundled instances,
 store + reports) is timed with 1 and 2 workers.
 
-    python bench/swebench_overhead.py [--repeat 3] [--skip-workers]
+    python bench/swebench_overhead.py [--repeat 3] [--skip-workers] [--probe-cost N]
+
+`--probe-cost N`: on one instance, N interleaved runs of the test verifier with its pre-patch
+runner probe and with the probe left out (the witness still on), and the plain `docker run`:
+what the probe costs per instance.
 """
 
 from __future__ import annotations
@@ -85,6 +89,35 @@ def per_instance(repeat: int) -> None:
           f"{total_h / total_b:.3f} (overhead {100 * (total_h / total_b - 1):+.1f}%, goal ≤ +10%)")
 
 
+def probe_cost(repeat: int) -> None:
+    import agentrm.verifiers.tests_script as script
+    from agentrm.verifiers.tests_guard import MODULE
+
+    table, repos = load_specs(), RepoSource("bundled")
+    inst = load_instances("bundled")[0]
+    spec = test_spec(inst, table, instance_image(inst, table.lookup(inst.repo, inst.version), repos),
+                     timeout=300)
+    real = script._probes
+    times: dict[str, list[float]] = {"with probe": [], "without probe": [], "docker run": []}
+    try:
+        for _ in range(repeat):
+            for label, probes in (("with probe", real),
+                                  ("without probe", lambda _spec: f'G="-p {MODULE}"\n')):
+                script._probes = probes
+                started = time.perf_counter()
+                run = run_tests(spec, inst.patch)
+                times[label].append(time.perf_counter() - started)
+                if not run.resolved:
+                    sys.exit(f"harness did not resolve {inst.instance_id}: {run.status} {run.error}")
+            times["docker run"].append(plain_docker_run(spec, inst.patch)[0])
+    finally:
+        script._probes = real
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{inst.instance_id}, {repeat} runs each (medians): " + ", ".join(
+        f"{k} {v:.3f}s" for k, v in medians.items())
+        + f"; the probe costs {medians['with probe'] - medians['without probe']:.3f}s per instance")
+
+
 def workers() -> None:
     n = len(load_instances("bundled"))
     for k in (1, 2):
@@ -101,7 +134,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--probe-cost", type=int, default=0, metavar="N")
     args = parser.parse_args()
+    if args.probe_cost:
+        probe_cost(args.probe_cost)
+        return
     per_instance(args.repeat)
     if not args.skip_workers:
         workers()

@@ -56,13 +56,9 @@ def agentrm_side(case: dict):
     return interpret(spec, output, case["exit_code"], False, case.get("junit"), [])
 
 
-# the package's parse_log_cypress raises on every input (re.findall(pattern, re.MULTILINE))
-BROKEN_IN_PACKAGE = {"parse_log_cypress"}
-
-
 def test_every_package_parser_has_recorded_output():
     """Every PARSER_REGISTRY entry, plus the parsers only MAP_REPO_TO_PARSER_* names."""
-    wanted = set(log_parsers.package_registry()) - BROKEN_IN_PACKAGE
+    wanted = set(log_parsers.package_registry())
     assert set(PARSER_REGISTRY) <= wanted
     covered = {c["parser"] for c in CASES}
     assert wanted <= covered, sorted(wanted - covered)

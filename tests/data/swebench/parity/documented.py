@@ -303,6 +303,129 @@ PASS packages/react/test/css.js
 """
 
 # parser name → (context, runner output, exit code)
+# Cypress with the mocha JSON reporter: one report per spec, each followed by a line naming
+# the next spec (or the run's end) with a "../.." path, which is where the parser splits
+CYPRESS = """  Running:  ../../packages/app/cypress/e2e/settings.cy.ts                       (1 of 2)
+{
+  "stats": {
+    "suites": 1,
+    "tests": 3,
+    "passes": 2,
+    "pending": 0,
+    "failures": 1
+  },
+  "tests": [
+    {
+      "title": "shows the project id",
+      "fullTitle": "Settings shows the project id",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {}
+    },
+    {
+      "title": "copies the key",
+      "fullTitle": "Settings copies the key",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {}
+    },
+    {
+      "title": "hides the key",
+      "fullTitle": "Settings hides the key",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {}
+    }
+  ],
+  "pending": [],
+  "failures": [
+    {
+      "title": "hides the key",
+      "fullTitle": "Settings hides the key",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {
+        "message": "expected true to be false"
+      }
+    }
+  ],
+  "passes": [
+    {
+      "title": "shows the project id",
+      "fullTitle": "Settings shows the project id",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {}
+    },
+    {
+      "title": "copies the key",
+      "fullTitle": "Settings copies the key",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {}
+    }
+  ]
+}
+  Running:  ../../packages/app/cypress/e2e/runs.cy.ts                           (2 of 2)
+{
+  "stats": {
+    "suites": 1,
+    "tests": 2,
+    "passes": 1,
+    "pending": 0,
+    "failures": 1
+  },
+  "tests": [
+    {
+      "title": "lists the runs",
+      "fullTitle": "Runs lists the runs",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {}
+    },
+    {
+      "title": "opens a run",
+      "fullTitle": "Runs opens a run",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {}
+    }
+  ],
+  "pending": [],
+  "failures": [
+    {
+      "title": "opens a run",
+      "fullTitle": "Runs opens a run",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {
+        "message": "expected true to be false"
+      }
+    }
+  ],
+  "passes": [
+    {
+      "title": "lists the runs",
+      "fullTitle": "Runs lists the runs",
+      "file": null,
+      "duration": 12,
+      "currentRetry": 0,
+      "err": {}
+    }
+  ]
+}
+  (Run Finished)  ../../packages/app/cypress/e2e  2 of 2 failed
+"""
+
 LOGS: dict[str, tuple[dict[str, str], str, int]] = {
     "parse_log_django": ({"repo": "django/django", "version": "5.0"}, DJANGO, 1),
     "parse_log_calypso": ({"repo": "Automattic/wp-calypso", "version": "10.0"}, CALYPSO, 1),
@@ -346,8 +469,8 @@ LOGS: dict[str, tuple[dict[str, str], str, int]] = {
     "parse_log_jekyll": ({"repo": "jekyll/jekyll", "instance_id": "jekyll__jekyll-9141"},
                          MINITEST, 1),
     "parse_log_cargo": ({"repo": "burntsushi/ripgrep"}, CARGO, 101),
-    # named by MAP_REPO_TO_PARSER_JS but not in PARSER_REGISTRY (parse_log_cypress is left
-    # out: it passes re.MULTILINE where the log belongs and raises on any input)
+    # named by MAP_REPO_TO_PARSER_JS but not in PARSER_REGISTRY
+    "parse_log_cypress": ({"repo": "cypress-io/cypress"}, CYPRESS, 1),
     "parse_plotly_js": ({"repo": "plotly/plotly.js"}, PLOTLY, 1),
     "parse_log_emotion": ({"repo": "emotion-js/emotion"}, EMOTION, 1),
 }
