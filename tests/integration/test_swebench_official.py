@@ -3,7 +3,9 @@ repository in /testbed, an environment `testbed` entered by the official activat
 root, tagged sweb.eval.x86_64.<id>:latest), built offline from agentrm's base image, graded by
 official name (--namespace local) with gold, empty and v5 eval-script rows; a venv layout named
 by the row; missing images with each pull policy; Python per spec; multi-model predictions;
-saved and hub-cached datasets; leftovers, report dir and image retention in the summary."""
+saved and hub-cached datasets; leftovers, report dir and image retention in the summary; agent
+mode in an official-layout image (unprivileged, in /testbed, activated), with and without the
+warm pool."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentrm.evals.swebench.dataset import load_instances
-from agentrm.evals.swebench.harness import EvalConfig, evaluate
+from agentrm.evals.swebench.harness import EvalConfig, Harness, evaluate
 from agentrm.evals.swebench.local_official import build_official_style
 from agentrm.evals.swebench.repos import RepoSource
 from agentrm.evals.swebench.specs import load_specs
@@ -250,9 +252,13 @@ def test_agent_mode_in_an_official_layout_image(official, tmp_path, warm_pool):
     db = f"sqlite:///{tmp_path}/store.db"
     runs = {}
     for name, policy in (("gold", gold), ("idle", idle)):
-        runs[name] = evaluate(cfg(tmp_path, db=db, agent=True, policy=policy, namespace="local",
-                                  pull="never", instance_ids=[inst.instance_id], warm_pool=warm_pool,
-                                  run_id=f"agent-{name}-{warm_pool}"))
+        harness = Harness(cfg(tmp_path, db=db, agent=True, policy=policy, namespace="local",
+                              pull="never", instance_ids=[inst.instance_id], warm_pool=warm_pool,
+                              run_id=f"agent-{name}-{warm_pool}"))
+        runs[name] = harness.run()
+        if warm_pool:  # the rollout's sandbox came from the pool (started ahead, agent layer)
+            pool = harness.sandbox_factory
+            assert pool.hits + pool.waits == 1 and pool.misses == 0
     (ok,), (empty,) = runs["gold"].results, runs["idle"].results
     assert ok.status == "resolved", ok
     assert ok.image == "sweb.eval.x86_64.agentrm__textkit-1:latest"  # graded in the official image

@@ -64,30 +64,34 @@ class AgentImage:
 
 
 _agent_images: dict[tuple[str, Layout], AgentImage] = {}
+_agent_locks: dict[tuple[str, Layout], threading.Lock] = {}
 _agent_lock = threading.Lock()
 
 
 def agent_image(image: str, layout: Layout | None, builds: Any = None) -> AgentImage:
-    """The agent's view of an instance image (built and probed once per image and layout)."""
+    """The agent's view of an instance image (built and probed once per image id and layout;
+    instances of different images are prepared in parallel)."""
     if layout is None or layout.workdir == WORKDIR:
         return AgentImage(image)  # agentrm's own layout: the image's `agent` user in /workspace
-    key = (image, layout)
+    from agentrm.sandboxes.engine import client
+
+    key = (str(client().images.get(image).id), layout)  # a re-pulled name is another image
     with _agent_lock:
+        lock = _agent_locks.setdefault(key, threading.Lock())
+    with lock:
         if key not in _agent_images:
-            derived = _agent_layer(image, layout, builds)
+            derived = _agent_layer(image, key[0], layout, builds)
             env = activated_env(derived, layout) if layout.activate else {}
             _agent_images[key] = AgentImage(derived, layout.workdir, AGENT_USER,
                                             {**env, "HOME": AGENT_HOME})
         return _agent_images[key]
 
 
-def _agent_layer(image: str, layout: Layout, builds: Any) -> str:
+def _agent_layer(image: str, image_id: str, layout: Layout, builds: Any) -> str:
     """FROM the instance image: the agent user and the repository handed to it. The tag hashes
     the image id, so a re-pulled image of the same name gets a new layer."""
     from agentrm.evals.swebench.images import _build
-    from agentrm.sandboxes.engine import client
 
-    image_id = client().images.get(image).id
     dockerfile = AGENT_LAYER.format(image=image, image_id=image_id, uid=AGENT_UID, user=AGENT_USER,
                                     home=AGENT_HOME, workdir=shlex.quote(layout.workdir))
     return _build(dockerfile, {}, "agentrm/swe-agent", builds)
