@@ -274,3 +274,16 @@ def test_agent_mode_in_an_official_layout_image(official, tmp_path, warm_pool):
     scores = store.get_scores(trajectory_ids=[good.id, none.id])
     assert sorted((s.trajectory_id, s.value) for s in scores if s.scorer == "tests") == sorted(
         [(good.id, 1.0), (none.id, 0.0)])
+
+
+def test_agent_mode_with_an_activation_that_fails_is_infrastructure(official, tmp_path):
+    insts, names, _ = official
+    inst = insts["agentrm__ministats-1"]
+    row = {**inst.row, "image": names[inst.instance_id], "activate": ["source /nope/activate"]}
+    data = tmp_path / "bad.json"
+    data.write_text(json.dumps([row]))
+    policy = _script(tmp_path / "idle.jsonl", [{"tool": "submit", "args": {}}])
+    run = evaluate(cfg(tmp_path, dataset=str(data), agent=True, policy=policy, pull="never"))
+    [res] = run.results
+    assert res.status == "error" and "could not be activated as the agent" in res.error, res
+    assert "/nope/activate" in res.error and "\n" not in res.error

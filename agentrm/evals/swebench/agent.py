@@ -104,14 +104,14 @@ def activated_env(image: str, layout: Layout) -> dict[str, str]:
 
     split = "AGENTRM-ACTIVATED"
     script = "; ".join([
-        "env -0 > /tmp/.before", "{ " + "; ".join(layout.activate) + "; } >/dev/null 2>&1 || exit 97",
+        "env -0 > /tmp/.before", "{ " + "; ".join(layout.activate) + "; } >/dev/null || exit 97",
         f"cat /tmp/.before; printf '\\0{split}\\0'; env -0"])
     result = run_once(SandboxConfig(image=image, user=AGENT_USER, workdir=layout.workdir,
                                     env={"HOME": AGENT_HOME}),
                       ["bash", "-c", script], timeout=300)
     if result.exit_code != 0 or split not in result.stdout:
         raise InfrastructureError(f"the environment of {image} could not be activated as the agent "
-                                  f"(exit {result.exit_code}): {(result.stderr or result.stdout)[-160:]!r}")
+                                  f"(exit {result.exit_code}): {' '.join(result.stderr.split())[-160:] or '(no output)'}")
     before_text, after_text = result.stdout.split(f"\0{split}\0", 1)
 
     def parse(text: str) -> dict[str, str]:
