@@ -8,7 +8,11 @@ worked) plus that first command (`git status`) in it. Also shown: a cold DockerS
 image; rollouts "work" for --work seconds (the policy's time) while the pool refills. Prints
 the ratio of medians, warm / docker run (goal ≤ 1.2).
 
-    python bench/swebench_warm_pool.py [--rollouts 8] [--work 2] [--size 2]
+    python bench/swebench_warm_pool.py [--rollouts 8] [--work 2] [--size 2] [--official]
+
+`--official`: the same on an official-layout image (built offline, /testbed, activation): the
+pool serves sandboxes of its agent layer (agent.agent_image, prepared once before the run as
+the harness does while resolving); the baseline runs the official image itself.
 """
 
 from __future__ import annotations
@@ -43,12 +47,26 @@ def main() -> None:
     ap.add_argument("--rollouts", type=int, default=8)
     ap.add_argument("--work", type=float, default=2.0, help="seconds each rollout works")
     ap.add_argument("--size", type=int, default=2, help="warm pool size")
+    ap.add_argument("--official", action="store_true", help="an official-layout image")
     args = ap.parse_args()
     from agentrm.sandboxes import DockerSandbox
 
     inst = next(i for i in load_instances("bundled") if i.instance_id == "agentrm__textkit-1")
-    image = instance_image(inst, load_specs().lookup(inst.repo, inst.version), RepoSource("bundled"))
-    config = agent_sandbox_config(image, EvalConfig(agent=True, agent_timeout=600), "bench-warm")
+    spec = load_specs().lookup(inst.repo, inst.version)
+    agent: object
+    if args.official:
+        from agentrm.evals.swebench.agent import agent_image
+        from agentrm.evals.swebench.local_official import build_official_style
+        from agentrm.evals.swebench.official import official_layout
+
+        image = build_official_style(inst, spec, RepoSource("bundled"))
+        started = time.perf_counter()
+        agent = agent_image(image, official_layout())
+        print(f"agent layer and activated environment: {time.perf_counter() - started:.2f}s "
+              f"(once per image)")
+    else:
+        image = agent = instance_image(inst, spec, RepoSource("bundled"))
+    config = agent_sandbox_config(agent, EvalConfig(agent=True, agent_timeout=600), "bench-warm")
     docker_run(image)  # warm the engine's caches for every contender alike
     bare, warm, cold = [], [], []
     with WarmPool(size=args.size) as pool:
