@@ -43,7 +43,7 @@ class FileTransfer:
                   user: str | None = None) -> tuple[int, bytes, bytes]:
         self._check()
         proc = AttachedExec(client().api, self.id, argv, user=user or self.cfg.user, workdir="/",
-                            env={"AGENTRM_SHELL": ""})
+                            env=None)
         out, err = bytearray(), bytearray()
         try:
             if input is not None:

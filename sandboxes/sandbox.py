@@ -27,10 +27,9 @@ from agentrm.sandboxes.output import OutputRecorder
 from agentrm.sandboxes.shell import (
     KILL_GRACE_S,
     KILL_SCRIPT,
-    KILLER_DEF,
-    PRELUDE,
-    WRAPPER,
-    PersistentShell,
+    SUPERVISOR_ARGV,
+    Supervisor,
+    bootstrap_line,
 )
 from agentrm.types import ExecResult
 
@@ -65,19 +64,10 @@ class DockerSandbox(FileTransfer):
         self._oom_kills = 0
         self._container = None
         self.started_at = time.monotonic()
-        self._shell_token = os.urandom(12).hex()
-        api = client().api
-        self.shell = PersistentShell(api, "", cfg.user, cfg.workdir, dict(cfg.env))
+        self.shell: Supervisor | None = None
         self.id = self._create()
-        self.shell.container_id = self.id
-        # A second, idle shell that kills with builtins only (see shell.KILLER_DEF); started
-        # in the background so that it does not add to the time to the first command.
-        self.control = PersistentShell(api, self.id, cfg.user, "/", {},
-                                       prelude=PRELUDE + KILLER_DEF)
-        self._control_ready = threading.Thread(target=self._start_control, daemon=True)
         try:
             self._seed()
-            self._control_ready.start()
         except BaseException:
             self.close()
             raise
@@ -89,14 +79,13 @@ class DockerSandbox(FileTransfer):
         labels = {**_cleanup.owner_labels(cfg.run_id), LABEL_KIND: "sandbox", **cfg.labels}
         host = host_config(api, cfg)
         try:
-            # create + start, never containers.run(): it pulls a missing image from a registry
-            # The main process is the first persistent shell (under the wall-clock `timeout`);
-            # when it exits the container stays up for later shells (`sleep infinity`).
-            cmd = ["timeout", "-s", "KILL", str(int(cfg.wall_clock_s)), "sh", "-c",
-                   WRAPPER + "; exec sleep infinity"]
+            # create + start, never containers.run(): it pulls a missing image from a registry.
+            # The main process is the supervisor, as root under the wall-clock `timeout`: the
+            # agent's commands are its children (as cfg.user) and cannot signal either.
+            cmd = ["timeout", "-s", "KILL", str(int(cfg.wall_clock_s)), *SUPERVISOR_ARGV]
             cid = api.create_container(
-                self.image, cmd, user=cfg.user, working_dir=cfg.workdir, hostname="sandbox",
-                environment={**cfg.env, "AGENTRM_SHELL": self._shell_token}, labels=labels,
+                self.image, cmd, user="root", working_dir=cfg.workdir, hostname="sandbox",
+                environment=dict(cfg.env), labels=labels,
                 host_config=host, detach=True, stdin_open=True)["Id"]
         except ImageNotFound as exc:
             raise InputError(f"image {self.image!r} not found (agentrm sandbox images)") from exc
@@ -105,8 +94,8 @@ class DockerSandbox(FileTransfer):
         try:
             attached = AttachedContainer(api, cid)
             api.start(cid)
-            self.shell.container_id = cid
-            self.shell.start(attached=attached, shell_token=self._shell_token)
+            self.shell = Supervisor(attached)
+            self.shell.start(bootstrap_line(cfg.user, cfg.workdir, dict(cfg.env)))
         except BaseException:
             self.close()
             raise
@@ -118,13 +107,6 @@ class DockerSandbox(FileTransfer):
         if self._container is None:
             self._container = client().containers.get(self.id)
         return self._container
-
-    def _start_control(self) -> None:
-        try:
-            self.control.start()
-        except Exception as exc:  # noqa: BLE001 - the one-off exec killer remains
-            if not self._closed:
-                log.warning("control shell of %s did not start: %s", self.id[:12], exc)
 
     def _seed(self) -> None:
         """Restore /workspace and /home/agent from an image's seed archive (snapshots and
@@ -144,9 +126,8 @@ class DockerSandbox(FileTransfer):
             if self._closed:
                 return
             self._closed = True
-            for sh in (getattr(self, "shell", None), getattr(self, "control", None)):
-                if sh is not None:
-                    sh.close()
+            if getattr(self, "shell", None) is not None:
+                self.shell.close()
             try:
                 _cleanup.remove_container(self.id)
             finally:
@@ -202,16 +183,43 @@ class DockerSandbox(FileTransfer):
         with self._lock:
             self._check()
             try:
-                self._ensure_control()
-                result = self.shell.run(cmd, timeout, self.cfg.output_cap, self._kill,
-                                        on_output=on_output)
+                result = self.shell.run(cmd, timeout, self.cfg.output_cap, on_output=on_output)
             except SandboxGone:
                 raise
-            except (OSError, APIError) as exc:
-                raise self._gone(str(exc)) from exc
-            if result.exit_code == -1 or "[agentrm: the shell exited" in result.stderr:
-                self._raise_if_gone()
+            except (OSError, EOFError, TimeoutError, APIError) as exc:
+                raise self._gone(str(exc) or type(exc).__name__) from exc
             return self._note_oom(result)
+
+    def verify_exec(self, cmd: str, timeout: float = 600.0, *,
+                    restore: dict[str, str | bytes] | None = None,
+                    env: dict[str, str] | None = None) -> ExecResult:
+        """Run a verifier outside the agent's reach: every process of the agent's is killed
+        first (it gets no more turns), `restore` files are written as root (read-only for
+        the agent), and `cmd` runs as a fresh process tree with a clean environment (fixed
+        PATH, empty HOME, no user site-packages): nothing the agent defined in its shell or
+        planted in its home applies. Raises only SandboxGone."""
+        import base64
+
+        files = {p: base64.b64encode(d.encode() if isinstance(d, str) else d).decode()
+                 for p, d in (restore or {}).items()}
+        with self._lock:
+            self._check()
+            try:
+                result = self.shell.verify(cmd, self._timeout(timeout), self.cfg.output_cap,
+                                           files, env)
+            except (OSError, EOFError, TimeoutError, APIError) as exc:
+                raise self._gone(str(exc) or type(exc).__name__) from exc
+            return self._note_oom(result)
+
+    def stop_agent(self) -> int:
+        """Kill every process of the sandbox user's (the agent stopped); returns how many
+        signals were sent."""
+        with self._lock:
+            self._check()
+            try:
+                return self.shell.killall()
+            except (OSError, EOFError, TimeoutError, APIError) as exc:
+                raise self._gone(str(exc) or type(exc).__name__) from exc
 
     def _note_oom(self, result: ExecResult) -> ExecResult:
         """A SIGKILLed command (137) may be the out-of-memory killer's work: ask the memory
@@ -234,7 +242,8 @@ class DockerSandbox(FileTransfer):
         t = self.cfg.default_timeout if timeout is None else float(timeout)
         if t <= 0:
             raise InputError(f"timeout must be positive, got {timeout}")
-        return max(0.01, min(t, self.remaining_s()))
+        # the supervisor needs its kill grace before the wall clock ends the container
+        return max(0.01, min(t, self.remaining_s() - KILL_GRACE_S - 0.5))
 
     def _raise_if_gone(self) -> None:
         try:
@@ -244,38 +253,12 @@ class DockerSandbox(FileTransfer):
         if not running:
             raise self._gone("the container stopped")
 
-    def _ensure_control(self) -> None:
-        """Restart the control shell if it died (e.g. the OOM killer took it); failing that,
-        timeouts fall back to a one-off exec killer, so this never fails the command."""
-        if self._control_ready.is_alive():
-            return  # still starting; _kill() waits for it
-        if not self.control.alive():
-            self.control.close()
-            try:
-                self.control.start()
-            except (OSError, EOFError, TimeoutError, SandboxGone, APIError) as exc:
-                self.control.close()
-                log.warning("control shell of %s did not restart: %s", self.id[:12], exc)
-
-    def _kill(self, match: str, shell_pid: int | None = None, shell_match: str | None = None,
-              running_cs: int | None = None, kill_shell: bool = False) -> None:
-        """Kill (TERM, grace, KILL) every process whose environment holds `match`, after
-        interrupting the shell's current command list (USR1) when `shell_pid` is given.
-        The control shell does it without forking; a one-off exec is the fallback."""
-        self._control_ready.join(timeout=30)
-        if self.control.alive():
-            args = [match, KILL_GRACE_S, shell_pid or "''", shell_match or "''",
-                    running_cs or "''", int(kill_shell)]
-            r = self.control.run("__agentrm_kill " + " ".join(map(str, args)), 30, 1 << 16,
-                                 lambda *a: None)
-            if r.exit_code == 0:
-                return
-            log.warning("control shell could not kill %s in %s: %s", match, self.id[:12],
-                        r.stderr.strip()[-200:])
+    def _kill(self, match: str) -> None:
+        """Kill (TERM, grace, KILL) every process whose environment holds `match`: a
+        stateless exec that its own `timeout` did not end."""
         try:
             proc = AttachedExec(client().api, self.id,
-                                ["bash", "-c", KILL_SCRIPT, "kill", match, str(KILL_GRACE_S),
-                                 str(shell_pid or ""), str(int(kill_shell))],
+                                ["bash", "-c", KILL_SCRIPT, "kill", match, str(KILL_GRACE_S)],
                                 user=self.cfg.user, workdir="/")
             for _ in proc.frames(time.monotonic() + 15):
                 pass
@@ -292,7 +275,7 @@ class DockerSandbox(FileTransfer):
             raise InputError("empty command")
         token = os.urandom(12).hex()
         wrapped = ["timeout", "-k", str(KILL_AFTER_S), f"{timeout:.3f}", *argv]
-        envs = {**self.cfg.env, **(env or {}), "AGENTRM_CMD": token, "AGENTRM_SHELL": ""}
+        envs = {**self.cfg.env, **(env or {}), "AGENTRM_CMD": token}
         rec = OutputRecorder(cap or self.cfg.output_cap, record_events=record, on_output=on_output)
         try:
             proc = AttachedExec(client().api, self.id, wrapped, user=user or self.cfg.user,
@@ -364,26 +347,50 @@ class DockerSandbox(FileTransfer):
 def host_config(api, cfg: SandboxConfig, auto_remove: bool = True):
     """The limits every container of ours runs under (sandboxes and one-shot runs alike)."""
     mem = cfg.memory_bytes
+    sizes = tmpfs_sizes(cfg)
+    shm = sizes.pop("/dev/shm")
     return api.create_host_config(
         init=True, auto_remove=auto_remove, log_config=LogConfig(type="none"),
         network_mode="bridge" if cfg.network else "none",
         mem_limit=mem, memswap_limit=mem, nano_cpus=int(cfg.cpus * 1e9),
         pids_limit=cfg.pids, security_opt=["no-new-privileges"], cap_drop=CAP_DROP,
-        tmpfs=tmpfs_mounts(cfg), ulimits=[_ulimit("core", 0), _ulimit("nofile", 4096)])
+        shm_size=shm, tmpfs=tmpfs_mounts(cfg, sizes),
+        ulimits=[_ulimit("core", 0), _ulimit("nofile", 4096)])
 
 
-def tmpfs_mounts(cfg: SandboxConfig) -> dict[str, str]:
-    """Sized tmpfs mounts for every place the agent user can write: this engine's storage
-    driver cannot limit the writable layer, so these sizes are the disk limit."""
+# Memory no tmpfs may take: tmpfs pages count against the container's memory and cannot be
+# reclaimed, so with every tmpfs full the supervisor (and a verifier after the agent) must
+# still fit. Without it, filling the disks is a way to crash the sandbox: reward None, not 0.
+MEMORY_RESERVE = 160 << 20
+
+
+def tmpfs_sizes(cfg: SandboxConfig) -> dict[str, int]:
+    """Bytes per writable mount: the configured shares of `disk`, scaled down together when
+    their sum would leave less than MEMORY_RESERVE of `memory`."""
     disk = cfg.disk_bytes
-    opts = "rw,exec,nosuid,nodev,size={}"
-    mounts = {"/tmp": opts.format(disk // 2) + ",mode=1777",
-              "/var/tmp": opts.format(64 << 20) + ",mode=1777"}
+    sizes = {"/tmp": disk // 2, "/var/tmp": 64 << 20, "/dev/shm": 64 << 20,
+             "/run/lock": 1 << 20, "/run/agentrm": 16 << 20}
     if cfg.user == "agent":  # our images' user; other users write the writable layer
-        owner = f",uid={AGENT_UID},gid={AGENT_UID},mode=0755"
-        mounts[cfg.workdir] = opts.format(disk) + owner
-        mounts["/home/agent"] = opts.format(disk // 2) + owner
-    return mounts
+        sizes[cfg.workdir] = disk
+        sizes["/home/agent"] = disk // 2
+    budget = max(cfg.memory_bytes - MEMORY_RESERVE, cfg.memory_bytes // 4)
+    scale = min(1.0, budget / sum(sizes.values()))
+    return {path: max(1 << 20, int(size * scale)) for path, size in sizes.items()}
+
+
+def tmpfs_mounts(cfg: SandboxConfig, sizes: dict[str, int] | None = None) -> dict[str, str]:
+    """Sized tmpfs mounts for every place the agent user can write: this engine's storage
+    driver cannot limit the writable layer, so these sizes are the disk limit. /run/lock is
+    world-writable on Debian-family roots; /run/agentrm holds the shell state the supervisor
+    hands to the agent's uid."""
+    sizes = dict(sizes or tmpfs_sizes(cfg))
+    sizes.pop("/dev/shm", None)
+    opts = "rw,exec,nosuid,nodev,size={}"
+    modes = {"/run/agentrm": ",mode=0700"}
+    owner = f",uid={AGENT_UID},gid={AGENT_UID},mode=0755"
+    return {path: opts.format(size) + (owner if path in (cfg.workdir, "/home/agent") and
+                                       cfg.user == "agent" else modes.get(path, ",mode=1777"))
+            for path, size in sizes.items()}
 
 
 def LogConfig(type: str):  # noqa: N802, A002 - mirrors docker.types.LogConfig

@@ -187,3 +187,62 @@ def test_next_sandbox_is_unaffected(image):
     with DockerSandbox(SandboxConfig(run_id="hostile")) as sb:
         _healthy(sb)
         assert sb.exec("ls -A /workspace /tmp").stdout.split() == ["/tmp:", "/workspace:"]
+
+
+# -- the sandbox's machinery is out of the agent's reach (a dead sandbox must not be a way to
+#    turn a certain 0 into "unknown"), and verifiers run where the agent cannot reach them
+
+def test_the_agent_cannot_kill_the_machinery(image):
+    with DockerSandbox(SandboxConfig(run_id="hostile")) as sb:
+        sb.exec("cd /tmp && export KEEP=1")
+        r = sb.exec("for p in /proc/[0-9]*; do kill -9 ${p#/proc/} 2>/dev/null; done; echo after",
+                    timeout=30)
+        assert r.exit_code == 137  # it killed its own shell, nothing else
+        r = sb.exec("sleep 300 & kill -9 -1; echo alone", timeout=30)  # all but itself
+        assert (r.exit_code, r.stdout) == (0, "alone\n"), r
+        r = sb.exec("echo $KEEP; pwd; ps -eo user:12,comm --no-headers | sort -u", timeout=30)
+        assert r.stdout.splitlines()[:2] == ["1", "/tmp"], r
+        assert "root" in r.stdout and "python3" in r.stdout  # supervisor and timeout untouched
+
+
+def test_a_background_fork_bomb_is_the_agents_failure_not_the_sandboxes(image):
+    with DockerSandbox(SandboxConfig(run_id="hostile", pids=64)) as sb:
+        sb.exec("(setsid bash -c 'while :; do sleep 100 & done' &) ; sleep 3", timeout=30)
+        r = sb.exec("echo hi", timeout=30)  # no pid left for the command's shell
+        assert r.exit_code in (0, 126), r
+        if r.exit_code == 126:
+            assert "process limit" in r.stderr
+        sb.stop_agent()
+        assert sb.exec("echo back", timeout=30).stdout == "back\n"
+
+
+def test_nothing_on_the_unbounded_root_is_writable_by_the_agent(box):
+    # -xdev still lists the mount points themselves: keep what is not on a sized tmpfs
+    r = box.exec("find / -xdev \\( -path /proc -o -path /sys \\) -prune -o -writable -print "
+                 "2>/dev/null | grep -v '^/dev/' | while read -r p; do "
+                 "[ \"$(stat -f -L -c %T \"$p\")\" = tmpfs ] || echo \"$p\"; done | head -20",
+                 timeout=120)
+    assert r.stdout.strip() == "", r.stdout
+
+
+def test_state_and_lock_dirs_are_bounded(box):
+    r = box.exec("dd if=/dev/zero of=/run/lock/.big bs=1M count=50 2>&1; "
+                 "du -sm /run/lock/.big | cut -f1; rm -f /run/lock/.big", timeout=120)
+    assert int(r.stdout.strip().splitlines()[-1]) <= 2, r
+
+
+def test_verifier_runs_outside_the_agents_shell(image):
+    with DockerSandbox(SandboxConfig(run_id="hostile")) as sb:
+        sb.exec("mkdir -p /workspace/t && printf 'import sys; sys.exit(1)\\n' > /workspace/t/check.py")
+        sb.exec("python3() { echo ok; }; export -f python3; alias python3=true; "
+                "mkdir -p /tmp/.hb && printf '#!/bin/sh\\nexit 0\\n' > /tmp/.hb/python3 && "
+                "chmod +x /tmp/.hb/python3; export PATH=/tmp/.hb:$PATH")
+        sb.exec("(while :; do printf 'pass\\n' > /workspace/t/check.py; sleep 0.01; done) "
+                ">/dev/null 2>&1 &")
+        sb.exec("d=$(/usr/bin/python3 -m site --user-site) && mkdir -p $d && "
+                "echo 'import os; os._exit(0)' > $d/usercustomize.py")
+        r = sb.verify_exec("cd /workspace/t && python3 check.py", timeout=60,
+                           restore={"/workspace/t/check.py": "import sys; sys.exit(3)\n"})
+        assert r.exit_code == 3, r
+        r = sb.exec("stat -c %U /workspace/t/check.py; pgrep -u agent -c sleep || true")
+        assert r.stdout.split()[0] == "root"

@@ -1,50 +1,61 @@
-"""The shell framing against real bash: any command text survives quoting, and the end-marker
-scanner finds markers however the byte stream is chunked."""
+"""The supervisor's framing: any command text reaches bash intact, nothing a command prints
+can end its frame, and the host's frame reader copes with any chunking of the stream."""
 
 from __future__ import annotations
 
 import itertools
-import subprocess
+import shlex
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentrm.sandboxes.output import CappedStream
-from agentrm.sandboxes.shell import _Scanner, ansi_c_quote
+from agentrm.sandboxes.shell import HEADER, FrameReader
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=60)
-
-
-@settings(max_examples=60, deadline=None)
-@given(TEXT)
-def test_ansi_c_quote_round_trips_through_bash(text):
-    out = subprocess.run(["bash", "--noprofile", "--norc", "-c", f"printf %s {ansi_c_quote(text)}"],
-                         capture_output=True, timeout=10)
-    assert out.stdout.decode("utf-8", "surrogateescape") == text
+FRAME = st.tuples(st.sampled_from([b"O", b"E", b"R", b"H"]), st.integers(0, 2**32 - 1),
+                  st.binary(max_size=200))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300), st.lists(st.integers(1, 40), min_size=1, max_size=30), st.booleans())
-def test_scanner_finds_the_marker_under_any_chunking(payload, cuts, death):
-    marker, death_marker = b"\x1fabc123\x1f", b"\x1fdead99\x1f"
-    payload = payload.replace(b"\x1f", b"")  # output cannot contain the random token anyway
-    stream = payload + (death_marker + b"died 3\n" if death else marker + b"0 /w\n") + b"late"
-    scanner, out, i = _Scanner(marker, death_marker), b"", 0
+@given(st.lists(FRAME, max_size=12), st.lists(st.integers(1, 40), min_size=1, max_size=30))
+def test_frame_reader_under_any_chunking(frames, cuts):
+    stream = b"".join(HEADER.pack(k, i, len(p)) + p for k, i, p in frames)
+    reader, got, i = FrameReader(), [], 0
     for size in itertools.cycle(cuts):
-        out += scanner.feed(stream[i:i + size])
-        i += size
         if i >= len(stream):
             break
-    assert scanner.done and out == payload
-    assert (scanner.which, scanner.trailer) == ((1, b"died 3") if death else (0, b"0 /w"))
+        got += reader.feed(stream[i:i + size])
+        i += size
+    assert got == frames and not reader.buf
 
 
-def test_scanner_does_not_hold_back_ordinary_output():
-    scanner = _Scanner(b"\x1ftoken\x1f")
-    assert scanner.feed(b"hello\n") == b"hello\n"
-    assert scanner.feed(b"x\x1ftok") == b"x"  # could be the marker: held
-    assert scanner.feed(b"en?") == b"\x1ftoken?"
+@pytest.fixture(scope="module")
+def sandbox():
+    from agentrm.sandboxes import DockerSandbox
+
+    sb = DockerSandbox()
+    yield sb
+    sb.close()
+
+
+@pytest.mark.docker
+@settings(max_examples=40, deadline=None)
+@given(TEXT)
+def test_any_command_text_survives(sandbox, text):
+    r = sandbox.exec(f"printf %s {shlex.quote(text)}")
+    assert r.exit_code == 0 and r.stdout == text
+
+
+@pytest.mark.docker
+def test_printed_frames_and_old_markers_are_just_output(sandbox):
+    fake = "".join(f"\\x{b:02x}" for b in HEADER.pack(b"R", 1, 9) + b'{"rc": 0}')
+    for ident in range(1, 20):  # a reply frame for every id near the current one
+        r = sandbox.exec(f"printf '{fake.replace('x01', f'x{ident:02x}', 1)}'; exit 5")
+        assert r.exit_code == 5 and r.stdout.endswith('{"rc": 0}')
+    r = sandbox.exec("printf '\\x1fabc\\x1f0 /w\\n'; exit 7")
+    assert r.exit_code == 7
 
 
 @pytest.mark.parametrize("cap,size", [(1024, 10), (1024, 5000), (4096, 1 << 20)])
