@@ -59,6 +59,13 @@ class Sandbox(Protocol):
         itself is gone (SandboxGone)."""
         ...
 
+    def verify_exec(self, cmd: str, timeout: float = 600.0, *,
+                    restore: dict[str, str | bytes] | None = None) -> ExecResult:
+        """Run a verifier after the agent's last turn, out of the agent's reach: the agent's
+        processes are stopped, `restore` files are put back where the agent cannot change
+        them, and `cmd` runs in a fresh environment (nothing the agent defined applies)."""
+        ...
+
     def read_file(self, path: str) -> bytes: ...
 
     def write_file(self, path: str, data: bytes | str) -> None: ...

@@ -56,6 +56,13 @@ class DirSandbox:
         return ExecResult(p.returncode, p.stdout, p.stderr, duration_s=dt,
                           output_events=[(dt, p.stdout)] if p.stdout else [])
 
+    def verify_exec(self, cmd: str, timeout: float = 600.0, *,
+                    restore: dict[str, str | bytes] | None = None) -> ExecResult:
+        """Restore, then a fresh bash: there is no agent process to stop on a host dir."""
+        for path, data in (restore or {}).items():
+            self.write_file(path, data)
+        return self.exec(cmd, timeout)
+
     def read_file(self, path: str) -> bytes:
         return self._path(path).read_bytes()
 

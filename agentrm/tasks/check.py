@@ -4,8 +4,8 @@ agentrm.verifiers; this one is enough for the bundled suite).
 Verifier specs (Task.verifier):
   {"kind": "answer", "mode": "exact" | "numeric" | "contains" | "regex" | "path", "tolerance": 1e-6}
   {"kind": "command", "command": "python3 test.py", "timeout": 60, "restore": {path: text}}
-      run in the rollout's sandbox after submit; exit 0 = 1.0. `restore` rewrites files (tests)
-      first, so an agent that edited the tests does not pass by it.
+      run in the rollout's sandbox after submit, out of the agent's reach (Sandbox.verify_exec);
+      exit 0 = 1.0. `restore` rewrites files (tests) first, so editing them does not pass.
 The reward is None (unknown) after an infrastructure failure and for tasks without a check,
 0.0 when the agent failed (wrong answer, a limit, format errors) and 1.0 when it succeeded.
 """
@@ -84,9 +84,10 @@ def outcome_reward(task: Task, status: ExitStatus, submission: str | None,
     if spec["kind"] == "answer":
         ok = answer_matches(submission, task.answer, spec["mode"], spec.get("tolerance", 1e-6))
         return float(ok), {"reward_reason": "answer " + ("matches" if ok else "differs")}
-    for path, text in (spec.get("restore") or {}).items():
-        sandbox.write_file(path, text)
-    r = sandbox.exec(spec["command"], timeout=spec.get("timeout", 60))
+    # after the agent stopped, files restored as root, a fresh environment: no function,
+    # alias, PATH entry, user site or background job of the agent's reaches the check
+    r = sandbox.verify_exec(spec["command"], timeout=spec.get("timeout", 60),
+                            restore=spec.get("restore"))
     if r.timed_out:
         return 0.0, {"reward_reason": "verifier command timed out"}
     return float(r.exit_code == 0), {"reward_reason": f"verifier command exit {r.exit_code}"}

@@ -184,12 +184,20 @@ def _take_patch(inst: Instance, workdir: str = WORKDIR) -> Any:
     """The member's `git diff` against base_commit, taken in its own sandbox before removal."""
     base = shlex.quote(inst.base_commit or "HEAD")
 
+    # The agent's processes are stopped first and its git config cannot run programs
+    # (fsmonitor, hooks, diff drivers). A repository the agent broke so that git fails is its
+    # own failure: an empty patch (0), never "infrastructure" (None).
+    git = "git -c core.fsmonitor=false -c core.hooksPath=/dev/null"
+    cmd = (f"cd {shlex.quote(workdir)} && {git} add -A && "
+           f"{git} diff --cached --no-color --no-ext-diff --no-textconv {base}")
+
     def finalize(traj: Any, sandbox: Any) -> None:
-        diff = sandbox.exec(["bash", "-c", f"cd {shlex.quote(workdir)} && git add -A && "
-                                           f"git diff --cached --no-color --no-ext-diff {base}"],
-                            timeout=120, stateless=True)
+        diff = sandbox.verify_exec(cmd, timeout=120)
         if diff.exit_code != 0:
-            raise InfrastructureError(f"git diff in the agent's sandbox failed: {diff.stdout[-200:]}")
+            traj.metadata["model_patch"] = ""
+            traj.metadata["patch_error"] = (f"git diff failed in the agent's repository (exit "
+                                            f"{diff.exit_code}): {diff.stderr.strip()[-200:]}")
+            return
         traj.metadata["model_patch"] = diff.stdout
 
     return finalize
