@@ -32,9 +32,9 @@ class SandboxConfig:
     """Limits and identity of one sandbox. Every field has a safe default.
 
     network False means no network interface but loopback. `disk` bounds every place the
-    non-root user can write (/workspace, /home/agent, /tmp, /var/tmp) with sized tmpfs mounts,
-    because this engine's storage driver cannot limit the writable layer; tmpfs pages count
-    against `memory` as well.
+    non-root user can write (/workspace, /home/agent, /tmp, /var/tmp, ...) with sized tmpfs
+    mounts, because this engine's storage driver cannot limit the writable layer; tmpfs pages
+    count against `memory`, so the sizes are scaled to leave the sandbox's machinery room.
     """
 
     image: str | None = None  # None = base_image()
