@@ -21,13 +21,23 @@ log = logging.getLogger("agentrm.sandboxes")
 _live: dict[str, object] = {}
 _lock = threading.Lock()
 _installed = False
+_stopping = threading.Event()
 HOST = socket.gethostname()
 
 
 def register(sandbox) -> None:
     _install_handlers()
     with _lock:
-        _live[sandbox.id] = sandbox
+        if _stopping.is_set():  # a worker thread starting a box after SIGTERM: not this one
+            stopping = True
+        else:
+            stopping = False
+            _live[sandbox.id] = sandbox
+    if stopping:
+        from agentrm.errors import SandboxGone
+
+        remove_container(sandbox.id)
+        raise SandboxGone("agentrm is stopping (signal): no new sandboxes")
 
 
 def unregister(sandbox) -> None:
@@ -46,22 +56,29 @@ def close_all() -> None:
             log.exception("closing sandbox %s at exit", getattr(box, "id", "?"))
 
 
-def _raise_exit(signum, frame):  # noqa: ARG001
+def _on_signal(signum, frame):  # noqa: ARG001
+    """Remove every sandbox now, whichever thread made it, then unwind the main thread. Worker
+    threads' commands then fail fast (SandboxGone) instead of holding the interpreter's exit,
+    which waits for them before atexit would run."""
+    _stopping.set()
+    close_all()
     raise SystemExit(128 + signum)
 
 
 def _install_handlers() -> None:
+    """atexit always; the signal handlers from the main thread only (Python's rule), which is
+    why this also runs when the package is imported, not just at the first sandbox."""
     global _installed
-    if _installed:
-        return
-    _installed = True
-    atexit.register(close_all)
+    with _lock:
+        if not _installed:
+            _installed = True
+            atexit.register(close_all)
     if threading.current_thread() is not threading.main_thread():
         return
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:
             if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                signal.signal(sig, _raise_exit)
+                signal.signal(sig, _on_signal)
         except (ValueError, OSError):
             pass
 
@@ -106,3 +123,6 @@ def cleanup(run_id: str | None = None, force: bool = False) -> list[str]:
         remove_container(c.id)
         removed.append(c.name)
     return removed
+
+
+_install_handlers()  # importing from the main thread is enough to be covered

@@ -59,6 +59,7 @@ class DockerSandbox(FileTransfer):
         self.cfg = cfg.validated()
         self.image = cfg.image or base_image()
         self._lock = threading.RLock()  # one command at a time per sandbox
+        self._close_lock = threading.Lock()  # close() must not wait for a running command
         self._closed = False
         self._snapshots = 0
         self._oom_kills = 0
@@ -121,8 +122,9 @@ class DockerSandbox(FileTransfer):
             raise self._gone(f"could not restore the workspace seed: {err[:200]!r}")
 
     def close(self) -> None:
-        """Remove the container (idempotent)."""
-        with self._lock:
+        """Remove the container (idempotent). Safe from another thread or a signal handler
+        while a command runs: that command then raises SandboxGone."""
+        with self._close_lock:
             if self._closed:
                 return
             self._closed = True

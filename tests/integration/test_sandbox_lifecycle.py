@@ -59,6 +59,46 @@ def test_signals_remove_the_sandbox(image, docker_client, sig):
         proc.wait(timeout=60)
     finally:
         proc.kill()
+    deadline = time.monotonic() + 30  # a removal the engine has accepted may still be listed
+    while _containers(docker_client, run_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _containers(docker_client, run_id) == []
+
+
+THREADED_CHILD = textwrap.dedent("""
+    import sys, threading, time
+    from concurrent.futures import ThreadPoolExecutor
+    from agentrm.sandboxes import DockerSandbox, SandboxConfig
+    started = threading.Barrier(3)
+    def work(i):
+        box = DockerSandbox(SandboxConfig(run_id=sys.argv[1]))
+        box.exec("echo started")
+        started.wait()
+        box.exec("sleep 100", timeout=200)
+        while True:  # a rollout would go on with new sandboxes
+            DockerSandbox(SandboxConfig(run_id=sys.argv[1])).exec("sleep 100", timeout=200)
+    pool = ThreadPoolExecutor(2)
+    futures = [pool.submit(work, i) for i in range(2)]
+    started.wait()
+    print("ready", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_sigterm_removes_sandboxes_made_in_worker_threads(image, docker_client):
+    run_id = f"sigthr-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-c", THREADED_CHILD, run_id],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        assert len(_containers(docker_client, run_id)) == 2
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)  # workers fail fast: the exit does not wait out their sleeps
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 30
+    while _containers(docker_client, run_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert _containers(docker_client, run_id) == []
 
 
