@@ -147,9 +147,10 @@ class AdvantagesResult:
     written: int = 0
 
 
-def _reward_source(store: Any, spec: str | None, run: str | None, trajs: list[Trajectory]
-                   ) -> tuple[str | None, list[Score], dict[str, Any]]:
-    """(scorer name for rows_from_trajectories, the scores it reads, provenance)."""
+def _reward_source(store: Any, spec: str | None, run: str | None, trajs: list[Trajectory],
+                   write: bool = True) -> tuple[str | None, list[Score], dict[str, Any]]:
+    """(scorer name for rows_from_trajectories, the scores it reads, provenance); a combine
+    SPEC's rows are stored when `write` (advantages record which rows they were made from)."""
     if spec is None or spec.strip() == OUTCOME:
         return None, [], {"reward": OUTCOME}
     if is_plain_scorer(spec):
@@ -160,7 +161,7 @@ def _reward_source(store: Any, spec: str | None, run: str | None, trajs: list[Tr
                              f"(run `agentrm score -s {name} --run {run}` first)")
         hashes = sorted({s.config_hash for s in scores})
         return name, scores, {"reward": name, "reward_config_hashes": hashes}
-    table, rows = combine_stored(store, CombineConfig(spec=spec, run=run, write=True), trajs)
+    table, rows = combine_stored(store, CombineConfig(spec=spec, run=run, write=write), trajs)
     return "combined", rows, {"reward": spec, "reward_hash": rows[0].config_hash if rows else None}
 
 
@@ -201,18 +202,10 @@ def advantages(store: Any, config: AdvantagesConfig) -> AdvantagesResult:
 
 
 def _file_advantages(config: AdvantagesConfig, conventions: AdvantageConfig) -> AdvantagesResult:
-    from agentrm.advantages import compute
-    from agentrm.advantages.rows import read_step_rows
+    from agentrm.advantages.io import advantages_file
 
-    if config.output is None or config.input is None:
-        raise InputError("-o OUT.jsonl is required with an input file")
-    rows, records = read_step_rows(config.input)
-    if not records:
-        raise InputError("no step rows in the file", path=str(config.input))
-    result = compute(rows, conventions)
-    cols = {k: v.tolist() for k, v in result.columns.items()}
-    out = [{**rec, **{k: _finite(cols[k][i]) for k in cols}} for i, rec in enumerate(records)]
-    _write_rows(config.output, out, meta=result.metadata)
+    assert config.input is not None
+    result = advantages_file(config.input, config.output, conventions)
     return AdvantagesResult(result, dict(result.metadata))
 
 
@@ -224,12 +217,10 @@ def _row_records(rows: Any, result: Any) -> list[dict[str, Any]]:
              **{k: _finite(cols[k][i]) for k in cols}} for i in range(len(rows))]
 
 
-def _write_rows(path: Path, records: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> None:
-    from agentrm.advantages.rows import write_jsonl_atomic
+def _write_rows(path: Path, records: list[dict[str, Any]]) -> None:
+    from agentrm.advantages.io import write_records
 
-    write_jsonl_atomic(records, path)
-    if meta is not None:
-        write_jsonl_atomic([meta], Path(f"{path}.meta.json"))
+    write_records(path, records)
 
 
 def _finite(value: Any) -> Any:
@@ -249,6 +240,9 @@ class FilterStageConfig:
     ids_out: Path | None = option(None, "Store mode: write the kept trajectory ids here.")
     verifier: str | None = option(None, "Store mode: the scorer behind --require-verified.")
     verified_at: float = option(1.0, "A trajectory is verified when its verifier score is ≥ this.")
+    reward: str | None = option(
+        None, "Store mode: the reward the outcome filters see, as `agentrm advantages --reward` "
+        "takes it (a scorer name, 'outcome' or a combine SPEC).")
     rules: Any = option(None, cli=False)  # agentrm.advantages.filters.FilterConfig
     conventions: AdvantageConfig = option(factory=AdvantageConfig, cli=False)
 
@@ -267,26 +261,31 @@ def filter(store: Any, config: FilterStageConfig) -> FilterResult:  # noqa: A001
     import numpy as np
 
     from agentrm.advantages.filters import FilterConfig, apply_filters, batch_statistics
-    from agentrm.advantages.rows import read_step_rows, write_jsonl_atomic
+    from agentrm.advantages.io import read_rows, write_rows
     from agentrm.advantages.trajectories import rows_from_trajectories
 
     rules = config.rules or FilterConfig()
     rules.validate()
     if (config.input is None) == (config.run is None):
-        raise InputError("give either a step-row file (IN.jsonl) or --run ID")
+        raise InputError("give either a step-row file (IN.jsonl, .parquet) or --run ID")
+    source = None
     if config.input is not None:
-        rows, records = read_step_rows(config.input)
-        verified, text = _records_column(records, "verified", bool), _records_column(records, "text", str)
+        if config.reward is not None:
+            raise InputError("--reward reads a stored run; a step-row file carries its own reward column")
+        source = read_rows(config.input)
+        rows = source.rows
+        verified, text = _column(source.extra("verified", bool), bool), _column(source.extra("text", str), str)
     else:
         trajs = trajectories_of(store, config.run)
-        rows, keys = rows_from_trajectories(trajs)
+        reward_from, reward_scores, _ = _reward_source(store, config.reward, config.run, trajs, write=False)
+        rows, keys = rows_from_trajectories(trajs, reward_scores, reward_from)
         verified, text = _store_extras(store, trajs, keys, config, rules.require_verified)
     keep, removed = apply_filters(rows, rules, config.conventions, verified, text)
     before = batch_statistics(rows, config.conventions)
     after = batch_statistics(rows.take(np.flatnonzero(keep)), config.conventions)
     kept: list[str] = sorted({str(rows.traj_uid[i]) for i in np.flatnonzero(keep).tolist()})
-    if config.input is not None and config.output is not None:
-        write_jsonl_atomic((r for r, k in zip(records, keep.tolist(), strict=True) if k), config.output)
+    if source is not None and config.output is not None:
+        write_rows(config.output, source, keep=keep)
     if config.input is None and config.ids_out is not None:
         from agentrm.files import atomic_write
 
@@ -294,15 +293,16 @@ def filter(store: Any, config: FilterStageConfig) -> FilterResult:  # noqa: A001
     return FilterResult(keep, before, after, removed, kept)
 
 
-def _records_column(records: list[dict], key: str, kind: type):
+def _column(values: list | None, kind: type):
+    """An optional per-row column as the filters take it (missing `verified` counts as true)."""
     import numpy as np
 
-    if not any(key in r for r in records):
+    if values is None:
         return None
     if kind is bool:
-        return np.array([bool(r.get(key, True)) for r in records])
-    out = np.empty(len(records), object)
-    out[:] = [None if r.get(key) is None else str(r.get(key)) for r in records]
+        return np.array([True if v is None else bool(v) for v in values])
+    out = np.empty(len(values), object)
+    out[:] = [None if v is None else str(v) for v in values]
     return out
 
 

@@ -54,7 +54,9 @@ def _summary(out: Any) -> list[list[Any]]:
             ["step singleton share", meta.get("step_singleton_share", "-")]]
     if nonzero is not None:
         rows.append(["rows with a step term ≠ 0", nonzero])
-    rows += [["written", out.written], ["config hash", meta["config_hash"]]]
+    if out.written:
+        rows.append(["written to the store", out.written])
+    rows.append(["config hash", meta["config_hash"]])
     return rows
 
 

@@ -232,19 +232,32 @@ def write_rows(path: str | os.PathLike, source: RowFile, columns: Mapping[str, n
         if meta is not None:
             table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                                    b"agentrm": json.dumps(meta).encode()})
-        with atomic_path(path) as tmp:
-            if fmt == "parquet":
-                import pyarrow.parquet as pq
-
-                pq.write_table(table, tmp)
-            else:
-                import pyarrow.feather as feather
-
-                feather.write_feather(table, tmp)
-        count = table.num_rows
+        count = _write_table(path, table)
     if meta is not None:
         write_jsonl_atomic([meta], Path(f"{path}.meta.json"))
     return count
+
+
+def write_records(path: str | os.PathLike, records: list[dict[str, Any]]) -> int:
+    """Plain records (a stored run's rows) in the format of `path`'s extension, atomically."""
+    if file_format(path) == "jsonl":
+        return write_jsonl_atomic(records, path)
+    import pyarrow as pa
+
+    return _write_table(path, pa.Table.from_pylist(records))
+
+
+def _write_table(path: str | os.PathLike, table) -> int:
+    with atomic_path(path) as tmp:
+        if file_format(path) == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp)
+        else:
+            import pyarrow.feather as feather
+
+            feather.write_feather(table, tmp)
+    return table.num_rows
 
 
 def _records(source: RowFile, columns: dict[str, np.ndarray], index: np.ndarray | None):

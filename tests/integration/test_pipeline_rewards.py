@@ -130,3 +130,46 @@ def test_bad_input_is_one_line(stored_run, cli, args, code, message):
     res = cli(*[run_id if a == "RUN" else a for a in args], "--db", url)
     assert res.returncode == code, (res.stdout, res.stderr)
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_filter_sees_the_reward_the_advantages_use(stored_run, cli, tmp_path):
+    """Tied tests but different PRM: zero variance under the outcome, not under the combined
+    reward, so `filter --reward SPEC` keeps what `advantages --reward SPEC` trains on."""
+    url, run_id, _ = stored_run
+    store = open_store(url)
+    tied = [trajectory(run_id, "g2", "x", ["ls", "cat a.py"], 0.0),
+            trajectory(run_id, "g2", "y", ["ls", "pytest"], 0.0)]
+    for t, prm in zip(tied, ([0.9, 0.2], [0.9, 0.9]), strict=True):
+        store.begin_trajectory(t)
+        store.end_trajectory(t.id, t.exit_status, t.reward)
+        store.write_scores([Score("prm", t.id, v, ScoreLevel.TURN, k, "1", "p1") for k, v in enumerate(prm)]
+                           + [Score("tests", t.id, 0.0, ScoreLevel.TRAJECTORY, None, "1", "t1")])
+    kept = {}
+    for reward in ("outcome", SPEC):
+        ids = tmp_path / "ids.txt"
+        res = cli("filter", "--run", run_id, "--reward", reward, "--zero-variance", "drop",
+                  "--ids-out", str(ids), "--db", url)
+        assert res.returncode == 0, res.stderr
+        kept[reward] = set(ids.read_text().split())
+    assert not {t.id for t in tied} & kept["outcome"]
+    assert {t.id for t in tied} <= kept[SPEC]
+    assert not open_store(url).get_scores(scorer="combined")  # filtering stores nothing
+
+
+def test_parquet_in_and_out_of_a_stored_run(stored_run, cli, tmp_path):
+    import pyarrow.parquet as pq
+
+    url, run_id, trajs = stored_run
+    out = tmp_path / "adv.parquet"
+    res = cli("advantages", "--reward", SPEC, "--run", run_id, "--db", url, "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    table = pq.read_table(out)
+    assert table.num_rows == 7 and {"traj_uid", "step", "reward", "advantage"} <= set(table.column_names)
+    again = tmp_path / "adv2.parquet"
+    res = cli("advantages", str(out), "-o", str(again), "--estimator", "grpo")
+    assert res.returncode == 0, res.stderr
+    assert pq.read_table(again).num_rows == 7  # the unknown-reward trajectory: null advantages
+    kept = tmp_path / "kept.parquet"
+    res = cli("filter", str(out), "-o", str(kept), "--best-of", "1")
+    assert res.returncode == 0, res.stderr
+    assert set(pq.read_table(kept).column("traj_uid").to_pylist()) == {trajs[0].id}
