@@ -36,6 +36,12 @@ class NotFoundError(AgentrmError):
     exit_code = 4
 
 
+class RunBusy(AgentrmError):
+    """Another live process drives this run id (agentrm.rollout.lease)."""
+
+    exit_code = 6
+
+
 class InfrastructureError(AgentrmError):
     """The environment failed, not the model: recorded as such, never as a zero reward."""
 

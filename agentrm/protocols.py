@@ -10,7 +10,7 @@ AdvantageEstimator agentrm.advantages  (GRPO, RLOO, GiGPO, IGPO, min-form)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -152,6 +152,15 @@ class RunLog(Protocol):
     def reset_trajectory(self, trajectory_id: str) -> None:
         """Drop a trajectory's turns, scores and advantages, to rerun it under the same id."""
         ...
+
+    def take_lease(self, run_id: str, holder: str, ttl_s: float,
+                   is_dead: Callable[[str], bool] = ...) -> dict[str, Any] | None:
+        """One live driver per run id: None when `holder` now holds it, else the holder's row."""
+        ...
+
+    def renew_lease(self, run_id: str, holder: str) -> bool: ...
+
+    def release_lease(self, run_id: str, holder: str) -> None: ...
 
 
 @runtime_checkable

@@ -23,7 +23,7 @@ from agentrm.protocols import TraceStore
 from agentrm.traces import rows as R
 from agentrm.traces.engine import make_engine, retrying
 from agentrm.traces.migrate import upgrade
-from agentrm.traces.schema import advantages, runs, scores, tasks, trajectories, turns
+from agentrm.traces.schema import advantages, run_leases, runs, scores, tasks, trajectories, turns
 from agentrm.types import Advantage, ExitStatus, Message, Score, Task, Trajectory, Turn
 
 log = logging.getLogger("agentrm.traces.store")
@@ -151,6 +151,42 @@ class SQLStore:
     def list_runs(self) -> list[dict[str, Any]]:
         stmt = runs.select().order_by(runs.c.started_at)
         return self.read(lambda c: [dict(r._mapping) for r in c.execute(stmt)])
+
+    # -- run leases: one live driver per run id -----------------------------------------------
+    def take_lease(self, run_id: str, holder: str, ttl_s: float,
+                   is_dead: Callable[[str], bool] = lambda holder: False) -> dict[str, Any] | None:
+        """Take the run's lease for `holder`: None when taken; else the live holder's row. A
+        lease whose heartbeat is older than its ttl, or whose holder `is_dead`, is taken over."""
+        def go(conn):
+            now = time.time()
+            row = {"run_id": run_id, "holder": holder, "acquired_at": now, "heartbeat_at": now,
+                   "ttl_s": ttl_s}
+            stmt = _insert(conn, run_leases).on_conflict_do_nothing(index_elements=["run_id"])
+            if conn.execute(stmt, row).rowcount == 1:
+                return None
+            current = conn.execute(run_leases.select().where(run_leases.c.run_id == run_id)).first()
+            if current is None:  # released between the two statements: try again next call
+                return {"holder": "?", "heartbeat_at": now, "ttl_s": ttl_s}
+            current = dict(current._mapping)
+            stale = current["heartbeat_at"] < now - current["ttl_s"] or current["holder"] == holder
+            if not (stale or is_dead(current["holder"])):
+                return current
+            taken = conn.execute(run_leases.update().where(
+                (run_leases.c.run_id == run_id) & (run_leases.c.holder == current["holder"])
+                & (run_leases.c.heartbeat_at == current["heartbeat_at"])).values(
+                holder=holder, acquired_at=now, heartbeat_at=now, ttl_s=ttl_s)).rowcount
+            return None if taken == 1 else current
+        return self.write(go)
+
+    def renew_lease(self, run_id: str, holder: str) -> bool:
+        """Heartbeat; False when the lease is no longer this holder's (taken over as stale)."""
+        stmt = run_leases.update().where((run_leases.c.run_id == run_id)
+                                         & (run_leases.c.holder == holder))
+        return self.write(lambda c: c.execute(stmt.values(heartbeat_at=time.time())).rowcount == 1)
+
+    def release_lease(self, run_id: str, holder: str) -> None:
+        stmt = run_leases.delete().where((run_leases.c.run_id == run_id) & (run_leases.c.holder == holder))
+        self.write(lambda c: c.execute(stmt))
 
     def upsert_task(self, task: Task) -> None:
         self.write(lambda c: upsert(c, tasks, R.task_row(task), ["id"]))

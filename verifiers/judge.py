@@ -135,7 +135,9 @@ class JudgeVerifier(ScorerBase):
         summary = run([self.judge_task(traj, answer)], self.policy, store,
                       sandbox_factory=_with_answer(context.sandbox_factory, answer),
                       run_id=f"judge-{self.config_hash()}",
-                      options=RunOptions(limits=limits, resume=False, kind="judge"))
+                      # one shared bucket of independent judge rollouts (one per judged
+                      # trajectory, from any thread): no run-wide lease
+                      options=RunOptions(limits=limits, resume=False, kind="judge", lease=False))
         (judged,) = summary.results
         judged.metadata["judges"] = traj.id  # the link back, also persisted with the judge's record
         if store is not None:

@@ -33,6 +33,8 @@ class RolloutConfig:
     command_timeout: float = option(60.0, "Seconds per tool command.")
     concurrency: int = option(1, "Trajectories at a time.")
     run_id: str | None = option(None, "Name the run; rerunning it resumes.", metavar="ID")
+    wait: bool = option(False, "Another process drives this run id: wait for it instead of refusing.",
+                        "--wait")
     executor: str = option("local", "local | ray (one task group per Ray task; workers share --db).")
     ray_address: str | None = option(None, "Ray cluster address (default: start a local one).",
                                      "--ray-address")
@@ -76,7 +78,7 @@ def run_config(store: Any, config: RolloutConfig, *, store_url: str | None = Non
 
     config.validate()
     tasks = config.selected_tasks()
-    options = RunOptions(limits=config.limits, concurrency=config.concurrency)
+    options = RunOptions(limits=config.limits, concurrency=config.concurrency, wait=config.wait)
     executor, policy = None, config.policy
     if config.executor == "ray":
         from agentrm.executors import RayExecutor

@@ -48,6 +48,8 @@ class RunOptions:
     resume: bool = True  # False: reset what is stored under each trajectory id and start afresh
     kind: str = "run"  # the run's kind in the store ("run", "judge", ...)
     end_run: bool = True  # False: the caller owns the run (marks it finished itself)
+    wait: bool = False  # another live driver holds the run id: wait for it (else RunBusy)
+    lease: bool = True  # False: a unit of a run whose coordinator holds the lease (units.py)
 
 
 @dataclass
@@ -107,9 +109,11 @@ def run(tasks: Sequence[Task], policy: str | Policy | None, store: Any, *, group
     if store is not None:
         for task in tasks:
             store.upsert_task(task)
+    cancel = cancel or threading.Event()
     try:
-        return run_groups(groups, policy, store, run_id=run_id, options=options, finalize=finalize,
-                          on_event=on_event, cancel=cancel)
+        with run_lease(store if options.lease else None, run_id, options.wait, cancel):
+            return run_groups(groups, policy, store, run_id=run_id, options=options,
+                              finalize=finalize, on_event=on_event, cancel=cancel)
     finally:
         if group_size > 1:
             _prune_snapshots(run_id)
@@ -172,6 +176,17 @@ def plan(groups: Sequence[Group], store: Any, run_id: str, resume: bool, summary
             continue
         members.append(Member(group, k, tid, list(old.turns) if old else []))
     return members
+
+
+def run_lease(store: Any, run_id: str, wait: bool, lost: threading.Event | None = None):
+    """The run's lease (agentrm.rollout.lease) while a store persists it; losing it cancels."""
+    import contextlib
+
+    if store is None or not hasattr(store, "take_lease"):
+        return contextlib.nullcontext()
+    from agentrm.rollout.lease import hold_run
+
+    return hold_run(store, run_id, wait=wait, lost=lost)
 
 
 def begin_run(store: Any, config: dict[str, Any], run_id: str | None, kind: str = "run") -> str:

@@ -32,7 +32,7 @@ def group_unit(db_url: str, run_id: str, task: dict[str, Any], policy_spec: str 
     from agentrm.traces import open_store
 
     store = open_store(db_url)
-    options = RunOptions(limits=Limits(**limits), resume=resume,
+    options = RunOptions(limits=Limits(**limits), resume=resume, lease=False,  # the coordinator's
                          sandbox=SandboxConfig(**sandbox) if sandbox else None)
     summary = run([task_from_dict(task, "<shipped task>", None)], policy_spec, store,
                   group_size=group_size, run_id=run_id, options=options)
@@ -44,7 +44,7 @@ def run_on(executor: Any, tasks: Sequence[Task], policy: Any, store: Any, *, gro
            on_event: Callable[[Event], None] | None = None) -> Any:
     """`run` with every task group as one unit on `executor` (agentrm.executors)."""
     from agentrm.executors import WorkFailure, portable
-    from agentrm.rollout.run import RunSummary, begin_run
+    from agentrm.rollout.run import begin_run, run_lease
 
     if policy is not None and not isinstance(policy, str):
         raise InputError("an executor needs a policy spec (a string): its workers build the policy")
@@ -72,6 +72,17 @@ def run_on(executor: Any, tasks: Sequence[Task], policy: Any, store: Any, *, gro
             emit(TrajectoryEnded(r["id"], r["task_id"], r["exit_status"], r["turns"], r["reward"],
                                  r.get("error")))
 
+    with run_lease(store, run_id, options.wait):
+        summary = _collect(executor, tasks, payloads, done, store, run_id, group_size)
+    store.end_run(run_id, "finished" if not summary.failed else "incomplete")
+    return summary
+
+
+def _collect(executor: Any, tasks: Sequence[Task], payloads: list[dict[str, Any]], done: Any,
+             store: Any, run_id: str, group_size: int) -> Any:
+    from agentrm.executors import WorkFailure
+    from agentrm.rollout.run import RunSummary
+
     summary, started = RunSummary(run_id), time.monotonic()
     for task, result in zip(tasks, executor.map(GROUP_UNIT, payloads, on_result=done), strict=True):
         if isinstance(result, WorkFailure):
@@ -83,7 +94,6 @@ def run_on(executor: Any, tasks: Sequence[Task], policy: Any, store: Any, *, gro
             continue
         summary.trajectories.extend(result["trajectories"])
         summary.skipped.extend(result["skipped"])
-    store.end_run(run_id, "finished" if not summary.failed else "incomplete")
     summary.duration_s = time.monotonic() - started
     return summary
 

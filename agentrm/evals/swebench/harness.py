@@ -154,8 +154,11 @@ class Harness:
             self.store.begin_run({"kind": "swe-bench", **config}, run_id=run_id, kind="eval")
         if self.cfg.agent:
             self._start_agent(run_id)
+        from agentrm.rollout.run import run_lease
+
         try:
-            results = self._run_all(instances, by_model, run_id, root)
+            with run_lease(self.store, run_id, wait=False):  # one live harness per run id
+                results = self._run_all(instances, by_model, run_id, root)
         finally:
             if self.sandbox_factory is not None:
                 self.sandbox_factory.close()
