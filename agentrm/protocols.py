@@ -147,6 +147,10 @@ class RunLog(Protocol):
 
     def get_run(self, run_id: str) -> dict[str, Any]: ...
 
+    def annotate_run(self, run_id: str, **fields: Any) -> None:
+        """Merge fields into the run's stored config (statistics a run records as it goes)."""
+        ...
+
     def finished_trajectory_ids(self, run_id: str) -> set[str]: ...
 
     def reset_trajectory(self, trajectory_id: str) -> None:

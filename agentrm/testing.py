@@ -120,3 +120,30 @@ def _docker_fork(ref: str, n: int, cfg: Any) -> list:
 BACKENDS: dict[str, Backend] = {
     "docker": Backend("docker", _docker_make, _docker_fork, "docker"),
 }
+
+
+class TokenParityScorer:
+    """A reward that a random-weight model earns about half the time, so a training loop on a
+    tiny model in a test has advantages to follow: 1 when the ids the policy sampled in the
+    first turn sum to an even number, else 0 (None without stored ids). Registered by tests
+    under the name `token-parity`."""
+
+    name = "token-parity"
+    version = "1"
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    def score(self, trajectories: Sequence[Any], context: Any = None) -> list[Any]:
+        from agentrm.types import Score, ScoreLevel
+
+        out = []
+        for traj in trajectories:
+            first = next((t.tokens.completion_ids for t in traj.turns if t.tokens is not None), None)
+            value = None if not first else float(sum(first) % 2 == 0)
+            out.append(Score(self.name, traj.id, value, ScoreLevel.TRAJECTORY, None, self.version, "parity"))
+        return out
+
+
+def make_token_parity_scorer(**_: Any) -> TokenParityScorer:
+    return TokenParityScorer()

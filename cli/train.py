@@ -1,24 +1,123 @@
-"""`agentrm train`: training from the trace store. `agentrm train prm` makes a PRM.
-
-The group is kept open for more subcommands (and a group callback) from the RL trainer.
-"""
+"""`agentrm train`: the GiGPO loop (rollouts, rewards, advantages, a policy update, repeated);
+`agentrm train report RUN` its curve; `agentrm train prm` a PRM from the store.
+The loop's flags come from agentrm.training.loop.TrainConfig."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agentrm.cli.common import DbOption, JsonOption, console, print_json, progress, rich_table
+from agentrm.cli.common import (
+    DbOption,
+    JsonOption,
+    console,
+    err_console,
+    print_json,
+    progress,
+    rich_table,
+)
 
 Opt = typer.Option
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Train from the trace store (PRMs).", no_args_is_help=True)
+    from agentrm.cli.options import command, parameters
+    from agentrm.training.loop import TrainConfig
+
+    ctx = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+    loop = command(_train, [ctx, *parameters(TrainConfig), *COMMON],
+                   "Train a policy with group rollouts, verified and process rewards and GiGPO "
+                   "advantages; a rerun of --run-id resumes. Subcommands: report, prm.")
+    group = typer.Typer(help="Train a policy (GiGPO loop) or a PRM from the trace store.",
+                        invoke_without_command=True)
+    group.callback(invoke_without_command=True)(loop)
+    group.command("report")(report)
     group.command("prm")(prm)
     app.add_typer(group, name="train")
+
+
+COMMON = [inspect.Parameter("db", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DbOption),
+          inspect.Parameter("json_", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOption)]
+
+
+def _train(values: dict) -> None:
+    if values.pop("ctx").invoked_subcommand is not None:
+        return
+    from agentrm.cli.common import open_db
+    from agentrm.cli.options import build
+    from agentrm.training.loop import TrainConfig, TrainEvent, train
+
+    config = build(TrainConfig, values)
+    config.validate()  # bad flags fail before the store is opened
+    store = open_db(values["db"])
+    with progress() as bar:
+        task = bar.add_task("starting", total=None)
+
+        def on_event(event: TrainEvent) -> None:
+            where = "eval after " if event.stage == "eval" else "iteration "
+            label = f"{where}{event.iteration}: {event.stage}"
+            if event.seconds is None:
+                bar.update(task, description=label, completed=0, total=None)
+            else:
+                err_console.print(f"{label} {event.seconds:.1f} s", markup=False, highlight=False)
+
+        def on_rollout(event) -> None:
+            from agentrm.rollout.events import RunPlanned, TrajectoryEnded
+
+            if isinstance(event, RunPlanned):
+                bar.update(task, total=event.total, completed=event.skipped)
+            elif isinstance(event, TrajectoryEnded):
+                bar.advance(task)
+
+        result = train(store, config, on_event=on_event, on_rollout=on_rollout)
+    if values["json_"]:
+        print_json({"run_id": result.run_id, "out": str(result.out), "resumed_from": result.resumed_from,
+                    "iterations": result.iterations, "evaluations": result.evaluations})
+        return
+    _render(result.run_id, result.iterations, result.evaluations)
+    console.print(f"checkpoints: {result.out}; curve: agentrm train report {result.run_id}",
+                  markup=False, highlight=False)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _render(run_id: str, iterations: list[dict], evaluations: list[dict]) -> None:
+    rows = [[it["iteration"], _fmt(it.get("train_reward_mean")), _fmt(it.get("success_rate")),
+             _fmt(it.get("valid_tool_call_rate")), _fmt(it["update"].get("loss"), 4),
+             _fmt(it["update"].get("pg_clipfrac")), f"{it['seconds'].get('rollout', 0):.0f}",
+             f"{it['seconds'].get('update', 0):.0f}"] for it in iterations]
+    console.print(rich_table(f"training run {run_id}", ["it", "reward", "success", "valid", "loss",
+                                                        "clip", "roll s", "upd s"], rows))
+    if evaluations:
+        console.print(rich_table("held-out evaluations", ["after it", "success", "reward", "valid", "n"],
+                                 [[e["after_iterations"], _fmt(e.get("success_rate")),
+                                   _fmt(e.get("reward_mean")), _fmt(e.get("valid_tool_call_rate")),
+                                   e.get("trajectories")] for e in evaluations]))
+
+
+def report(
+    run: Annotated[str, typer.Argument(help="The training run id.")],
+    out: Annotated[Path | None, Opt("--out", "-o", help="Write the curve here (.png or .html; "
+                                    "default runs/train/RUN/curve.png).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The reward and success-rate curve of a training run, per iteration (and held-out)."""
+    from agentrm.cli.common import open_db
+    from agentrm.training.report import training_curve
+
+    store = open_db(db)
+    iterations, evaluations, path = training_curve(store, run, out)
+    if as_json:
+        return print_json({"run_id": run, "curve": str(path), "iterations": iterations,
+                           "evaluations": evaluations})
+    _render(run, iterations, evaluations)
+    console.print(f"curve: {path}", markup=False, highlight=False)
 
 
 def prm(

@@ -142,6 +142,17 @@ class SQLStore:
                 raise NotFoundError(f"unknown run {run_id!r}")
         self.write(go)
 
+    def annotate_run(self, run_id: str, **fields: Any) -> None:
+        """Merge `fields` into the run's config (what a run learned about itself as it went:
+        a training iteration's update statistics, an evaluation's success rate)."""
+        def go(conn):
+            row = conn.execute(sa.select(runs.c.config).where(runs.c.id == run_id)).first()
+            if row is None:
+                raise NotFoundError(f"unknown run {run_id!r}")
+            conn.execute(runs.update().where(runs.c.id == run_id).values(
+                config={**(row.config or {}), **fields}))
+        self.write(go)
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         row = self.read(lambda c: c.execute(runs.select().where(runs.c.id == run_id)).first())
         if row is None:

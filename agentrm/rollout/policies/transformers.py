@@ -56,6 +56,16 @@ class TransformersPolicy:
             if self.max_context is None:
                 self.max_context = int(getattr(self._model.config, "max_position_embeddings", 2048))
 
+    def trainable(self, wrap: Any = None) -> tuple[Any, Any]:
+        """(model, tokenizer) that `act` samples from, for a trainer to update in place; `wrap`
+        (e.g. adding LoRA adapters) is applied once, and `act` then samples from its result."""
+        with self._lock:
+            self._load()
+            if wrap is not None:
+                self._model = wrap(self._model)
+                self._constraint = None
+            return self._model, self._tokenizer
+
     def act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
         with self._lock:
             self._load()
