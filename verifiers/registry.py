@@ -38,6 +38,8 @@ SCORERS: dict[str, Entry] = {
                        "per-turn information gain about the answer (IGPO)"),
     "progress": Entry("agentrm.verifiers.progress:make_scorer", (),
                       "per-turn progress from K branch rollouts out of snapshots (PAV)"),
+    "submitted": Entry("agentrm.verifiers.format_reward:make_scorer", (),
+                       "format reward: 1 when the agent called submit (weight it below the outcome)"),
     "tests": Entry("agentrm.verifiers.tests_verifier:make_scorer", (),
                    "the task's tests (SWE-bench FAIL_TO_PASS / PASS_TO_PASS) in a fresh container"),
 }
