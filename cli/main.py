@@ -45,6 +45,29 @@ def _root(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _plain_value_labels() -> None:
+    """typer labels every option's value `<int>`, `<str>`, and flags, which take no value,
+    `<bool>`: show a flag bare and a value the way click names it (INT, TEXT, FLOAT)."""
+    from typer.core import TyperArgument, TyperOption
+
+    for cls in (TyperOption, TyperArgument):
+        typed = cls.display_type_rich
+
+        def label(self, ctx, _typed=typed):
+            if getattr(self, "is_flag", False) or getattr(self, "count", False):
+                return None
+            text = _typed(self, ctx)
+            if not text or not (text.startswith("<") and text.endswith(">")):
+                return text
+            inner = text[1:-1]
+            inner = inner.removeprefix("list[").removesuffix("]")  # repeatable: one value each
+            words = {"str": "TEXT", "int": "INT", "float": "FLOAT", "path": "PATH", "file": "FILE",
+                     "directory": "DIR", "bool": "BOOL"}
+            return " ".join(words.get(w, w.upper()) for w in inner.split())
+
+        cls.display_type_rich = label  # type: ignore[method-assign]
+
+
 def _register_all() -> None:
     for name in COMMAND_MODULES:
         try:
@@ -56,6 +79,7 @@ def _register_all() -> None:
         module.register(app)
 
 
+_plain_value_labels()
 _register_all()
 
 
