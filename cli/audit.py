@@ -100,7 +100,6 @@ def _tasks(source: str, ids: list[str] | None):
 
 
 def _list(chosen, json_out: bool) -> None:
-    from rich.markup import escape
 
     if json_out:
         print_json([{"name": h.name, "target": h.target, "expected": h.expected,
@@ -108,7 +107,7 @@ def _list(chosen, json_out: bool) -> None:
                     for h in chosen])
         return
     console.print(rich_table(f"{len(chosen)} reward hacks", ["hack", "target", "expected", "what it does"],
-                             [[h.name, h.target, h.expected, escape(h.description)] for h in chosen]))
+                             [[h.name, h.target, h.expected, h.description] for h in chosen]))
 
 
 def _verdict(r) -> str:
@@ -116,7 +115,9 @@ def _verdict(r) -> str:
         return "not run"
     if not r.accepted:
         return "rejected"
-    return "flagged" if r.flagged else "[bold red]ACCEPTED[/]"
+    from rich.text import Text
+
+    return "flagged" if r.flagged else Text("ACCEPTED", style="bold red")
 
 
 def _show(results, json_out: bool) -> None:
@@ -130,8 +131,8 @@ def _show(results, json_out: bool) -> None:
     if json_out:
         print_json({"summary": summary, "results": [r.to_dict() for r in results]})
         return
-    rows = [[r.hack, escape(r.target), "-" if r.reward is None else f"{r.reward:g}",
-             escape(r.status), _verdict(r)] for r in results]
+    rows = [[r.hack, r.target, "-" if r.reward is None else f"{r.reward:g}",
+             r.status, _verdict(r)] for r in results]
     console.print(rich_table("reward hacks", ["hack", "target", "reward", "status", "verdict"], rows))
     for r in results:
         if r.accepted:

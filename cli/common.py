@@ -42,13 +42,35 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
-def rich_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+def rich_table(title: str | None, columns: list[str], rows: list[list[Any]],
+               keep_whole: int = 0) -> Table:
+    """A table whose cells are plain text: ids, paths and messages are user data and never
+    rich markup (`runs[v2].jsonl` stays as it is); pass a rich `Text` to style a cell. The
+    first `keep_whole` columns (ids people copy) never wrap or get cut; the others give way."""
+    from rich.text import Text
+
+    cells = [[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(column)] + [r[k].cell_len for r in cells if k < len(r)]) for k, column in enumerate(columns)]
+    whole = sum(widths[:keep_whole]) + sum(min(len(c), w) for c, w in zip(columns[keep_whole:],
+                                                                             widths[keep_whole:], strict=True))
+    table = Table(title=None if title is None else Text(title), show_lines=False,
+                  min_width=whole + 3 * len(columns) + 1 if keep_whole else None)
+    for k, column in enumerate(columns):
+        if k < keep_whole:
+            table.add_column(Text(column), no_wrap=True, min_width=widths[k])
+        else:
+            table.add_column(Text(column), overflow="fold", min_width=min(len(column), widths[k]))
+    for row in cells:
+        table.add_row(*row)
     return table
+
+
+def print_table(table: Table) -> None:
+    """Print a table at the terminal's width, or wider when its whole-id columns need more: a
+    long line in a log is better than an id that cannot be copied."""
+    needed = table.min_width or 0
+    out = console if needed <= console.width else Console(width=needed, file=console.file)
+    out.print(table, crop=False)
 
 
 def progress():

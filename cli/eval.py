@@ -139,7 +139,6 @@ def swe_bench(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate predictions (or an agent) on SWE-bench instances; gold resolves, empty does not."""
-    from rich.markup import escape
 
     from agentrm.errors import InputError
     from agentrm.evals.swebench.harness import EvalConfig, Harness, default_workers
@@ -180,11 +179,10 @@ def swe_bench(
         return
     for model, (s, path) in result.summaries.items():
         # instance ids, models and error notes are user data: never rich markup
-        rows = [[escape(str(c)) for c in row]
-                for row in table_rows([r for r in result.all_results if r.model == model])]
+        rows = table_rows([r for r in result.all_results if r.model == model])
         if rows:
-            console.print(rich_table(escape(f"SWE-bench run {result.run_id} ({model})"),
-                                     TABLE_COLUMNS, rows))
+            console.print(rich_table(f"SWE-bench run {result.run_id} ({model})", TABLE_COLUMNS,
+                                     rows, keep_whole=1))
         console.print(f"{model}: resolved {s['resolved_instances']}/{s['total_instances']} · "
                       f"unresolved {s['unresolved_instances']} · empty {s['empty_patch_instances']} · "
                       f"errors {s['error_instances']} (patch failed {len(s['patch_failed_ids'])}, "

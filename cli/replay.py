@@ -114,7 +114,7 @@ def _export(view, cast: Path | None, page: Path | None, width: int, height: int,
         return
     for item in written:
         extra = f"{item['events']} events" if item["kind"] == "asciicast" else f"{item['turns']} turns"
-        console.print(f"wrote {item['kind']} {item['path']} ({extra})", highlight=False)
+        console.print(f"wrote {item['kind']} {item['path']} ({extra})", highlight=False, markup=False)
 
 
 def _rerun(traj, url: str | None, image: str | None, json_out: bool) -> None:

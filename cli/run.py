@@ -105,7 +105,8 @@ def _report(summary: Any) -> None:
                                t["reward"], (t["error"] or "")[:60]] for t in rows]))
     console.print(f"{len(rows)} run, {len(summary.skipped)} skipped (already finished) "
                   f"in {summary.duration_s:.1f}s  "
-                  + "  ".join(f"{k}={v}" for k, v in sorted(summary.counts.items())), highlight=False)
+                  + "  ".join(f"{k}={v}" for k, v in sorted(summary.counts.items())), highlight=False,
+                  markup=False)
     failed = sum(summary.counts.get(s, 0) for s in INFRA)
     if failed:
         err_console.print(f"{failed} trajectories failed on infrastructure (reward unknown); "

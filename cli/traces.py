@@ -16,6 +16,7 @@ from agentrm.cli.common import (
     db_url,
     err_console,
     print_json,
+    print_table,
     progress,
     rich_table,
 )
@@ -180,9 +181,12 @@ def list_(
     min_score: Annotated[float | None, typer.Option("--min-score", help="Keep score (or reward) ≥ this.")] = None,
     max_score: Annotated[float | None, typer.Option("--max-score", help="Keep score (or reward) ≤ this.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many rows.")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Also the run, task and group ids and the "
+                                                      "failure kind (they are parts of the id).")] = False,
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
-    """List trajectories from their summary columns (turns are not loaded)."""
+    """List trajectories from their summary columns (turns are not loaded). Ids are printed
+    whole on one line, whatever the width; --json has every column."""
     store = _store(db, must_exist=True)
     try:
         rows = store.summaries(run_id=run, task_id=task, group_id=group,
@@ -193,37 +197,41 @@ def list_(
     if as_json:
         print_json(rows)
         return
-    cols = ["id", "run_id", "task_id", "group_id", "exit_status", "failure_kind", "reward", "n_turns"]
+    cols = ["id", "exit_status", "reward", "n_turns"]
+    if wide:
+        cols = ["id", "run_id", "task_id", "group_id", "exit_status", "failure_kind", "reward", "n_turns"]
     cols += ["score"] if scorer else []
-    table = rich_table(f"{len(rows)} trajectories", cols,
-                       [[_safe(_fmt(r.get(c))) for c in cols] for r in rows])
-    for column in table.columns[:4]:  # ids are what users copy: wrap them, never cut them
-        column.overflow = "fold"
-    console.print(table)
+    print_table(rich_table(f"{len(rows)} trajectories", cols,
+                           [[_plain(_fmt(r.get(c))) for c in cols] for r in rows],
+                           keep_whole=4 if wide else 1))
 
 
 def _fmt(value):
     return f"{value:.4g}" if isinstance(value, float) else value
 
 
-def _safe(value) -> str:
-    """Recorded data as rich text: terminal escapes and control bytes dropped, markup escaped."""
-    from rich.markup import escape
-
+def _plain(value) -> str:
+    """Recorded data for a table cell: terminal escapes and control bytes dropped (rich_table
+    never reads its cells as markup)."""
     from agentrm.replay.view import clean_text
 
-    return escape(clean_text("" if value is None else str(value)))
+    return clean_text("" if value is None else str(value))
+
+
+def _safe(value) -> str:
+    """Recorded data inside a markup string: cleaned, and its brackets escaped."""
+    from rich.markup import escape
+
+    return escape(_plain(value))
 
 
 def _clip(text, width: int = 60) -> str:
     if text is None:
         return ""
-    from rich.markup import escape
-
     from agentrm.replay.view import clean_text
 
     text = " ".join(clean_text(text if isinstance(text, str) else str(text)).split())
-    return escape(text if len(text) <= width else text[: width - 1] + "…")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @app.command("show")
@@ -249,7 +257,7 @@ def show(
     rows = []
     for t in traj.turns:
         obs = t.observation[-1].get("content") if t.observation else ""
-        calls = ", ".join(_safe(c.name) + ("" if c.valid else "(invalid)") for c in t.tool_calls)
+        calls = ", ".join(_plain(c.name) + ("" if c.valid else "(invalid)") for c in t.tool_calls)
         tokens = f"{t.prompt_tokens or '-'}/{t.completion_tokens or '-'}"
         rows.append([t.index, t.anchor_key[:8], "yes" if t.valid else "NO", _clip(obs, 40),
                      _clip(t.assistant.get("content"), 50), calls, tokens,
