@@ -29,11 +29,14 @@ def tiny(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
-def test_logprobs_match_an_independent_forward_pass(tiny):
+@pytest.mark.parametrize("constrain", ["false", "true"])
+def test_logprobs_match_an_independent_forward_pass(tiny, constrain):
+    """Under the tool grammar too: the recorded log-probs are the model's own (the grammar
+    masks a copy), which is what a trainer's importance ratio is taken against."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    policy = make_policy(f"transformers:{tiny}?max_new_tokens=12&temperature=1.0&seed=3")
+    policy = make_policy(f"transformers:{tiny}?max_new_tokens=12&temperature=1.0&seed=3&constrain={constrain}")
     out = policy.act(MESSAGES, TOOL_SCHEMAS)
     ids = out.raw["token_ids"]
     assert out.completion_tokens == len(ids) == len(out.logprobs) > 0

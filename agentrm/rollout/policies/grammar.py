@@ -76,7 +76,20 @@ class HFConstraint:
         compiled = self._compiled.get(id(grammar))
         if compiled is None:
             compiled = self._compiled[id(grammar)] = self._compiler.compile_grammar(grammar)
-        return LogitsProcessor(compiled)  # single use: its matcher state belongs to one call
+        return _MaskACopy(LogitsProcessor(compiled))  # single use: its matcher state is one call's
+
+
+class _MaskACopy:
+    """xgrammar masks the scores in place, and `generate` keeps that very tensor as the step's
+    raw logits: the recorded log-probs would be those of the masked distribution (1.0 for
+    every forced token), not the model's, and a trainer's importance ratio against them would
+    start below 1. Masking a copy keeps the model's own distribution for the log-probs."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return self.inner(input_ids, scores.clone())
 
 
 def vllm_structured(grammar) -> Any:
