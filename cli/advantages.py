@@ -31,7 +31,7 @@ def _advantages(values: dict[str, Any]) -> None:
     from agentrm import pipeline
 
     config = build(AdvantagesConfig, values, conventions=build(AdvantageConfig, values))
-    store = open_db(values["db"]) if config.run is not None else None
+    store = open_db(values["db"], must_exist=True) if config.run is not None else None
     out = pipeline.advantages(store, config)
     if values["json_"]:
         print_json(out.metadata | {"written": out.written})
@@ -65,7 +65,7 @@ def _filter(values: dict[str, Any]) -> None:
 
     config = build(FilterStageConfig, values, rules=build(FilterConfig, values),
                    conventions=build(AdvantageConfig, values, estimator="gigpo"))
-    store = open_db(values["db"]) if config.run is not None else None
+    store = open_db(values["db"], must_exist=True) if config.run is not None else None
     out = pipeline.filter(store, config)
     if values["json_"]:
         print_json({"before": out.before, "after": out.after, "removed_trajectories": out.removed})
@@ -84,7 +84,7 @@ def _export(values: dict[str, Any]) -> None:
     from agentrm import pipeline
 
     config = build(ExportConfig, values)
-    store = open_db(values["db"]) if config.run is not None else None
+    store = open_db(values["db"], must_exist=True) if config.run is not None else None
     with LazyProgress("tokenising") as bar:
         out = pipeline.export(store, config, on_progress=bar.update)
     if values["json_"]:

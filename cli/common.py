@@ -31,11 +31,12 @@ def db_url(value: str | None) -> str:
     return value or os.environ.get("AGENTRM_DB") or DEFAULT_DB
 
 
-def open_db(value: str | None):
-    """The trace store named by --db / AGENTRM_DB (default ./agentrm.db)."""
+def open_db(value: str | None, must_exist: bool = False):
+    """The trace store named by --db / AGENTRM_DB (default ./agentrm.db); commands that read
+    what is stored pass `must_exist`, so a typo never leaves an empty database behind."""
     from agentrm.traces import open_store
 
-    return open_store(db_url(value))
+    return open_store(db_url(value), must_exist=must_exist)
 
 
 def print_json(obj: Any) -> None:

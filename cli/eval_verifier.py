@@ -17,7 +17,7 @@ def load_run(db: str | None, runs: list[str]):
     from agentrm.errors import InputError
     from agentrm.traces import open_store
 
-    store = open_store(db_url(db))
+    store = open_store(db_url(db), must_exist=True)
     trajs = [t for r in runs for t in store.iter_trajectories(run_id=r)]
     if not trajs:
         raise InputError(f"--run {', '.join(runs)}: no stored trajectories in {db_url(db)}")

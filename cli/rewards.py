@@ -21,7 +21,7 @@ def _rewards(values: dict[str, Any]) -> None:
 
     config = build(CombineConfig, values)
     spec = parse_spec(config.spec)  # bad SPEC: one-line error before touching the store
-    table, rows = pipeline.combine(open_db(values["db"]), config)
+    table, rows = pipeline.combine(open_db(values["db"], must_exist=True), config)
     if values["json_"]:
         print_json([{"trajectory_id": r.trajectory_id, "rewards": r.rewards, "return": r.total,
                      "terms": r.terms, "notes": r.notes} for r in table])

@@ -37,7 +37,7 @@ def _score(values: dict[str, Any]) -> None:
     if file is None and config.run is None and not values["db"]:
         raise InputError("nothing to score: give a FILE, or --db (with --run ID) for stored trajectories")
     # a file without --db is scored in memory: nothing is written, no database is created
-    store = open_db(values["db"]) if values["db"] or file is None else None
+    store = (open_db(values["db"], must_exist=file is None) if values["db"] or file is None else None)
     trajs = None
     if file is not None:
         from agentrm.traces.io import read_trajectories

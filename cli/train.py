@@ -111,7 +111,7 @@ def report(
     from agentrm.cli.common import open_db
     from agentrm.training.report import training_curve
 
-    store = open_db(db)
+    store = open_db(db, must_exist=True)
     iterations, evaluations, path = training_curve(store, run, out)
     if as_json:
         return print_json({"run_id": run, "curve": str(path), "iterations": iterations,

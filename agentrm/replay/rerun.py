@@ -123,7 +123,7 @@ def plan_rerun(traj: Trajectory, store_url: str | None = None, image: str | None
     if store_url:
         from agentrm.traces import open_store
 
-        store = open_store(store_url)
+        store = open_store(store_url, must_exist=True)
     task = _find_task(store, traj.task_id)
     run = _recorded_run(store, traj)
     sandbox = run.get("sandbox") if isinstance(run.get("sandbox"), dict) else {}

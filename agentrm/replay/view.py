@@ -240,13 +240,13 @@ def load_trajectory(source: str, db_url: str | None, index: int = 0) -> tuple[Tr
         raise InputError("no such file", path=source)
     from agentrm.traces import open_store
 
-    traj = open_store(db_url).get_trajectory(source)
+    traj = open_store(db_url, must_exist=True).get_trajectory(source)
     return require_turns(traj, f"{db_url} trajectory {source}"), True
 
 
 def load_scores(db_url: str, trajectory_id: str) -> tuple[list[Score], list[Advantage]]:
     from agentrm.traces import open_store
 
-    store = open_store(db_url)
+    store = open_store(db_url, must_exist=True)
     return (store.get_scores(trajectory_ids=[trajectory_id]),
             store.get_advantages(trajectory_ids=[trajectory_id]))
