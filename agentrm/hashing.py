@@ -29,6 +29,9 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 _VOLATILE: list[tuple[str, str, Any]] = [
     (r"(?<!\w)\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b", "<TIME>", ":"),
     (r"(?<!\w)\d{2}:\d{2}:\d{2}(?:\.\d+)?\b", "<TIME>", ":"),
+    # `ls -l` dates: "Dec  4 03:40" (this year) or "Dec  4  2025" (older)
+    (r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} +(?:\d{1,2}:\d{2}|\d{4})\b",
+     "<DATE>", re.compile("Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec")),
     (r"/tmp/[\w.\-/]+", "<TMP>", "/tmp/"),
     (r"(?<!\w)(?:pid|PID)[ =:]+\d+\b", "pid <PID>", re.compile("pid|PID")),
     (r"(?<!\w)0x[0-9a-fA-F]{6,}\b", "<ADDR>", "0x"),

@@ -133,3 +133,5 @@ def _rerun(traj, url: str | None, image: str | None, json_out: bool) -> None:
         console.print(render_report(report))
     if report.diverged:
         raise SystemExit(1)  # typer.Exit is swallowed by main()'s non-standalone mode
+    if not report.calls_compared:
+        raise SystemExit(3)  # nothing was checked: not a success

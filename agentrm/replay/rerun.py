@@ -60,6 +60,7 @@ class RerunReport:
     def as_dict(self) -> dict:
         out = asdict(self)
         out["diverged"] = self.diverged
+        out["compared_nothing"] = not self.calls_compared
         return out
 
 
@@ -225,6 +226,9 @@ def render_report(report: RerunReport):
         notes.append(Text(f"{report.calls_unrecorded} calls had no recorded observation",
                           style="yellow"))
     d = report.divergence
+    if d is None and not report.calls_compared:
+        return Group(Text("nothing compared: no recorded observation to check the rerun against",
+                          style="bold yellow"), facts, *notes)
     if d is None:
         return Group(Text("no divergence: every observation matched", style="bold green"),
                      facts, *notes)

@@ -16,8 +16,9 @@ from asciinema.asciicast import v2
 pytestmark = pytest.mark.docker
 DATA = Path(__file__).resolve().parents[1] / "data" / "replay"
 
-DETERMINISTIC = [  # volatile but normalised: temp paths, clock times, durations
-    {"tool": "bash", "args": {"command": "cat /workspace/seed.txt"}},
+DETERMINISTIC = [  # volatile but normalised: temp paths, clock times, durations, ls -l dates
+    {"tool": "bash", "args": {"command": "cat /workspace/seed.txt; touch -d '2020-01-02 03:04' "
+                                         "/workspace/old; ls -la /workspace"}},
     {"tool": "bash", "args": {"command": "mktemp; date +%H:%M:%S; echo took 0.2s"}},
     {"tool": "edit_file", "args": {"path": "seed.txt", "old_str": "seed", "new_str": "SEED"}},
     {"tool": "view_file", "args": {"path": "/workspace/seed.txt"}},
@@ -108,6 +109,22 @@ def test_imported_file_reruns_in_the_base_image():
     report = json.loads(proc.stdout)
     assert report["diverged"] is False and report["calls_compared"] == 3
     assert any("base image" in n for n in report["notes"])
+
+
+def test_a_rerun_that_compared_nothing_is_not_a_pass(tmp_path):
+    """Tool calls without recorded results: nothing to check the rerun against (exit 3)."""
+    traj = {"id": "blind-1", "task_id": "blind", "group_id": "g", "reward": None, "messages": [
+        {"role": "user", "content": "List the files."},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "bash", "arguments": json.dumps({"command": "ls -la /workspace"})}}]}]}
+    path = tmp_path / "blind.jsonl"
+    path.write_text(json.dumps(traj) + "\n")
+    proc = agentrm("replay", str(path), "--rerun", "--json")
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    report = json.loads(proc.stdout)
+    assert report["calls_compared"] == 0 and report["compared_nothing"] and not report["diverged"]
+    text = agentrm("replay", str(path), "--rerun")
+    assert text.returncode == 3 and "nothing compared" in text.stdout
 
 
 def test_missing_image_is_one_clear_error(docker_client):
