@@ -50,12 +50,13 @@ def cast_events(view: ReplayView, width: int, colour: str | None = "256") -> Ite
     for pos, timing in enumerate(schedule(view, offset=LEAD_IN_S)):
         turn = view.turns[pos]
         yield timing.start, "m", _marker_label(view, pos)
-        title = to_ansi(turn_title(view, turn, pos) + Text("  thinking…", style="dim"), width, colour)
-        yield timing.start, "o", _crlf(title)
-        # The turn as the model produced it (reasoning + calls), outputs not yet shown.
-        without_output = turn_renderable(view, pos, outputs=[None] * len(turn.calls))
-        action = to_ansi(without_output, width, colour).split("\n", 1)[-1]  # title already shown
-        yield timing.action_at, "o", _crlf(action)
+        # "thinking…" while the model works, on the title's line without a line feed, so the
+        # action can overwrite it (carriage return, erase line) instead of leaving it on screen
+        thinking = to_ansi(turn_title(view, turn, pos) + Text("  thinking…", style="dim"), width, colour)
+        yield timing.start, "o", _crlf(thinking.rstrip("\n"))
+        # The turn as the model produced it (reasoning + calls), outputs and scores not yet shown.
+        without_output = turn_renderable(view, pos, outputs=[None] * len(turn.calls), scores=False)
+        yield timing.action_at, "o", "\r\x1b[2K" + _crlf(to_ansi(without_output, width, colour))
         for call, call_timing in zip(turn.calls, timing.calls, strict=True):
             yield call_timing.start, "o", _crlf(f"\x1b[2m── {call.name} output ──\x1b[0m\n")
             last = ""

@@ -5,8 +5,9 @@ CSS = """
         --good:#3fb950; --mid:#d29922; --bad:#f85149; --accent:#66d9ef; }
 * { box-sizing: border-box; }
 body { margin:0; background:var(--bg); color:var(--fg); font:14px/1.45 system-ui, sans-serif; }
+section.summary { background:var(--card); padding:8px 16px; }
 header { position:sticky; top:0; background:var(--card); border-bottom:1px solid var(--line);
-         padding:8px 16px; z-index:2; }
+         padding:4px 16px; z-index:2; }
 h1 { font-size:16px; margin:0 0 4px; color:var(--accent); }
 h2 { font-size:15px; margin:0 0 8px; border-bottom:1px solid var(--line); padding-bottom:4px; }
 h2 small { color:var(--dim); font-weight:normal; }
@@ -61,11 +62,11 @@ JS = r"""
     timers.forEach(clearTimeout); timers = [];
     document.querySelectorAll('pre.stream').forEach(s => s.remove());
     document.querySelectorAll('.output > *').forEach(e => e.style.display = '');
-    document.body.classList.remove('playing'); playBtn.textContent = '▶ play';
+    document.body.classList.remove('playing'); playBtn.textContent = 'play';
   }
   function later(ms, fn) { timers.push(setTimeout(fn, ms)); }
   function play(from) {
-    stop(); document.body.classList.add('playing'); playBtn.textContent = '⏸ pause';
+    stop(); document.body.classList.add('playing'); playBtn.textContent = 'pause';
     const speed = Math.max(0.1, parseFloat(document.getElementById('speed').value) || 1);
     const idle = 2.0;  // compress pauses longer than this, like asciinema's idle_time_limit
     let clock = 0, last = timing[from] ? timing[from].start : 0;

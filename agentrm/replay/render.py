@@ -122,8 +122,9 @@ def turn_title(view: ReplayView, turn: TurnView, position: int) -> Text:
 
 
 def turn_renderable(view: ReplayView, position: int, max_lines: int = 40,
-                    outputs: list[str | None] | None = None) -> RenderableType:
-    """A turn with its score bars beside it. `outputs` overrides call outputs (partial playback)."""
+                    outputs: list[str | None] | None = None, scores: bool = True) -> RenderableType:
+    """A turn with its score bars beside it. `outputs` overrides call outputs (partial
+    playback); `scores=False` leaves the bars out (a recording shows them once the turn ends)."""
     turn = view.turns[position]
     left: list[RenderableType] = []
     if turn.reasoning:
@@ -135,7 +136,7 @@ def turn_renderable(view: ReplayView, position: int, max_lines: int = 40,
         left.extend(_call_block(call, max_lines, shown))
     grid = Table.grid(expand=True, padding=(0, 1))
     grid.add_column(ratio=1)
-    if turn.scores:
+    if turn.scores and scores:
         grid.add_column(width=SCORES_WIDTH)
         grid.add_row(Group(*left), Panel(scores_table(turn.scores, view.score_ranges),
                                          title="scores", border_style="magenta"))

@@ -44,6 +44,18 @@ def test_json_view_has_turn_scores(db, cli):
     assert view["turns"][1]["scores"] == {"prm": 0.2, "info_gain": -0.3, "advantage": -1.2}
 
 
+def played(events, width: int) -> str:
+    """The recording as a terminal shows it at the end (pyte emulates the escapes), all lines."""
+    import pyte
+
+    screen = pyte.HistoryScreen(width, 4000, history=0)
+    stream = pyte.Stream(screen)
+    for _, code, data in events:
+        if code == "o":
+            stream.feed(data)
+    return "\n".join(line.rstrip() for line in screen.display)
+
+
 def test_exports_from_store_and_from_file(db, tmp_path, cli):
     cast, page = tmp_path / "a.cast", tmp_path / "a.html"
     proc = cli("replay", "traj-demo", "--db", db, "--export-cast", str(cast),
@@ -54,6 +66,10 @@ def test_exports_from_store_and_from_file(db, tmp_path, cli):
         events = list(parsed.events())
     assert sum(e[1] == "m" for e in events) == 4
     assert all(f'id="turn-{i}"' in page.read_text() for i in range(4))
+    screen = played(events, parsed.v2_header["width"])
+    assert "thinking…" not in screen  # each turn's "thinking…" gives way to its action
+    assert screen.count("advantage") == 4  # every turn's scores once, not twice
+    assert oct(page.stat().st_mode & 0o777) == "0o644" and oct(cast.stat().st_mode & 0o777) == "0o644"
 
     cast2 = tmp_path / "imported.cast"
     proc = cli("replay", str(DATA / "imported.jsonl"), "--index", "1", "--export-cast", str(cast2))

@@ -71,7 +71,7 @@ def test_page_script_steps_and_plays_with_recorded_timing(tmp_path):
     out = json.loads(proc.stdout)
     assert out["initial"] == 0 and out["pos"] == "turn 1/4"
     assert out["steps"] == [1, 2, 1, 3, 3, 0]
-    assert out["playingLabel"] == "⏸ pause" and out["finalLabel"] == "▶ play"
+    assert out["playingLabel"] == "pause" and out["finalLabel"] == "play"
     assert out["seen"] == [0, 1, 2, 3] and out["end"] == 3
     # Output was streamed chunk by chunk into the call's box, then the formatted view returned.
     assert out["streams"]["out-0-0"] == "a.py\nb.py\nREADME.md\n"

@@ -218,7 +218,7 @@ def test_html_page_is_self_contained_and_has_every_turn(tmp_path):
     timing = json.loads(parser.scripts[0])
     assert len(timing) == 4 and timing[0]["calls"][0][0] == pytest.approx([1.8, "a.py\n"])
     for needle in ["ls /workspace", "README.md", "INVALID ACTION", "lines folded", "line 199",
-                   "There are 2 python files.", "next ▶", "◀ prev", "ArrowRight"]:
+                   "There are 2 python files.", "next ›", "‹ prev", "« first", "last »", "ArrowRight"]:
         assert needle in "".join(parser.text), needle
     assert page.count("</script>") == 2  # the one in the reasoning/output is escaped
     assert "http://" not in page and "https://" not in page
