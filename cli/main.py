@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "replay",      # agentrm replay
     "view",        # agentrm view (web viewer over the trace store)
     "serve",       # agentrm serve (reward server)
+    "proxy",       # agentrm proxy (record any harness's model calls)
     "audit",       # agentrm audit hacks (reward-hack corpus)
 ]
 

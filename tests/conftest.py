@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -208,3 +210,47 @@ def pytest_collection_modifyitems(config, items):
         for fixture, marker in needs.items():
             if fixture in getattr(item, "fixturenames", ()) and marker not in item.keywords:
                 item.add_marker(getattr(pytest.mark, marker))
+
+
+@contextlib.contextmanager
+def vllm_serve(model, log_dir, kv_cache_gib: str = "1"):
+    """`vllm serve` (python -m vllm.entrypoints.openai.api_server) for `model` on a free
+    loopback port, served as "tiny", with its CPU KV cache sized explicitly. Yields a function
+    that waits until it answers and returns its /v1 URL (start-up overlaps the caller's work)."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = Path(log_dir) / "server.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+         "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
+         "--dtype", "float32", "--max-model-len", "2048", "--gpu-memory-utilization", "0.05",
+         "--enforce-eager", "--max-logprobs", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+                                                   "VLLM_CPU_KVCACHE_SPACE": kv_cache_gib})
+    url = f"http://127.0.0.1:{port}"
+
+    def wait_ready():
+        deadline = time.time() + 420
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"vllm serve exited {proc.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    return f"{url}/v1"
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        pytest.fail(f"vllm serve not ready after 420 s: {log_path.read_text()[-2000:]}")
+    try:
+        yield wait_ready
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "data" / "rollout"))
@@ -54,44 +50,13 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tiny, tmp_path_factory):
-    """`vllm serve` (python -m vllm.entrypoints.openai.api_server) on a free loopback port,
-    without a tool parser: the policy must fall back to tools described in the prompt."""
+    """`vllm serve` on a free loopback port, without a tool parser: the policy must fall back
+    to tools described in the prompt. Yields a function that waits until it is ready."""
     _need_vllm()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = tmp_path_factory.mktemp("serve") / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny),
-         "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
-         "--dtype", "float32", "--max-model-len", "2048", "--gpu-memory-utilization", "0.05",
-         "--enforce-eager", "--max-logprobs", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-             "VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"]})
-    url = f"http://127.0.0.1:{port}"
+    from conftest import vllm_serve
 
-    def wait_ready():
-        deadline = time.time() + 420
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited {proc.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    return f"{url}/v1"
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        pytest.fail(f"vllm serve not ready after 420 s: {log_path.read_text()[-2000:]}")
-    try:
-        yield wait_ready
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with vllm_serve(tiny, tmp_path_factory.mktemp("serve"), os.environ["VLLM_CPU_KVCACHE_SPACE"]) as ready:
+        yield ready
 
 
 @pytest.fixture(scope="module")

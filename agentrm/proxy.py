@@ -1,0 +1,516 @@
+"""`agentrm proxy`: a recording gateway in front of any OpenAI-compatible model server, so an
+agent harness that knows nothing of agentrm leaves token-exact trajectories in the store.
+
+The harness points its base URL at `http://127.0.0.1:PORT/t/TRAJECTORY/v1` (or
+`/t/TRAJECTORY/g/GROUP/v1`, or plain `/v1` with the headers `X-Agentrm-Trajectory` and
+`X-Agentrm-Group`). Every chat completion is forwarded to the upstream and recorded as a turn:
+the messages since the previous assistant message (the observation), the reply (content and
+tool calls), the upstream's prompt and completion token ids and log-probs, and timings. The
+proxy asks the upstream for token ids (`return_token_ids`, vLLM's extension) and log-probs
+when the client did not, and removes them from what that client sees. Streaming replies pass
+through chunk by chunk and are recorded whole once they end.
+
+A turn's index is the number of assistant messages before it, and writes are upserts on
+(trajectory, index): a client that retries a request records it once. A trajectory ends with
+`POST /t/TRAJECTORY/close` (optional JSON `{"reward": R, "status": "submitted"}`) or after
+`idle_timeout` seconds without a request (status `imported`, reward unknown): its outcome
+reward usually arrives later (`agentrm traces`, the reward server). The harness's sandbox is
+its own business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentrm.config import option
+from agentrm.errors import InputError, PrerequisiteError
+from agentrm.types import ExitStatus, Message, Trajectory, Turn
+
+log = logging.getLogger("agentrm.proxy")
+TRAJECTORY_HEADER = "x-agentrm-trajectory"
+GROUP_HEADER = "x-agentrm-group"
+TASK_HEADER = "x-agentrm-task"
+ADDED = ("return_token_ids", "logprobs")  # what the proxy may add to a request
+
+
+@dataclass
+class ProxyConfig:
+    """Where to forward, where to listen, what to record under."""
+
+    upstream: str = option("", "The OpenAI-compatible server to forward to (e.g. http://127.0.0.1:8000/v1).",
+                           "--upstream", metavar="URL")
+    port: int = option(8400, "Port on 127.0.0.1 (0: any free port); the proxy has no auth, so it "
+                       "never listens beyond this host.")
+    run_id: str | None = option(None, "Record into this run (default proxy-TIMESTAMP).", metavar="ID")
+    idle_timeout: float = option(600.0, "Close a trajectory after this many seconds without a request.")
+    max_body_mb: float = option(32.0, "Largest request body accepted (MiB).")
+    timeout: float = option(600.0, "Seconds to wait for the upstream per request.")
+
+    def base(self) -> str:
+        url = self.upstream.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"--upstream {self.upstream!r}: give an http(s) URL such as http://127.0.0.1:8000/v1")
+        return url if url.endswith("/v1") else url + "/v1"
+
+
+def check_upstream(config: ProxyConfig) -> list[str]:
+    """The upstream's model ids; an unreachable upstream is one clear error before listening."""
+    import httpx
+
+    url = config.base() + "/models"
+    try:
+        resp = httpx.get(url, timeout=10)
+        resp.raise_for_status()
+        return [m.get("id") for m in resp.json().get("data") or []]
+    except (httpx.HTTPError, ValueError) as exc:
+        raise PrerequisiteError(f"--upstream {config.upstream}: cannot list models at {url} "
+                                f"({type(exc).__name__}: {exc})") from None
+
+
+# ---------------------------------------------------------------------------------- recording
+
+@dataclass
+class Exchange:
+    """One chat completion as the proxy saw it."""
+
+    messages: list[Message]
+    reply: Message
+    model: str
+    prompt_ids: list[int] | None = None
+    completion_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
+    duration_s: float = 0.0
+    streamed: bool = False
+
+
+def turn_of(exchange: Exchange, upstream: str, chain: Any) -> Turn:
+    """The exchange as a turn: its index counts the assistant messages before it, its
+    observation is what came after the last of them."""
+    from agentrm.hashing import anchor_key
+
+    messages = exchange.messages
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    observation = [dict(m) for m in messages[last + 1:]]
+    index = sum(m.get("role") == "assistant" for m in messages)
+    tokens = None
+    if exchange.prompt_ids is not None and exchange.completion_ids is not None:
+        tokens = chain.trace(messages, exchange.prompt_ids, exchange.completion_ids,
+                             tokenizer=f"{upstream}#{exchange.model}")
+    calls = exchange.reply.get("tool_calls") or []
+    valid = all(_parses(c.get("function", {}).get("arguments")) for c in calls)
+    return Turn(index=index, observation=observation, assistant=exchange.reply,
+                anchor_key=anchor_key(observation),
+                prompt_tokens=exchange.usage.get("prompt_tokens") or (len(exchange.prompt_ids or []) or None),
+                completion_tokens=exchange.usage.get("completion_tokens")
+                or (len(exchange.completion_ids or []) or None),
+                logprobs=exchange.logprobs, started_at=exchange.started_at,
+                duration_s=exchange.duration_s, valid=valid, tokens=tokens,
+                metadata={"proxy": {"streamed": exchange.streamed, "model": exchange.model}})
+
+
+def _parses(arguments: Any) -> bool:
+    if isinstance(arguments, dict):
+        return True
+    try:
+        return isinstance(json.loads(arguments or "{}"), dict)
+    except (TypeError, ValueError):
+        return False
+
+
+class Recorder:
+    """Writes exchanges to the store as turns; thread-safe, idempotent per turn index.
+
+    `submit` queues an exchange for one writer thread, so a client gets its reply without
+    waiting for the database; the queue is bounded (a slow store slows clients down rather
+    than filling memory), and `flush` waits until everything queued is written (closing a
+    trajectory flushes first)."""
+
+    def __init__(self, store: Any, run_id: str, upstream: str, queue_size: int = 1024):
+        import queue
+
+        from agentrm.rollout.policies.tokens import PromptChain
+
+        self.store, self.run_id, self.upstream = store, run_id, upstream
+        self.chain = PromptChain(size=4096)
+        self.open: dict[str, float] = {}  # trajectory id -> last request time
+        self.begun: set[str] = set()  # trajectories this process began (and has not closed)
+        self.lock = threading.Lock()
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.writer = threading.Thread(target=self._write, name="proxy-recorder", daemon=True)
+        self.writer.start()
+
+    def submit(self, traj_id: str, group_id: str, task_id: str, exchange: Exchange) -> None:
+        with self.lock:
+            self.open[traj_id] = time.monotonic()  # a queued turn keeps it from the idle reaper
+        self.queue.put((traj_id, group_id, task_id, exchange))
+
+    def flush(self) -> None:
+        self.queue.join()
+
+    def _write(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                self.record(*item)
+            except Exception:  # noqa: BLE001 - one failed write must not stop the recorder
+                log.exception("proxy: could not record a turn of %s", item[0])
+            finally:
+                self.queue.task_done()
+
+    def record(self, traj_id: str, group_id: str, task_id: str, exchange: Exchange) -> Turn:
+        turn = turn_of(exchange, self.upstream, self.chain)
+        with self.lock:
+            if not self._begun(traj_id):
+                try:
+                    known = self.store.get_trajectory(traj_id)
+                except Exception:  # noqa: BLE001 - NotFoundError: a new trajectory
+                    known = None
+                if known is None:  # a known one (a later call after close) keeps its turns
+                    self.store.begin_trajectory(Trajectory(
+                        id=traj_id, task_id=task_id, group_id=group_id, run_id=self.run_id,
+                        policy=f"proxy:{self.upstream}#{exchange.model}",
+                        metadata={"source": "agentrm proxy", "upstream": self.upstream}))
+                self.begun.add(traj_id)
+            self.open[traj_id] = time.monotonic()
+        self.store.append_turn(traj_id, turn)
+        return turn
+
+    def _begun(self, traj_id: str) -> bool:
+        return traj_id in self.begun
+
+    def close(self, traj_id: str, status: ExitStatus = ExitStatus.IMPORTED,
+              reward: float | None = None) -> bool:
+        self.flush()
+        with self.lock:
+            known = self.open.pop(traj_id, None) is not None
+            self.begun.discard(traj_id)
+        if not known:
+            try:
+                if self.store.get_trajectory(traj_id).exit_status is not ExitStatus.RUNNING:
+                    return False
+            except Exception:  # noqa: BLE001 - NotFoundError
+                return False
+        self.store.end_trajectory(traj_id, status, reward)
+        return True
+
+    def close_idle(self, idle_s: float) -> list[str]:
+        now = time.monotonic()
+        with self.lock:
+            stale = [t for t, seen in self.open.items() if now - seen > idle_s]
+        for traj_id in stale:
+            self.close(traj_id)
+        return stale
+
+    def close_all(self) -> None:
+        self.flush()
+        for traj_id in list(self.open):
+            self.close(traj_id)
+
+
+# ---------------------------------------------------------------------------------- streaming
+
+class StreamAccumulator:
+    """Rebuilds the whole reply from chat-completion chunks (content, tool-call deltas by
+    index, token ids, log-probs, usage)."""
+
+    def __init__(self):
+        self.content: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.prompt_ids: list[int] | None = None
+        self.completion_ids: list[int] = []
+        self.logprobs: list[float] = []
+        self.usage: dict[str, Any] = {}
+        self.model = ""
+        self.saw_ids = False
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        self.model = chunk.get("model") or self.model
+        if isinstance(chunk.get("prompt_token_ids"), list):
+            self.prompt_ids = chunk["prompt_token_ids"]
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                self.content.append(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                slot = self.calls.setdefault(int(call.get("index", 0)), {
+                    "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                slot["id"] = call.get("id") or slot["id"]
+                fn = call.get("function") or {}
+                slot["function"]["name"] += fn.get("name") or ""
+                slot["function"]["arguments"] += fn.get("arguments") or ""
+            if isinstance(choice.get("token_ids"), list):
+                self.saw_ids = True
+                self.completion_ids.extend(choice["token_ids"])
+            for entry in ((choice.get("logprobs") or {}).get("content") or []):
+                self.logprobs.append(float(entry["logprob"]))
+
+    def reply(self) -> Message:
+        message: Message = {"role": "assistant", "content": "".join(self.content)}
+        if self.calls:
+            message["tool_calls"] = [{**c, "id": c["id"] or f"call_{i}"} for i, c in sorted(self.calls.items())]
+        return message
+
+
+def _strip(payload: dict[str, Any], added: set[str]) -> dict[str, Any]:
+    """Remove from a reply (or chunk) what only the proxy asked for."""
+    if "return_token_ids" in added:
+        payload.pop("prompt_token_ids", None)
+        for choice in payload.get("choices") or []:
+            choice.pop("token_ids", None)
+    if "logprobs" in added:
+        for choice in payload.get("choices") or []:
+            choice["logprobs"] = None
+    return payload
+
+
+def _event(event: bytes, acc: StreamAccumulator, added: set[str]) -> tuple[bytes, bool]:
+    """One server-sent event: fed to the accumulator, and rewritten without what only the
+    proxy asked for (passed through as it came when nothing was added). (event, was [DONE])."""
+    lines, done, changed = event.split(b"\n"), False, False
+    for k, line in enumerate(lines):
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            done = True
+            continue
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(chunk, dict):
+            acc.add(chunk)
+            if added:
+                lines[k] = b"data: " + json.dumps(_strip(chunk, added), ensure_ascii=False).encode()
+                changed = True
+    return (b"\n".join(lines) if changed else event), done
+
+
+def _reply_message(msg: dict[str, Any]) -> Message:
+    message: Message = {"role": "assistant", "content": msg.get("content") or ""}
+    if msg.get("tool_calls"):
+        message["tool_calls"] = [{"id": c.get("id") or f"call_{i}", "type": "function",
+                                  "function": c.get("function") or {}}
+                                 for i, c in enumerate(msg["tool_calls"])]
+    return message
+
+
+# ---------------------------------------------------------------------------------- the app
+
+def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
+    """The Starlette app: forwarding, recording, /close; an idle reaper while it runs."""
+    import contextlib
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    base = config.base()
+    limit = int(config.max_body_mb * 1024 * 1024)
+    state: dict[str, Any] = {"token_ids": True}
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "type": "agentrm_proxy", "code": status}},
+                            status_code=status)
+
+    def keys(request: Request) -> tuple[str, str, str]:
+        """(trajectory, group, task) ids; the trajectory is "" when the client named none."""
+        traj = request.path_params.get("traj") or request.headers.get(TRAJECTORY_HEADER) or ""
+        group = request.path_params.get("group") or request.headers.get(GROUP_HEADER) or traj
+        return traj, group, request.headers.get(TASK_HEADER) or group or "proxy"
+
+    async def read_json(request: Request) -> dict[str, Any]:
+        size = int(request.headers.get("content-length") or 0)
+        if size > limit:
+            raise _Reject(413, f"request body over {config.max_body_mb:g} MiB")
+        body = b""
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise _Reject(413, f"request body over {config.max_body_mb:g} MiB")
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise _Reject(400, "the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise _Reject(400, "the body is not a JSON object")
+        return data
+
+    def forward_headers(request: Request) -> dict[str, str]:
+        auth = request.headers.get("authorization")
+        return {"authorization": auth} if auth else {}
+
+    async def completions(request: Request) -> Response:
+        traj, group, task = keys(request)
+        if not traj:
+            return error(400, "name the trajectory: base URL /t/ID/v1 or header X-Agentrm-Trajectory")
+        try:
+            body = await read_json(request)
+        except _Reject as exc:
+            return error(exc.status, exc.message)
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return error(400, "`messages` must be a list")
+        added = set()
+        upstream_body = dict(body)
+        if state["token_ids"] and not body.get("return_token_ids"):
+            upstream_body["return_token_ids"] = True
+            added.add("return_token_ids")
+        if not body.get("logprobs"):
+            upstream_body["logprobs"] = True
+            added.add("logprobs")
+        client: httpx.AsyncClient = request.app.state.client
+        started, t0 = time.time(), time.monotonic()
+        if body.get("stream"):
+            return await stream(request, client, upstream_body, added, messages, traj, group, task, started, t0)
+        try:
+            resp = await client.post(base + "/chat/completions", json=upstream_body,
+                                     headers=forward_headers(request))
+            if resp.status_code == 400 and "return_token_ids" in added and "return_token_ids" in resp.text:
+                state["token_ids"] = False  # an upstream without the extension: ask once, then not
+                upstream_body.pop("return_token_ids")
+                added.discard("return_token_ids")
+                resp = await client.post(base + "/chat/completions", json=upstream_body,
+                                         headers=forward_headers(request))
+        except httpx.HTTPError as exc:
+            return error(502, f"upstream {base}: {type(exc).__name__}: {exc}")
+        if resp.status_code >= 400:
+            return Response(resp.content, status_code=resp.status_code,
+                            media_type=resp.headers.get("content-type"))
+        try:
+            data = resp.json()
+            choice = data["choices"][0]
+            exchange = Exchange(
+                messages=messages, reply=_reply_message(choice["message"]), model=data.get("model") or "",
+                prompt_ids=data.get("prompt_token_ids"), completion_ids=choice.get("token_ids"),
+                logprobs=[float(e["logprob"]) for e in ((choice.get("logprobs") or {}).get("content") or [])]
+                or None, usage=data.get("usage") or {}, started_at=started,
+                duration_s=time.monotonic() - t0)
+        except (ValueError, KeyError, IndexError, TypeError):
+            return error(502, f"upstream {base}: malformed completion")
+        await run_in_threadpool(recorder.submit, traj, group, task, exchange)
+        return JSONResponse(_strip(data, added))
+
+    async def stream(request, client, upstream_body, added, messages, traj, group, task, started, t0):
+        req = client.build_request("POST", base + "/chat/completions", json=upstream_body,
+                                   headers=forward_headers(request))
+        try:
+            resp = await client.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            return error(502, f"upstream {base}: {type(exc).__name__}: {exc}")
+        if resp.status_code >= 400:
+            content = await resp.aread()
+            await resp.aclose()
+            return Response(content, status_code=resp.status_code,
+                            media_type=resp.headers.get("content-type"))
+        acc = StreamAccumulator()
+
+        async def relay():
+            complete, buffer = False, b""
+            try:
+                async for raw in resp.aiter_raw():  # whole events out per read, not line by line
+                    buffer += raw
+                    *events, buffer = buffer.split(b"\n\n")
+                    if not events:
+                        continue
+                    out = []
+                    for event in events:
+                        rewritten, done = _event(event, acc, added)
+                        complete = complete or done
+                        out.append(rewritten)
+                    yield b"".join(e + b"\n\n" for e in out)
+                if buffer:
+                    yield buffer
+            finally:
+                await resp.aclose()
+                if complete:
+                    exchange = Exchange(
+                        messages=messages, reply=acc.reply(), model=acc.model,
+                        prompt_ids=acc.prompt_ids, completion_ids=acc.completion_ids if acc.saw_ids else None,
+                        logprobs=acc.logprobs or None, usage=acc.usage, started_at=started,
+                        duration_s=time.monotonic() - t0, streamed=True)
+                    await run_in_threadpool(recorder.submit, traj, group, task, exchange)
+
+        return StreamingResponse(relay(), media_type="text/event-stream")
+
+    async def models(request: Request) -> Response:
+        try:
+            resp = await request.app.state.client.get(base + "/models", headers=forward_headers(request))
+        except httpx.HTTPError as exc:
+            return error(502, f"upstream {base}: {type(exc).__name__}: {exc}")
+        return Response(resp.content, status_code=resp.status_code,
+                        media_type=resp.headers.get("content-type"))
+
+    async def close(request: Request) -> Response:
+        traj, _, _ = keys(request)
+        try:
+            body = await read_json(request)
+            status = ExitStatus(body.get("status", "imported"))
+            reward = body.get("reward")
+            if reward is not None and not isinstance(reward, (int, float)):
+                raise _Reject(400, "`reward` must be a number or null")
+        except _Reject as exc:
+            return error(exc.status, exc.message)
+        except ValueError:
+            return error(400, f"unknown status {body.get('status')!r}")
+        closed = await run_in_threadpool(recorder.close, traj, status,
+                                         None if reward is None else float(reward))
+        if not closed:
+            return error(404, f"no open trajectory {traj!r}")
+        return JSONResponse({"trajectory_id": traj, "status": status.value, "reward": reward})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        app.state.client = httpx.AsyncClient(timeout=httpx.Timeout(config.timeout, connect=10),
+                                             limits=httpx.Limits(max_connections=256))
+
+        async def reap():
+            while True:
+                await asyncio.sleep(max(1.0, min(30.0, config.idle_timeout / 4)))
+                await run_in_threadpool(recorder.close_idle, config.idle_timeout)
+
+        reaper = asyncio.create_task(reap())
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            await app.state.client.aclose()
+            await run_in_threadpool(recorder.close_all)
+
+    routes = []
+    for prefix in ("/t/{traj}/g/{group}", "/t/{traj}", ""):
+        routes += [Route(prefix + "/v1/chat/completions", completions, methods=["POST"]),
+                   Route(prefix + "/chat/completions", completions, methods=["POST"]),
+                   Route(prefix + "/v1/models", models, methods=["GET"])]
+    routes.append(Route("/t/{traj}/close", close, methods=["POST"]))
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def start(store: Any, config: ProxyConfig) -> tuple[Recorder, Any]:
+    """Begin the run and build the app: (recorder, app). Check the upstream first."""
+    run_id = config.run_id or f"proxy-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    store.begin_run({"kind": "proxy", "upstream": config.base()}, run_id=run_id, kind="proxy")
+    recorder = Recorder(store, run_id, config.base())
+    return recorder, create_app(config, recorder)
