@@ -149,12 +149,13 @@ def header_renderable(view: ReplayView) -> RenderableType:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    facts.add_row("trajectory", view.trajectory_id)
-    facts.add_row("task", view.task_id)
+    # ids, task ids and policy names are recorded data: Text, never rich markup
+    facts.add_row("trajectory", Text(view.trajectory_id))
+    facts.add_row("task", Text(view.task_id))
     reward = "unknown" if view.reward is None else f"{view.reward:g}"
-    facts.add_row("exit", f"{view.exit_status}   reward {reward}   turns {len(view.turns)}")
+    facts.add_row("exit", Text(f"{view.exit_status}   reward {reward}   turns {len(view.turns)}"))
     if view.policy:
-        facts.add_row("policy", view.policy)
+        facts.add_row("policy", Text(view.policy))
     parts: list[RenderableType] = [facts]
     if view.trajectory_scores:
         parts.append(scores_table(view.trajectory_scores, {}))

@@ -1,0 +1,44 @@
+"""What a newcomer hit (issue 20), tried again through the real CLI on a real SQLite store:
+each test is one defect that reproduced after the first round of fixes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from test_replay_view import load_demo  # noqa: E402
+
+from agentrm.traces import open_store  # noqa: E402
+
+BRACKETED = "runs[v2]/task[bold]x/0"
+
+
+def agentrm(*args: str, columns: int = 80, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agentrm.cli.main", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd,
+                          env={**os.environ, "COLUMNS": str(columns), "AGENTRM_DB": ""})
+
+
+def store_with(url: str, trajectory_id: str, task_id: str, run_id: str) -> str:
+    """The golden demo trajectory (4 turns, scripted policy) stored under the given ids."""
+    traj = load_demo()
+    traj.id, traj.task_id = trajectory_id, task_id
+    with open_store(url) as store:
+        traj.run_id = store.begin_run({}, run_id=run_id)
+        store.begin_trajectory(traj)
+        for turn in traj.turns:
+            store.append_turn(traj.id, turn)
+        store.end_trajectory(traj.id, traj.exit_status, traj.reward)
+    return url
+
+
+def test_replay_header_prints_bracketed_ids_as_written(tmp_path):
+    url = store_with(f"sqlite:///{tmp_path / 'b.db'}", BRACKETED, "task[bold]x", "runs[v2]")
+    proc = agentrm("replay", BRACKETED, "--db", url)
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.split("turn 1/4")[0]
+    assert BRACKETED in header, header  # was 'runs/taskx/0': rich ate [v2] and [bold]
+    assert "task[bold]x" in header
