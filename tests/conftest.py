@@ -213,10 +213,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 @contextlib.contextmanager
-def vllm_serve(model, log_dir, kv_cache_gib: str = "1"):
+def vllm_serve(model, log_dir, kv_cache_gib: str = "1", extra_args: tuple[str, ...] = ()):
     """`vllm serve` (python -m vllm.entrypoints.openai.api_server) for `model` on a free
     loopback port, served as "tiny", with its CPU KV cache sized explicitly. Yields a function
-    that waits until it answers and returns its /v1 URL (start-up overlaps the caller's work)."""
+    that waits until it answers and returns its /v1 URL (start-up overlaps the caller's work).
+    `extra_args` go to `vllm serve` as they are (e.g. a tool-call parser)."""
     import httpx
 
     with socket.socket() as s:
@@ -228,7 +229,7 @@ def vllm_serve(model, log_dir, kv_cache_gib: str = "1"):
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
          "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
          "--dtype", "float32", "--max-model-len", "2048", "--gpu-memory-utilization", "0.05",
-         "--enforce-eager", "--max-logprobs", "1"],
+         "--enforce-eager", "--max-logprobs", "1", *extra_args],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
                                                    "VLLM_CPU_KVCACHE_SPACE": kv_cache_gib})
     url = f"http://127.0.0.1:{port}"
