@@ -95,6 +95,20 @@ def _chunks(items: Iterable[Trajectory], size: int) -> Iterator[list[Trajectory]
         yield chunk
 
 
+def _imported_scores(conn: sa.Connection, chunk: list[Trajectory]) -> None:
+    """Scores the file carried for its steps (ATIF step rewards), written with the turns."""
+    import time
+
+    from agentrm.traces.formats import imported_scores
+    from agentrm.traces.schema import scores
+    from agentrm.traces.store import upsert
+
+    now = time.time()
+    rows = [R.score_row(s, now) for t in chunk for s in imported_scores(t)]
+    if rows:
+        upsert(conn, scores, rows, ["scorer", "config_hash", "trajectory_id", "level", "turn_index"])
+
+
 def bulk_import(conn: sa.Connection, trajs: Iterable[Trajectory], run_id: str | None,
                 on_progress: Callable[[int], None] | None = None,
                 run_config: dict[str, Any] | None = None) -> int:
@@ -124,6 +138,7 @@ def bulk_import(conn: sa.Connection, trajs: Iterable[Trajectory], run_id: str | 
             turn_rows = [R.turn_row(t.id, u) for t in chunk for u in t.turns]
             if turn_rows:
                 conn.execute(sa.insert(turns), turn_rows)
+        _imported_scores(conn, chunk)
         total += len(chunk)
         if on_progress:
             on_progress(len(chunk))
