@@ -10,8 +10,10 @@ proxy asks the upstream for token ids (`return_token_ids`, vLLM's extension) and
 when the client did not, and removes them from what that client sees. Streaming replies pass
 through chunk by chunk and are recorded whole once they end.
 
-A turn's index is the number of assistant messages before it, and writes are upserts on
-(trajectory, index): a client that retries a request records it once. A trajectory ends with
+Turns are keyed by their request: the same messages sent again for a trajectory (a client
+retry) overwrite the turn they made instead of adding one, and any new request is the next
+turn, also when the harness dropped a reply it could not parse and asked again (mini-swe-agent
+does that on format errors). A trajectory ends with
 `POST /t/TRAJECTORY/close` (optional JSON `{"reward": R, "status": "submitted"}`) or after
 `idle_timeout` seconds without a request (status `imported`, reward unknown): its outcome
 reward usually arrives later (`agentrm traces`, the reward server). The harness's sandbox is
@@ -29,6 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentrm import telemetry
 from agentrm.config import option
 from agentrm.errors import InputError, PrerequisiteError
 from agentrm.types import ExitStatus, Message, Trajectory, Turn
@@ -92,15 +95,22 @@ class Exchange:
     streamed: bool = False
 
 
-def turn_of(exchange: Exchange, upstream: str, chain: Any) -> Turn:
-    """The exchange as a turn: its index counts the assistant messages before it, its
-    observation is what came after the last of them."""
+def request_key(messages: list[Message]) -> str:
+    """Identity of a request within its trajectory: the same messages again are a retry."""
+    import hashlib
+
+    text = json.dumps(messages, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def turn_of(exchange: Exchange, upstream: str, chain: Any, index: int, key: str = "") -> Turn:
+    """The exchange as turn `index`: its observation is what came after the last assistant
+    message of the request."""
     from agentrm.hashing import anchor_key
 
     messages = exchange.messages
     last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
     observation = [dict(m) for m in messages[last + 1:]]
-    index = sum(m.get("role") == "assistant" for m in messages)
     tokens = None
     if exchange.prompt_ids is not None and exchange.completion_ids is not None:
         tokens = chain.trace(messages, exchange.prompt_ids, exchange.completion_ids,
@@ -114,7 +124,7 @@ def turn_of(exchange: Exchange, upstream: str, chain: Any) -> Turn:
                 or (len(exchange.completion_ids or []) or None),
                 logprobs=exchange.logprobs, started_at=exchange.started_at,
                 duration_s=exchange.duration_s, valid=valid, tokens=tokens,
-                metadata={"proxy": {"streamed": exchange.streamed, "model": exchange.model}})
+                metadata={"proxy": {"streamed": exchange.streamed, "model": exchange.model, "request": key}})
 
 
 def _parses(arguments: Any) -> bool:
@@ -143,6 +153,7 @@ class Recorder:
         self.chain = PromptChain(size=4096)
         self.open: dict[str, float] = {}  # trajectory id -> last request time
         self.begun: set[str] = set()  # trajectories this process began (and has not closed)
+        self.turn_keys: dict[str, dict[str, int]] = {}  # trajectory -> request key -> turn index
         self.lock = threading.Lock()
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.writer = threading.Thread(target=self._write, name="proxy-recorder", daemon=True)
@@ -167,7 +178,7 @@ class Recorder:
                 self.queue.task_done()
 
     def record(self, traj_id: str, group_id: str, task_id: str, exchange: Exchange) -> Turn:
-        turn = turn_of(exchange, self.upstream, self.chain)
+        key = request_key(exchange.messages)
         with self.lock:
             if not self._begun(traj_id):
                 try:
@@ -179,8 +190,17 @@ class Recorder:
                         id=traj_id, task_id=task_id, group_id=group_id, run_id=self.run_id,
                         policy=f"proxy:{self.upstream}#{exchange.model}",
                         metadata={"source": "agentrm proxy", "upstream": self.upstream}))
+                    self.turn_keys[traj_id] = {}
+                else:
+                    self.turn_keys[traj_id] = {(t.metadata.get("proxy") or {}).get("request", ""): t.index
+                                               for t in known.turns}
                 self.begun.add(traj_id)
             self.open[traj_id] = time.monotonic()
+            keys = self.turn_keys[traj_id]
+            index = keys.get(key)
+            if index is None:
+                index = keys[key] = max(keys.values(), default=-1) + 1
+        turn = turn_of(exchange, self.upstream, self.chain, index, key)
         self.store.append_turn(traj_id, turn)
         return turn
 
@@ -193,6 +213,7 @@ class Recorder:
         with self.lock:
             known = self.open.pop(traj_id, None) is not None
             self.begun.discard(traj_id)
+            self.turn_keys.pop(traj_id, None)
         if not known:
             try:
                 if self.store.get_trajectory(traj_id).exit_status is not ExitStatus.RUNNING:
@@ -299,6 +320,16 @@ def _event(event: bytes, acc: StreamAccumulator, added: set[str]) -> tuple[bytes
     return (b"\n".join(lines) if changed else event), done
 
 
+def _usage(span: Any, exchange: Exchange) -> None:
+    """GenAI usage attributes on the request's span (`--otel`)."""
+    tokens = {"gen_ai.response.model": exchange.model,
+              "gen_ai.usage.input_tokens": exchange.usage.get("prompt_tokens"),
+              "gen_ai.usage.output_tokens": exchange.usage.get("completion_tokens")}
+    for key, value in tokens.items():
+        if value is not None:
+            span.set_attribute(key, value)
+
+
 def _reply_message(msg: dict[str, Any]) -> Message:
     message: Message = {"role": "assistant", "content": msg.get("content") or ""}
     if msg.get("tool_calls"):
@@ -377,8 +408,19 @@ def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
             added.add("logprobs")
         client: httpx.AsyncClient = request.app.state.client
         started, t0 = time.time(), time.monotonic()
+        span = telemetry.tracer().start_span(f"chat {body.get('model') or 'model'}", attributes={
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": str(body.get("model") or ""),
+            "agentrm.trajectory.id": traj, "agentrm.group.id": group, "agentrm.proxy.stream": bool(body.get("stream"))})
         if body.get("stream"):
-            return await stream(request, client, upstream_body, added, messages, traj, group, task, started, t0)
+            return await stream(request, client, upstream_body, added, messages, traj, group, task, started, t0,
+                                span)
+        try:
+            return await complete(request, client, upstream_body, added, messages, traj, group, task,
+                                  started, t0, span)
+        finally:
+            span.end()
+
+    async def complete(request, client, upstream_body, added, messages, traj, group, task, started, t0, span):
         try:
             resp = await client.post(base + "/chat/completions", json=upstream_body,
                                      headers=forward_headers(request))
@@ -405,18 +447,21 @@ def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
         except (ValueError, KeyError, IndexError, TypeError):
             return error(502, f"upstream {base}: malformed completion")
         await run_in_threadpool(recorder.submit, traj, group, task, exchange)
+        _usage(span, exchange)
         return JSONResponse(_strip(data, added))
 
-    async def stream(request, client, upstream_body, added, messages, traj, group, task, started, t0):
+    async def stream(request, client, upstream_body, added, messages, traj, group, task, started, t0, span):
         req = client.build_request("POST", base + "/chat/completions", json=upstream_body,
                                    headers=forward_headers(request))
         try:
             resp = await client.send(req, stream=True)
         except httpx.HTTPError as exc:
+            span.end()
             return error(502, f"upstream {base}: {type(exc).__name__}: {exc}")
         if resp.status_code >= 400:
             content = await resp.aread()
             await resp.aclose()
+            span.end()
             return Response(content, status_code=resp.status_code,
                             media_type=resp.headers.get("content-type"))
         acc = StreamAccumulator()
@@ -446,6 +491,8 @@ def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
                         logprobs=acc.logprobs or None, usage=acc.usage, started_at=started,
                         duration_s=time.monotonic() - t0, streamed=True)
                     await run_in_threadpool(recorder.submit, traj, group, task, exchange)
+                    _usage(span, exchange)
+                span.end()
 
         return StreamingResponse(relay(), media_type="text/event-stream")
 
@@ -459,6 +506,8 @@ def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
 
     async def close(request: Request) -> Response:
         traj, _, _ = keys(request)
+        if not traj:
+            return error(400, "name the trajectory: /t/ID/close or header X-Agentrm-Trajectory")
         try:
             body = await read_json(request)
             status = ExitStatus(body.get("status", "imported"))
@@ -498,7 +547,8 @@ def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
         routes += [Route(prefix + "/v1/chat/completions", completions, methods=["POST"]),
                    Route(prefix + "/chat/completions", completions, methods=["POST"]),
                    Route(prefix + "/v1/models", models, methods=["GET"])]
-    routes.append(Route("/t/{traj}/close", close, methods=["POST"]))
+    for prefix in ("/t/{traj}/g/{group}", "/t/{traj}", ""):  # "": the trajectory header names it
+        routes.append(Route(prefix + "/close", close, methods=["POST"]))
     return Starlette(routes=routes, lifespan=lifespan)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from agentrm import telemetry
 from agentrm.config import option
 from agentrm.errors import AgentrmError, InputError
 from agentrm.protocols import Scorer, ScoringContext
@@ -59,7 +60,9 @@ def score_trajectories(trajectories: Iterable[Trajectory], scorers: Sequence[Sco
     for batch in _batches(trajectories, batch_size):
         rows: list[Score] = []
         for scorer in scorers:
-            got = list(scorer.score(batch, context))
+            with telemetry.span(f"agentrm.score {scorer.name}", **{"agentrm.scorer": scorer.name,
+                                                                   "agentrm.trajectories": len(batch)}):
+                got = list(scorer.score(batch, context))
             _check(scorer, got, batch)
             rows.extend(got)
         if store is not None and rows:

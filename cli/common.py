@@ -22,8 +22,17 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+OtelOption = Annotated[bool, typer.Option("--otel", help="Emit OpenTelemetry spans (OTLP when "
+                                                     "OTEL_EXPORTER_OTLP_ENDPOINT is set, else stderr).")]
 
-console = Console()
+
+def otel(enabled: bool) -> None:
+    """`--otel`: configure OpenTelemetry before the command's work starts."""
+    if enabled:
+        from agentrm import telemetry
+
+        telemetry.setup()
+
 err_console = Console(stderr=True)
 
 
@@ -43,21 +52,36 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+# Column headers that hold ids people copy into the next command: never wrapped or cut.
+ID_COLUMNS = frozenset({"id", "trajectory", "trajectory_id", "run", "run_id", "task_id",
+                        "group_id", "instance", "instance_id"})
+
+
+class IdTable(Table):
+    """A `rich_table`: it knows how wide its whole-id columns make it, boxed and bare, so
+    `fit` can pick the layout that keeps every id on one line."""
+
+    boxed_width: int = 0
+    bare_width: int = 0
+
+
 def rich_table(title: str | None, columns: list[str], rows: list[list[Any]],
-               keep_whole: int = 0) -> Table:
+               keep_whole: int = 0) -> IdTable:
     """A table whose cells are plain text: ids, paths and messages are user data and never
-    rich markup (`runs[v2].jsonl` stays as it is); pass a rich `Text` to style a cell. The
-    first `keep_whole` columns (ids people copy) never wrap or get cut; the others give way."""
+    rich markup (`runs[v2].jsonl` stays as it is); pass a rich `Text` to style a cell. Id
+    columns (headers in ID_COLUMNS, and the first `keep_whole`) never wrap or get cut; the
+    others give way. Print it with `console.print` or `print_table`, which never crop it."""
     from rich.text import Text
 
     cells = [[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row] for row in rows]
     widths = [max([len(column)] + [r[k].cell_len for r in cells if k < len(r)]) for k, column in enumerate(columns)]
-    whole = sum(widths[:keep_whole]) + sum(min(len(c), w) for c, w in zip(columns[keep_whole:],
-                                                                             widths[keep_whole:], strict=True))
-    table = Table(title=None if title is None else Text(title), show_lines=False,
-                  min_width=whole + 3 * len(columns) + 1 if keep_whole else None)
+    whole = {k for k, column in enumerate(columns) if k < keep_whole or column in ID_COLUMNS}
+    least = sum(w if k in whole else min(len(c), w) for k, (c, w) in enumerate(zip(columns, widths, strict=True)))
+    table = IdTable(title=None if title is None else Text(title), show_lines=False)
+    table.boxed_width = least + 3 * len(columns) + 1  # "│ " before each cell, " │" after
+    table.bare_width = least + 2 * (len(columns) - 1)  # two spaces between cells
     for k, column in enumerate(columns):
-        if k < keep_whole:
+        if k in whole:
             table.add_column(Text(column), no_wrap=True, min_width=widths[k])
         else:
             table.add_column(Text(column), overflow="fold", min_width=min(len(column), widths[k]))
@@ -66,12 +90,41 @@ def rich_table(title: str | None, columns: list[str], rows: list[list[Any]],
     return table
 
 
-def print_table(table: Table) -> None:
-    """Print a table at the terminal's width, or wider when its whole-id columns need more: a
-    long line in a log is better than an id that cannot be copied."""
-    needed = table.min_width or 0
-    out = console if needed <= console.width else Console(width=needed, file=console.file)
-    out.print(table, crop=False)
+def fit(table: Table, width: int) -> tuple[Table, int]:
+    """The layout and print width that keep a rich_table's ids whole: boxed when that fits
+    `width`; else without borders (like `docker ps`, and `awk '{print $1}'` gets the ids);
+    else wider than `width` — a long line in a log is better than an id that cannot be copied."""
+    if not isinstance(table, IdTable) or table.boxed_width <= width:
+        return table, width
+    table.box, table.show_edge, table.pad_edge = None, False, False
+    table.padding = (0, 1)
+    return table, max(width, table.bare_width)
+
+
+def print_table(table: Table, out: Console | None = None) -> None:
+    """Print a table without cropping it (see `fit`)."""
+    out = out or console
+    table, width = fit(table, out.width)
+    if width <= out.width:
+        Console.print(out, table, crop=False)
+        return
+    wide = Console(width=width, file=out.file, force_terminal=out.is_terminal,
+                   color_system=out.color_system if out.color_system else None, no_color=out.no_color)
+    wide.print(table, crop=False)
+
+
+class TableConsole(Console):
+    """stdout's console: a rich_table printed through it goes through `print_table`, so no
+    command crops an id whatever the terminal's width."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if len(objects) == 1 and isinstance(objects[0], IdTable) and not kwargs:
+            print_table(objects[0], self)
+            return
+        super().print(*objects, **kwargs)
+
+
+console = TableConsole()
 
 
 def progress():

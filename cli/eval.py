@@ -16,8 +16,10 @@ from typer.core import TyperCommand
 from agentrm.cli.common import (
     DbOption,
     JsonOption,
+    OtelOption,
     console,
     db_url,
+    otel,
     print_json,
     progress,
     rich_table,
@@ -135,6 +137,7 @@ def swe_bench(
                                                       "matches.")] = False,
     executor: Annotated[str, typer.Option("--executor", help="local | ray (one Ray task per instance).")] = "local",
     ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster address (default: start a local one).")] = None,
+    otel_spans: OtelOption = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -145,6 +148,7 @@ def swe_bench(
     from agentrm.evals.swebench.report import TABLE_COLUMNS, table_rows
 
     values, more_ids = _harness_style(list(ctx.args), ctx.meta.get("args", []))
+    otel(otel_spans)
     clean = values.get("clean", clean)
     force_rebuild = values.get("force_rebuild", force_rebuild)
     ids = _ids((instance_ids or []) + more_ids)

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from agentrm.cli.common import DbOption, err_console, open_db
+from agentrm.cli.common import DbOption, OtelOption, err_console, open_db, otel
 from agentrm.cli.options import build, command, parameters
 from agentrm.proxy import ProxyConfig
 
@@ -23,6 +23,7 @@ def _proxy(values: dict[str, Any]) -> None:
     if not config.upstream:
         raise InputError("--upstream URL is required (the OpenAI-compatible server to forward to)")
     check_upstream(config)  # before anything is created: an unreachable upstream is one line
+    otel(values["otel"])
     store = open_db(values["db"])
     recorder, app = start(store, config)
     sock = bind(config.port)
@@ -39,7 +40,8 @@ def _proxy(values: dict[str, Any]) -> None:
 
 def register(app: typer.Typer) -> None:
     db = inspect.Parameter("db", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DbOption)
+    otel_flag = inspect.Parameter("otel", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=OtelOption)
     app.command("proxy")(command(
-        _proxy, parameters(ProxyConfig) + [db],
+        _proxy, parameters(ProxyConfig) + [otel_flag, db],
         "Forward an OpenAI-compatible API to --upstream and record every call as a turn "
         "(token ids and log-probs included): point any harness's base URL at /t/ID/v1."))

@@ -14,9 +14,11 @@ import typer
 from agentrm.cli.common import (
     DbOption,
     JsonOption,
+    OtelOption,
     console,
     db_url,
     err_console,
+    otel,
     print_json,
     rich_table,
 )
@@ -87,6 +89,7 @@ def _run(values: dict[str, Any]) -> None:
     from agentrm.traces import open_store
 
     config = build(RolloutConfig, values)
+    otel(values["otel"])
     url = db_url(values["db"])
     view = LiveView()
     with Live(console=err_console, get_renderable=view.render, refresh_per_second=4, transient=True):
@@ -118,6 +121,7 @@ def _report(summary: Any) -> None:
 
 
 run = command(_run, parameters(RolloutConfig) + [
+    inspect.Parameter("otel", _KW, default=False, annotation=OtelOption),
     inspect.Parameter("db", _KW, default=None, annotation=DbOption),
     inspect.Parameter("json_", _KW, default=False, annotation=JsonOption)],
     "Roll a policy out on tasks in Docker sandboxes; every turn lands in the trace store.")

@@ -16,8 +16,10 @@ from agentrm.cli.common import (
     DbOption,
     JsonOption,
     LazyProgress,
+    OtelOption,
     console,
     open_db,
+    otel,
     print_json,
     rich_table,
 )
@@ -33,6 +35,7 @@ def _score(values: dict[str, Any]) -> None:
 
     config = build(ScoreConfig, values)
     config.scorer_specs()  # unknown scorer, bad -o: one line before any work
+    otel(values["otel"])
     file: Path | None = values["file"]
     if file is None and config.run is None and not values["db"]:
         raise InputError("nothing to score: give a FILE, or --db (with --run ID) for stored trajectories")
@@ -93,6 +96,7 @@ score = command(_score, [
     *parameters(ScoreConfig),
     inspect.Parameter("show", _KW, default=200, annotation=Annotated[int, typer.Option(
         "--show", help="Table rows to print at most.")]),
+    inspect.Parameter("otel", _KW, default=False, annotation=OtelOption),
     inspect.Parameter("db", _KW, default=None, annotation=DbOption),
     inspect.Parameter("json_", _KW, default=False, annotation=JsonOption)], _help())
 

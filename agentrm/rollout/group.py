@@ -120,13 +120,20 @@ def run_member(member: Member, policy: Policy, store: Any, limits: Limits, run_i
         if first:
             emit(GroupFailed(task.id, traj.metadata["error"]))
         return _ended(traj, emit)
+    from agentrm import telemetry
+
     try:
-        traj = run_trajectory(task, policy, sandbox, store, limits, group_id=group_id(run_id, task.id),
-                              trajectory_id=tid, run_id=run_id, replay=member.replay, cancel=cancel,
-                              workdir=group.workdir,
-                              messages=group.start.messages if group.start else None)
-        if finalize is not None:
-            _finalize(finalize, traj, sandbox)
+        with telemetry.span("agentrm.trajectory", **{"agentrm.trajectory.id": tid, "agentrm.task.id": task.id,
+                                                     "agentrm.group.id": group_id(run_id, task.id)}) as span:
+            traj = run_trajectory(task, policy, sandbox, store, limits, group_id=group_id(run_id, task.id),
+                                  trajectory_id=tid, run_id=run_id, replay=member.replay, cancel=cancel,
+                                  workdir=group.workdir,
+                                  messages=group.start.messages if group.start else None)
+            if finalize is not None:
+                _finalize(finalize, traj, sandbox)
+            span.set_attribute("agentrm.exit_status", traj.exit_status.value)
+            if traj.reward is not None:
+                span.set_attribute("agentrm.reward", traj.reward)
     finally:
         try:
             sandbox.close()

@@ -65,6 +65,9 @@ class Episode:
         self.trajectory, self.workdir, self.replay = trajectory, workdir, replay
         self.cancel = cancel
         self.submission: str | None = None
+        from agentrm import telemetry
+
+        self.trace_parent = telemetry.current_context()  # the trajectory's span, for turn spans
 
     # -- nodes ---------------------------------------------------------------------------
     def policy_step(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +95,7 @@ class Episode:
                 return {"status": ExitStatus.MODEL_ERROR.value, "error": f"{kind}{exc}"}
         message = _clean_assistant(out.message)
         tokens = (out.prompt_tokens or 0) + (out.completion_tokens or 0)
-        pending = {"out": out, "started_at": started, "t0": t0}
+        pending = {"out": out, "started_at": started, "t0": t0, "model_done": time.time()}
         return {"messages": [*state["messages"], message], "pending": pending,
                 "tokens": tokens or state["tokens"]}
 
@@ -149,6 +152,12 @@ class Episode:
         self.trajectory.turns.append(turn)
         if self.store is not None:
             self.store.append_turn(self.trajectory.id, turn)
+        from agentrm import telemetry
+
+        telemetry.record_turn(self.trace_parent, turn_index, getattr(self.policy, "name", None),
+                              pending["started_at"], pending.get("model_done", pending["started_at"]),
+                              time.time(), out.prompt_tokens, out.completion_tokens, turn.tool_calls,
+                              results, turn.valid)
 
     def _command_timeout(self, state) -> float:
         timeout = state["limits"]["command_timeout"]

@@ -14,6 +14,7 @@ every trajectory afresh instead (for callers that decide about reuse themselves)
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -138,8 +139,12 @@ def run_groups(groups: Sequence[Group], policy: Policy, store: Any, *, run_id: s
             results.append(run_member(member, policy, sink, options.limits, run_id, emit, cancel,
                                       finalize))
 
-    with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="rollout") as pool:
-        futures = [pool.submit(work, m) for m in members]
+    from agentrm import telemetry
+
+    with telemetry.span("agentrm.run", **{"agentrm.run.id": run_id, "agentrm.run.trajectories": len(members)}), \
+            ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="rollout") as pool:
+        # each worker runs in a copy of this context, so its trajectory span is the run's child
+        futures = [pool.submit(contextvars.copy_context().run, work, m) for m in members]
         try:
             while futures and not all(f.done() for f in futures):
                 wait(futures, timeout=0.5)
