@@ -124,9 +124,9 @@ BACKENDS: dict[str, Backend] = {
 
 class TokenParityScorer:
     """A reward that a random-weight model earns about half the time, so a training loop on a
-    tiny model in a test has advantages to follow: 1 when the ids the policy sampled in the
-    first turn sum to an even number, else 0 (None without stored ids). Registered by tests
-    under the name `token-parity`."""
+    tiny model has advantages to follow and a target it can learn: 1 when the first token id
+    the policy sampled is even, else 0 (None without stored ids). Registered by tests and
+    bench/train_learns.py under the name `token-parity`."""
 
     name = "token-parity"
     version = "1"
@@ -140,7 +140,7 @@ class TokenParityScorer:
         out = []
         for traj in trajectories:
             first = next((t.tokens.completion_ids for t in traj.turns if t.tokens is not None), None)
-            value = None if not first else float(sum(first) % 2 == 0)
+            value = None if not first else float(first[0] % 2 == 0)
             out.append(Score(self.name, traj.id, value, ScoreLevel.TRAJECTORY, None, self.version, "parity"))
         return out
 

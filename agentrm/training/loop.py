@@ -304,7 +304,10 @@ class Trainer:
         self.emit(TrainEvent(after, "eval"))
         trajs, seconds = self._rollouts(run_id, self.eval_tasks, self.config.eval_group_size, after,
                                         "train-eval", on_rollout)
-        stats = {"after_iterations": after, **rollout_stats(trajs, seconds), "seconds": seconds}
+        self._score(run_id)
+        returns = _returns(self.store, self.config.reward, run_id)
+        stats = {"after_iterations": after, **rollout_stats(trajs, seconds), "seconds": seconds,
+                 "train_reward_mean": sum(returns) / len(returns) if returns else None}
         self.store.annotate_run(run_id, evaluation=stats)
         self.emit(TrainEvent(after, "eval", seconds, stats))
         return stats
