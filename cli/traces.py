@@ -201,9 +201,13 @@ def list_(
     if wide:
         cols = ["id", "run_id", "task_id", "group_id", "exit_status", "failure_kind", "reward", "n_turns"]
     cols += ["score"] if scorer else []
-    print_table(rich_table(f"{len(rows)} trajectories", cols,
+    headers = [SHORT_HEADERS.get(c, c) for c in cols]  # narrow, so a long id still fits 80 columns
+    print_table(rich_table(f"{len(rows)} trajectories", headers,
                            [[_plain(_fmt(r.get(c))) for c in cols] for r in rows],
                            keep_whole=4 if wide else 1))
+
+
+SHORT_HEADERS = {"exit_status": "status", "n_turns": "turns", "failure_kind": "failure"}
 
 
 def _fmt(value):

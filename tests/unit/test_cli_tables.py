@@ -1,6 +1,7 @@
 """Tables read well in any terminal and log: at 80 columns (or 40) every id prints whole on one
-line, so two trajectories never look alike; `--wide` adds the id's parts; cells are never rich
-markup (`runs[v2].jsonl` and `[bold]x[/]` print as written)."""
+line, so two trajectories never look alike, in every command's table (not only traces list); a
+table that cannot fit boxed drops its borders before it grows past the width; `--wide` adds the
+id's parts; cells are never rich markup (`runs[v2].jsonl` and `[bold]x[/]` print as written)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import io
 from rich.console import Console
 from typer.testing import CliRunner
 
-from agentrm.cli.common import rich_table
+from agentrm.cli.common import print_table, rich_table
 from agentrm.cli.main import app
 from agentrm.traces import open_store
 from agentrm.types import ExitStatus, Trajectory
@@ -38,7 +39,7 @@ def test_ids_print_whole_on_one_line_at_any_width(tmp_path):
     wide = CliRunner().invoke(app, ["traces", "list", "--db", url, "--wide"], env={"COLUMNS": "80"})
     assert wide.exit_code == 0
     header = next(line for line in wide.output.splitlines() if "run_id" in line)
-    assert "group_id" in header and "failure_kind" in header
+    assert "group_id" in header and "failure" in header
     row = next(line for line in wide.output.splitlines() if ids[0] in line)
     assert "main-agent-with-a-long-run-name/agentrm__inventory-1 " in row  # the group id, whole
 
@@ -51,3 +52,52 @@ def test_cells_are_never_markup():
     text = out.getvalue()
     assert "runs[v2].jsonl" in text and "[bold red]x[/]" in text and "files [v2]" in text
     assert "'agentrm[postgres]'" in text
+
+
+def test_a_default_run_id_fits_80_columns_and_awk_gets_the_ids(tmp_path):
+    """`run-YYYYmmdd-HHMMSS-xxxxxx/<swe-bench instance>/k` is 51 characters: boxed, the table
+    needs 88; without borders and with short headers it fits, and column 1 is the id."""
+    url = f"sqlite:///{tmp_path / 'swe.db'}"
+    store = open_store(url)
+    run = store.begin_run({})  # the default id a newcomer gets
+    ids = [f"{run}/astropy__astropy-12907/{k}" for k in range(3)]
+    for tid in ids:
+        store.begin_trajectory(Trajectory(id=tid, task_id="astropy__astropy-12907",
+                                          group_id=f"{run}/astropy__astropy-12907", run_id=run))
+        store.end_trajectory(tid, ExitStatus.TURN_LIMIT, 0.0)
+    res = CliRunner().invoke(app, ["traces", "list", "--db", url], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert max(len(line.rstrip()) for line in lines) <= 80, res.output
+    assert [line.split()[0] for line in lines if line.startswith(run)] == ids
+    assert lines[1].split() == ["id", "status", "reward", "turns"]
+
+
+def test_every_command_keeps_ids_whole_not_only_traces_list(tmp_path):
+    """`agentrm score` prints its table with console.print (no keep_whole): a 'trajectory'
+    column is an id column all the same; at 40 columns it used to fold ids over lines."""
+    url, ids = stored(tmp_path)
+    res = CliRunner().invoke(app, ["score", "--run", ids[0].split("/")[0], "-s", "submitted",
+                                   "--db", url], env={"COLUMNS": "40"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    for tid in ids:
+        assert sum(tid in line for line in lines) == 1, (tid, res.output)
+
+
+def layout(width: int, id_length: int) -> list[str]:
+    out = io.StringIO()
+    table = rich_table("t", ["id", "status", "note"],
+                       [["x" * (id_length - 1) + str(k), "turn_limit", "a long note " * 3] for k in range(2)])
+    print_table(table, Console(file=out, width=width))
+    return out.getvalue().splitlines()
+
+
+def test_fit_boxed_then_bare_then_wider_never_a_cut_id():
+    boxed = layout(80, 30)
+    assert boxed[1].startswith("┏") and max(map(len, boxed)) <= 80
+    bare = layout(80, 64)  # boxed: 64 + 6 + 4 (headers' widths) + 10 borders = 84; bare: 78
+    assert not any("│" in line or "┃" in line for line in bare) and max(map(len, bare)) <= 80
+    assert sum(("x" * 63 + "0") in line for line in bare) == 1
+    wider = layout(40, 64)  # nothing fits 40: one long line per row, the id whole
+    assert sum(("x" * 63 + "1") in line for line in wider) == 1 and max(map(len, wider)) > 40
