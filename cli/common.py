@@ -22,6 +22,16 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+OtelOption = Annotated[bool, typer.Option("--otel", help="Emit OpenTelemetry spans (OTLP when "
+                                                     "OTEL_EXPORTER_OTLP_ENDPOINT is set, else stderr).")]
+
+
+def otel(enabled: bool) -> None:
+    """`--otel`: configure OpenTelemetry before the command's work starts."""
+    if enabled:
+        from agentrm import telemetry
+
+        telemetry.setup()
 
 err_console = Console(stderr=True)
 
