@@ -60,9 +60,22 @@ def tracer() -> Any:
     return trace.get_tracer(SCOPE)
 
 
+def active() -> bool:
+    """Whether anyone installed a tracer provider (`--otel`, or the application agentrm runs
+    in); when nobody did, the helpers below return at once instead of making no-op spans."""
+    from opentelemetry import trace
+
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 @contextlib.contextmanager
 def span(name: str, **attributes: Any) -> Iterator[Any]:
     """A span around a block, child of the current one (None attributes are left out)."""
+    if not active():
+        from opentelemetry.trace import INVALID_SPAN
+
+        yield INVALID_SPAN
+        return
     with tracer().start_as_current_span(name, attributes=_clean(attributes)) as current:
         yield current
 
@@ -83,6 +96,8 @@ def record_turn(parent: Any, index: int, model: str | None, started_at: float, m
                 calls: Sequence[Any], results: Sequence[Any], valid: bool) -> None:
     """A finished turn as spans with its recorded times: the turn, its model call and each
     tool call (run one after another after the model's reply)."""
+    if not active():
+        return
     from opentelemetry import trace
 
     t = tracer()
