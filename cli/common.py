@@ -58,11 +58,7 @@ ID_COLUMNS = frozenset({"id", "trajectory", "trajectory_id", "run", "run_id", "t
 
 
 class IdTable(Table):
-    """A `rich_table`: it knows how wide its whole-id columns make it, boxed and bare, so
-    `fit` can pick the layout that keeps every id on one line."""
-
-    boxed_width: int = 0
-    bare_width: int = 0
+    """A table made by `rich_table`: `console.print` lays it out with `fit`."""
 
 
 def rich_table(title: str | None, columns: list[str], rows: list[list[Any]],
@@ -75,13 +71,9 @@ def rich_table(title: str | None, columns: list[str], rows: list[list[Any]],
 
     cells = [[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row] for row in rows]
     widths = [max([len(column)] + [r[k].cell_len for r in cells if k < len(r)]) for k, column in enumerate(columns)]
-    whole = {k for k, column in enumerate(columns) if k < keep_whole or column in ID_COLUMNS}
-    least = sum(w if k in whole else min(len(c), w) for k, (c, w) in enumerate(zip(columns, widths, strict=True)))
     table = IdTable(title=None if title is None else Text(title), show_lines=False)
-    table.boxed_width = least + 3 * len(columns) + 1  # "│ " before each cell, " │" after
-    table.bare_width = least + 2 * (len(columns) - 1)  # two spaces between cells
     for k, column in enumerate(columns):
-        if k in whole:
+        if k < keep_whole or column in ID_COLUMNS:
             table.add_column(Text(column), no_wrap=True, min_width=widths[k])
         else:
             table.add_column(Text(column), overflow="fold", min_width=min(len(column), widths[k]))
@@ -90,21 +82,26 @@ def rich_table(title: str | None, columns: list[str], rows: list[list[Any]],
     return table
 
 
-def fit(table: Table, width: int) -> tuple[Table, int]:
-    """The layout and print width that keep a rich_table's ids whole: boxed when that fits
-    `width`; else without borders (like `docker ps`, and `awk '{print $1}'` gets the ids);
-    else wider than `width` — a long line in a log is better than an id that cannot be copied."""
-    if not isinstance(table, IdTable) or table.boxed_width <= width:
-        return table, width
-    table.box, table.show_edge, table.pad_edge = None, False, False
-    table.padding = (0, 1)
-    return table, max(width, table.bare_width)
+def fit(table: Table, out: Console) -> int:
+    """Lay a rich_table out so its ids stay whole, and say how wide to print it: boxed when
+    that fits the console; else without borders (like `docker ps`, and `awk '{print $1}'`
+    gets the ids); else wider than the console — a long line in a log is better than an id
+    that cannot be copied (or a last column cropped away)."""
+    from rich.measure import Measurement
+
+    def least() -> int:  # what rich cannot go below: whole ids, the longest word of each cell
+        return Measurement.get(out, out.options.update_width(1 << 16), table).minimum
+
+    if not isinstance(table, IdTable) or least() <= out.width:
+        return out.width
+    table.box, table.show_edge, table.pad_edge, table.padding = None, False, False, (0, 1)
+    return max(out.width, least())
 
 
 def print_table(table: Table, out: Console | None = None) -> None:
     """Print a table without cropping it (see `fit`)."""
     out = out or console
-    table, width = fit(table, out.width)
+    width = fit(table, out)
     if width <= out.width:
         Console.print(out, table, crop=False)
         return

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from agentrm.cli.common import print_table, rich_table
 from agentrm.cli.main import app
 from agentrm.traces import open_store
-from agentrm.types import ExitStatus, Trajectory
+from agentrm.types import ExitStatus, Trajectory, Turn
 
 
 def stored(tmp_path) -> tuple[str, list[str]]:
@@ -73,6 +73,26 @@ def test_a_default_run_id_fits_80_columns_and_awk_gets_the_ids(tmp_path):
     assert lines[1].split() == ["id", "status", "reward", "turns"]
 
 
+def test_traces_show_keeps_its_last_column_at_80_columns(tmp_path):
+    """Eight columns whose words cannot fit 80 boxed: the table drops its borders instead of
+    cropping the 's' column away."""
+    url = f"sqlite:///{tmp_path / 'show.db'}"
+    store = open_store(url)
+    run = store.begin_run({}, run_id="r")
+    store.begin_trajectory(Trajectory(id="r/t/0", task_id="t", group_id="r/t", run_id=run))
+    for k in range(2):
+        store.append_turn("r/t/0", Turn(index=k, observation=[{"role": "user", "content": "repository "
+                                                               "agentrm/textkit is cloned"}],
+                                        assistant={"role": "assistant", "content": "ok"},
+                                        prompt_tokens=625, completion_tokens=28, duration_s=24.71))
+    store.end_trajectory("r/t/0", ExitStatus.TURN_LIMIT, 0.0)
+    res = CliRunner().invoke(app, ["traces", "show", "r/t/0", "--db", url], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert max(len(line.rstrip()) for line in res.output.splitlines()) <= 80, res.output
+    header = next(line for line in res.output.splitlines() if "anchor" in line)
+    assert header.split()[-1] == "s" and "24.71" in res.output
+
+
 def test_every_command_keeps_ids_whole_not_only_traces_list(tmp_path):
     """`agentrm score` prints its table with console.print (no keep_whole): a 'trajectory'
     column is an id column all the same; at 40 columns it used to fold ids over lines."""
@@ -96,8 +116,9 @@ def layout(width: int, id_length: int) -> list[str]:
 def test_fit_boxed_then_bare_then_wider_never_a_cut_id():
     boxed = layout(80, 30)
     assert boxed[1].startswith("┏") and max(map(len, boxed)) <= 80
-    bare = layout(80, 64)  # boxed: 64 + 6 + 4 (headers' widths) + 10 borders = 84; bare: 78
+    # boxed: id 60 + 'turn_limit' 10 + 'note' 4 (longest words) + 10 borders = 84; bare: 78
+    bare = layout(80, 60)
     assert not any("│" in line or "┃" in line for line in bare) and max(map(len, bare)) <= 80
-    assert sum(("x" * 63 + "0") in line for line in bare) == 1
-    wider = layout(40, 64)  # nothing fits 40: one long line per row, the id whole
-    assert sum(("x" * 63 + "1") in line for line in wider) == 1 and max(map(len, wider)) > 40
+    assert sum(("x" * 59 + "0") in line for line in bare) == 1
+    wider = layout(40, 60)  # nothing fits 40: one long line per row, the id whole
+    assert sum(("x" * 59 + "1") in line for line in wider) == 1 and max(map(len, wider)) > 40
