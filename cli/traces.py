@@ -86,10 +86,11 @@ def import_(
             counted["turns"] += len(t.turns)
             yield t
 
+    trajectories = read_trajectories(file, fmt)  # a missing file fails before a store is made
     store = _store(db)
     bar = _LazyProgress(_count_lines(file), f"importing {file.name}")
     try:
-        n = store.import_trajectories(counting(read_trajectories(file, fmt)), run_id=run_id,
+        n = store.import_trajectories(counting(trajectories), run_id=run_id,
                                       on_progress=bar, run_config={"source": str(file)})
     finally:
         bar.close()
@@ -187,10 +188,11 @@ def list_(
 ) -> None:
     """List trajectories from their summary columns (turns are not loaded). Ids are printed
     whole on one line, whatever the width; --json has every column."""
+    exit_status = _status(status)  # a bad flag is reported before a missing store
     store = _store(db, must_exist=True)
     try:
         rows = store.summaries(run_id=run, task_id=task, group_id=group,
-                               exit_status=_status(status), scorer=scorer,
+                               exit_status=exit_status, scorer=scorer,
                                min_score=min_score, max_score=max_score, limit=limit)
     finally:
         store.close()

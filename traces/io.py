@@ -171,8 +171,11 @@ def detect_format(path: Path) -> str:
 
 
 def read_trajectories(path: str | Path, fmt: str | None = None) -> Iterator[Trajectory]:
-    """Trajectories from a JSONL, ATIF or SWE-agent file; InputError naming path:line if bad."""
+    """Trajectories from a JSONL, ATIF or SWE-agent file; InputError naming path:line if bad.
+    A missing file fails here, at the call, not at the first item: `traces import` opens (and
+    would create) the store only after this returns."""
     path = Path(path)
+    _open_binary(path).close()
     fmt = fmt or detect_format(path)
     if fmt == "jsonl":
         return read_jsonl(path)

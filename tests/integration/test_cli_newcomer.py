@@ -42,3 +42,15 @@ def test_replay_header_prints_bracketed_ids_as_written(tmp_path):
     header = proc.stdout.split("turn 1/4")[0]
     assert BRACKETED in header, header  # was 'runs/taskx/0': rich ate [v2] and [bold]
     assert "task[bold]x" in header
+
+
+def test_import_of_a_missing_file_creates_no_store(tmp_path):
+    """A typo in the file name used to leave an empty database behind (the store was made
+    before the file was opened)."""
+    db = tmp_path / "fresh.db"
+    for name, says in (("runs[v2].jsonl", "runs[v2].jsonl: no such file"),
+                       (".", "is a directory")):
+        proc = agentrm("traces", "import", str(tmp_path / name), "--db", f"sqlite:///{db}")
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not db.exists()
