@@ -60,6 +60,9 @@ def replay(
 
     if rerun and (export_cast or export_html):
         raise InputError("--rerun cannot be combined with --export-cast/--export-html")
+    if not view.turns and (rerun or export_cast or export_html):
+        raise InputError(f"trajectory {traj.id!r} is a prediction with no turns: there is nothing "
+                         "to rerun or export (replay without flags shows its patch)")
     if rerun:
         _rerun(traj, url if (from_store or db) else None, image, json_out)
         return
@@ -71,7 +74,7 @@ def replay(
 
         print_json(asdict(view))
         return
-    if interactive and sys.stdout.isatty():
+    if interactive and view.turns and sys.stdout.isatty():
         from agentrm.replay.player import KeyReader, Player, open_tty
 
         fd = open_tty()

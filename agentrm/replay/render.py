@@ -172,11 +172,21 @@ def footer_renderable(view: ReplayView) -> RenderableType | None:
                  border_style="dim")
 
 
+def patch_renderable(view: ReplayView) -> RenderableType | None:
+    """The SWE-bench patch the trajectory submitted (a gold or empty prediction has only this)."""
+    if view.patch is None:
+        return None
+    title = Text("patch") + (Text(f" · {view.verdict}") if view.verdict else Text(""))
+    body: RenderableType = Syntax(view.patch.rstrip("\n"), "diff", background_color="default",
+                                  word_wrap=True) if view.patch.strip() else Text("(empty patch)", style="dim")
+    return Panel(body, title=title, title_align="left", border_style="dim")
+
+
 def full_renderable(view: ReplayView, max_lines: int = 40) -> RenderableType:
     parts = [header_renderable(view)]
     parts += [turn_renderable(view, pos, max_lines) for pos in range(len(view.turns))]
-    footer = footer_renderable(view)
-    return Group(*parts, *([footer] if footer else []))
+    tail = [footer_renderable(view), patch_renderable(view)]
+    return Group(*parts, *[part for part in tail if part is not None])
 
 
 def to_ansi(renderable: RenderableType, width: int, color_system: str | None = "256") -> str:

@@ -76,6 +76,8 @@ class ReplayView:
     final: str = ""  # text of messages after the last turn that are not tool results
     trajectory_scores: dict[str, float | None] = field(default_factory=dict)
     score_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    patch: str | None = None  # a SWE-bench prediction's diff (None: the trajectory has none)
+    verdict: str = ""  # the harness's status for that patch: resolved, unresolved, …
 
     @property
     def title(self) -> str:
@@ -206,11 +208,24 @@ def build_view(traj: Trajectory, scores: Iterable[Score] = (),
         exit_status=clean_text(getattr(traj.exit_status, "value", str(traj.exit_status))),
         reward=traj.reward, policy=clean_text(traj.policy) or None,
         run_id=clean_text(traj.run_id) or None, instruction=instruction,
-        turns=turns, final=final, trajectory_scores=whole, score_ranges=score_ranges(turns))
+        turns=turns, final=final, trajectory_scores=whole, score_ranges=score_ranges(turns),
+        patch=_patch(traj), verdict=clean_text(str(_swebench(traj).get("status") or "")))
+
+
+def _swebench(traj: Trajectory) -> dict[str, Any]:
+    found = (traj.metadata or {}).get("swebench")
+    return found if isinstance(found, dict) else {}
+
+
+def _patch(traj: Trajectory) -> str | None:
+    patch = (traj.metadata or {}).get("model_patch")
+    return None if patch is None else clean_text(str(patch))
 
 
 def require_turns(traj: Trajectory, where: str) -> Trajectory:
-    if not traj.turns:
+    """Something to show: turns, or a SWE-bench prediction's patch (gold and empty
+    predictions are stored with no turns; their replay is the patch and its verdict)."""
+    if not traj.turns and _patch(traj) is None:
         raise InputError(f"trajectory {traj.id!r} has no turns to replay", path=where)
     return traj
 

@@ -3,6 +3,7 @@ each test is one defect that reproduced after the first round of fixes."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,3 +55,36 @@ def test_import_of_a_missing_file_creates_no_store(tmp_path):
         assert proc.returncode == 2 and says in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert not db.exists()
+
+
+def test_gold_and_empty_predictions_replay_as_their_patch(tmp_path):
+    """A SWE-bench prediction is stored with no turns; replay used to refuse it ('no turns to
+    replay'). It now shows the patch and the harness's verdict; rerun/export say why not."""
+    from agentrm.types import ExitStatus, Trajectory
+
+    url = f"sqlite:///{tmp_path / 'swe.db'}"
+    patch = "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-x = [1]\n+x = [2]\n"
+    with open_store(url) as store:
+        for run, diff, status, reward in (("gold", patch, "resolved", 1.0), ("empty", "", "empty_patch", 0.0)):
+            store.begin_run({}, run_id=run)
+            store.begin_trajectory(Trajectory(id=f"{run}/inst-1", task_id="inst-1", group_id="inst-1",
+                                              run_id=run, policy=run,
+                                              metadata={"model_patch": diff, "swebench": {"status": status}}))
+            store.end_trajectory(f"{run}/inst-1", ExitStatus.IMPORTED, reward)
+        store.begin_run({}, run_id="bare")
+        store.begin_trajectory(Trajectory(id="bare/x", task_id="x", group_id="x", run_id="bare"))
+        store.end_trajectory("bare/x", ExitStatus.IMPORTED, None)
+    gold = agentrm("replay", "gold/inst-1", "--db", url)
+    assert gold.returncode == 0, gold.stderr
+    assert "patch · resolved" in gold.stdout and "+x = [2]" in gold.stdout and "-x = [1]" in gold.stdout
+    empty = agentrm("replay", "empty/inst-1", "--db", url)
+    assert empty.returncode == 0 and "patch · empty_patch" in empty.stdout and "(empty patch)" in empty.stdout
+    as_json = agentrm("replay", "gold/inst-1", "--db", url, "--json")
+    assert json.loads(as_json.stdout)["patch"] == patch
+    for flags in (["--rerun"], ["--export-html", str(tmp_path / "p.html")]):
+        refused = agentrm("replay", "gold/inst-1", "--db", url, *flags)
+        assert refused.returncode == 2 and "no turns" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.html").exists()
+    bare = agentrm("replay", "bare/x", "--db", url)  # nothing to show at all: still an error
+    assert bare.returncode == 2 and "has no turns to replay" in bare.stderr
