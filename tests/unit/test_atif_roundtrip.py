@@ -16,7 +16,7 @@ from agentrm.traces.io import read_trajectories
 from agentrm.types import ExitStatus, Score, ScoreLevel, TokenTrace, Trajectory, Turn, full_prompts, token_hash
 
 DATA = Path(__file__).parents[1] / "data" / "traces"
-FILES = ["sample.atif.json", "rich.atif.json"]
+FILES = ["sample.atif.json", "rich.atif.json", "sparse.atif.json"]
 
 
 def _through_store(tmp_path, path: Path):
