@@ -248,6 +248,8 @@ def read_atif(path: Path) -> Iterator[Trajectory]:
 def imported_scores(traj: Trajectory) -> list[Score]:
     """The step rewards a file carried (ATIF `metrics.extra.reward`) as turn-level scores, written
     with the trajectory when it is imported."""
+    if "atif" not in traj.metadata:  # the import path calls this for every trajectory of any format
+        return []
     out = []
     for turn in traj.turns:
         reward = (turn.metadata.get("atif") or {}).get("reward")
