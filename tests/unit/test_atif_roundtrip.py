@@ -13,7 +13,16 @@ import pytest
 from agentrm.traces import open_store
 from agentrm.traces.formats import ATIF_SCORER, read_atif, write_atif
 from agentrm.traces.io import read_trajectories
-from agentrm.types import ExitStatus, Score, ScoreLevel, TokenTrace, Trajectory, Turn, full_prompts, token_hash
+from agentrm.types import (
+    ExitStatus,
+    Score,
+    ScoreLevel,
+    TokenTrace,
+    Trajectory,
+    Turn,
+    full_prompts,
+    token_hash,
+)
 
 DATA = Path(__file__).parents[1] / "data" / "traces"
 FILES = ["sample.atif.json", "rich.atif.json", "sparse.atif.json"]
