@@ -108,3 +108,16 @@ def test_the_reader_alone_keeps_what_it_kept_before():
     [t] = list(read_atif(DATA / "sample.atif.json"))
     assert t.metadata["format"] == "ATIF-v1.4" and t.metadata["agent"]["name"] == "terminus"
     assert (t.turns[0].prompt_tokens, t.turns[0].logprobs) == (120, [-0.1, -0.5, -0.02])
+
+
+@pytest.mark.postgres
+def test_round_trip_on_postgresql(fresh_postgres_url):
+    original = json.loads((DATA / "rich.atif.json").read_text())
+    store = open_store(fresh_postgres_url)
+    try:
+        store.import_trajectories(read_trajectories(DATA / "rich.atif.json"), run_id="atif-pg")
+        [traj] = list(store.iter_trajectories(run_id="atif-pg"))
+        assert write_atif(traj, store.get_scores([traj.id])) == original
+        assert len(store.get_scores([traj.id], scorer=ATIF_SCORER)) == 3
+    finally:
+        store.close()
