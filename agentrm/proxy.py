@@ -33,7 +33,7 @@ from typing import Any
 
 from agentrm import telemetry
 from agentrm.config import option
-from agentrm.errors import InputError, PrerequisiteError
+from agentrm.errors import InputError, NotFoundError, PrerequisiteError
 from agentrm.types import ExitStatus, Message, Trajectory, Turn
 
 log = logging.getLogger("agentrm.proxy")
@@ -183,7 +183,7 @@ class Recorder:
             if not self._begun(traj_id):
                 try:
                     known = self.store.get_trajectory(traj_id)
-                except Exception:  # noqa: BLE001 - NotFoundError: a new trajectory
+                except NotFoundError:  # a new trajectory
                     known = None
                 if known is None:  # a known one (a later call after close) keeps its turns
                     self.store.begin_trajectory(Trajectory(
@@ -218,7 +218,7 @@ class Recorder:
             try:
                 if self.store.get_trajectory(traj_id).exit_status is not ExitStatus.RUNNING:
                     return False
-            except Exception:  # noqa: BLE001 - NotFoundError
+            except NotFoundError:
                 return False
         self.store.end_trajectory(traj_id, status, reward)
         return True

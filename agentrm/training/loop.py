@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrm.config import option
-from agentrm.errors import InputError
+from agentrm.errors import InputError, NotFoundError
 from agentrm.types import Trajectory
 
 log = logging.getLogger("agentrm.training.loop")
@@ -166,7 +166,7 @@ class Trainer:
         while True:
             try:
                 run = self.store.get_run(iteration_run(self.train_id, done))
-            except Exception:  # noqa: BLE001 - NotFoundError: not started
+            except NotFoundError:  # not started
                 return done
             if "update" not in (run.get("config") or {}) or not (self._checkpoint(done) / "DONE").exists():
                 return done
@@ -179,7 +179,7 @@ class Trainer:
         resolved = {**asdict(self.config), "out": str(self.out), "run_id": self.train_id}
         try:
             stored = self.store.get_run(self.train_id)["config"] or {}
-        except Exception:  # noqa: BLE001 - NotFoundError: a new training run
+        except NotFoundError:  # a new training run
             stored = None
         if stored is not None:
             changed = [k for k in FIXED if k in stored and stored[k] != resolved[k]]
@@ -297,7 +297,7 @@ class Trainer:
         run_id = eval_run(self.train_id, after)
         try:
             stored = (self.store.get_run(run_id).get("config") or {}).get("evaluation")
-        except Exception:  # noqa: BLE001 - not run yet
+        except NotFoundError:  # not run yet
             stored = None
         if stored is not None:
             return stored
@@ -376,7 +376,7 @@ def iterations(store: Any, train_id: str) -> list[dict[str, Any]]:
     while True:
         try:
             config = store.get_run(iteration_run(train_id, k)).get("config") or {}
-        except Exception:  # noqa: BLE001 - NotFoundError: no more iterations
+        except NotFoundError:  # no more iterations
             return out
         if "update" not in config:
             return out
