@@ -124,6 +124,32 @@ class TableConsole(Console):
 console = TableConsole()
 
 
+def _fold_option_names() -> None:
+    """typer's help joins a flag's names with ',' into one word its options table cannot wrap,
+    so at 80 columns `--dataset,--dataset_name,-…` was cut to `--dataset,--dataset_na…`: join
+    them with ', ' instead, and every accepted spelling shows, over two lines if need be."""
+    import re
+
+    from typer import rich_utils
+
+    names = re.compile(r"-[\w-]+(,-[\w-]+)+")
+
+    def folding(base: type) -> Any:
+        class Folding(base):  # type: ignore[misc, valid-type]
+            def __call__(self, text: Any) -> Any:
+                if isinstance(text, str) and names.fullmatch(text):
+                    text = text.replace(",", ", ")
+                return super().__call__(text)
+
+        return Folding()
+
+    rich_utils.highlighter = folding(rich_utils.OptionHighlighter)
+    rich_utils.negative_highlighter = folding(rich_utils.NegativeOptionHighlighter)
+
+
+_fold_option_names()
+
+
 def progress():
     """A rich progress bar on stderr (so --json output on stdout stays clean); in a log or a
     pipe, where a bar cannot redraw, a plain line every 10 seconds instead."""

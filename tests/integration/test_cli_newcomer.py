@@ -88,3 +88,16 @@ def test_gold_and_empty_predictions_replay_as_their_patch(tmp_path):
     assert not (tmp_path / "p.html").exists()
     bare = agentrm("replay", "bare/x", "--db", url)  # nothing to show at all: still an error
     assert bare.returncode == 2 and "has no turns to replay" in bare.stderr
+
+
+def test_help_at_80_columns_shows_every_spelling_of_a_flag():
+    """typer joined a flag's names into one unbreakable word, cut to `--dataset,--dataset_na…`."""
+    for command, spellings in ((["eval", "swe-bench"], ["--dataset_name", "--predictions_path",
+                                                         "--instance-ids", "--max_workers"]),
+                               (["advantages"], ["--turn-reward-from", "--reward-from"])):
+        proc = agentrm(*command, "--help")
+        assert proc.returncode == 0, proc.stderr
+        for name in spellings:
+            assert name in proc.stdout, (name, proc.stdout)
+        options = proc.stdout.split("Options")[1]
+        assert not any(word.startswith("--") and word.endswith("…") for word in options.split())
