@@ -8,7 +8,7 @@ over several seeds. The baseline is the untrained policy on the same held-out se
 Sandboxes are local directories (agentrm.testing.DirSandbox): the sandbox is not what is
 measured here; `agentrm train` runs the same loop in Docker.
 
-    python bench/train_learns.py [--iterations 10] [--seeds 3]
+    python bench/train_learns.py [--iterations 10] [--seeds 3] [--estimators gigpo,grpo]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def one(model: Path, tmp: Path, estimator: str, seed: int, iterations: int) -> d
     config = TrainConfig(tasks=str(tasks), eval_tasks=str(tasks), eval_group_size=8,
                          eval_every=iterations, policy=f"transformers:{model}?max_new_tokens=8&temperature=1.0",
                          iterations=iterations, group_size=4, max_turns=1, reward="token-parity",
-                         estimator=estimator, lr=2e-3, lora_rank=8, seed=seed,
+                         estimator=estimator, lr=1e-3, lora_rank=0, epochs=4, seed=seed,
                          run_id=f"learn-{estimator}-{seed}", out=tmp / f"ckpt-{estimator}-{seed}")
     started = time.monotonic()
     result = train(store, config, sandbox_factory=lambda c: DirSandbox(tmp / "ws" / uuid.uuid4().hex))
@@ -58,13 +58,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--estimators", default="gigpo,grpo", help="Comma-separated.")
     args = parser.parse_args()
     register("token-parity", "agentrm.testing:make_token_parity_scorer", (), "bench reward")
     tmp = Path(tempfile.mkdtemp(prefix="train-learns-"))
     model = build_tiny_model(tmp / "model")
     print(f"{'estimator':9} {'seed':>4} {'held-out before':>15} {'after':>6} {'s':>6}  training curve")
     summary: dict[str, list[tuple[float, float]]] = {}
-    for estimator in ("gigpo", "grpo"):
+    for estimator in args.estimators.split(","):
         for seed in range(args.seeds):
             r = one(model, tmp, estimator, seed, args.iterations)
             summary.setdefault(estimator, []).append((r["before"], r["after"]))
