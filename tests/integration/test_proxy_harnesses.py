@@ -165,7 +165,10 @@ def test_mini_swe_agent_through_the_proxy(proxy, docker_client, tiny):
         model_name="openai/tiny", cost_tracking="ignore_errors",
         **{**config["model"], "model_kwargs": {
             "api_base": f"{base}/t/mswea-1/g/count-lines/v1", "api_key": "none", "tool_choice": "required",
-            "max_tokens": 192, "temperature": 1.0, "drop_params": True}})  # no seed: vLLM 0.32 on CPU
+            "max_tokens": 192, "temperature": 1.0, "drop_params": True,
+            # asked for here so the test can see what vLLM sampled (mini-swe-agent keeps each raw
+            # response); a harness that does not ask gets them recorded all the same
+            "logprobs": True, "extra_body": {"return_token_ids": True}}})  # no seed: vLLM 0.32 on CPU
     # kills its engine ("CPU Generator does not use offset") on a seeded request whose prompt is chunked
     env = DockerEnvironment(image=base_image(), cwd="/workspace", timeout=30)
     try:
@@ -187,10 +190,14 @@ def test_mini_swe_agent_through_the_proxy(proxy, docker_client, tiny):
     for m in sent:  # every reply mini-swe-agent kept is a recorded turn, calls and all
         calls = [{"id": c["id"], "type": "function", "function": c["function"]} for c in m.get("tool_calls") or []]
         assert json.dumps(calls or None, sort_keys=True) in recorded
+    # token-exact: each turn holds the ids vLLM sampled for that call, as litellm handed them over
+    responses = [m["extra"]["response"] for m in agent.messages if "response" in (m.get("extra") or {})]
+    assert len(responses) == len(traj.turns)
+    for turn, response, prompt in zip(traj.turns, responses, full_prompts(traj.turns), strict=True):
+        assert turn.tokens.completion_ids == response["choices"][0]["token_ids"]
+        assert prompt == response["prompt_token_ids"]
+        assert turn.logprobs == pytest.approx([e["logprob"] for e in response["choices"][0]["logprobs"]["content"]])
     tok = AutoTokenizer.from_pretrained(tiny)
-    for turn in traj.turns:
-        ids = turn.tokens.completion_ids
-        assert len(turn.logprobs) == len(ids) == turn.completion_tokens
     first_prompt = tok.decode(full_prompts(traj.turns)[0])
     assert first_prompt.startswith("<|im_start|>system") and task.instruction in first_prompt
 
