@@ -246,9 +246,14 @@ def show(
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
     """Show one trajectory turn by turn."""
+    from agentrm.errors import NotFoundError
+    from agentrm.replay.view import id_hint
+
     store = _store(db, must_exist=True)
     try:
         traj = store.get_trajectory(trajectory_id)
+    except NotFoundError as exc:
+        raise NotFoundError(f"{exc}{id_hint(store, trajectory_id)}") from None
     finally:
         store.close()
     if as_json:

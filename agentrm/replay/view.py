@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentrm.errors import InputError
+from agentrm.errors import InputError, NotFoundError
 from agentrm.types import Advantage, Message, Score, ScoreLevel, Trajectory, Turn
 
 # Ordinary terminal escapes and C0 controls except tab/newline: recorded output is shown as
@@ -255,8 +255,23 @@ def load_trajectory(source: str, db_url: str | None, index: int = 0) -> tuple[Tr
         raise InputError("no such file", path=source)
     from agentrm.traces import open_store
 
-    traj = open_store(db_url, must_exist=True).get_trajectory(source)
+    store = open_store(db_url, must_exist=True)
+    try:
+        traj = store.get_trajectory(source)
+    except NotFoundError as exc:
+        raise NotFoundError(f"{exc}{id_hint(store, source)}") from None
     return require_turns(traj, f"{db_url} trajectory {source}"), True
+
+
+def id_hint(store: Any, text: str, shown: int = 3) -> str:
+    """For an unknown trajectory id that names a run, group or task instead (people type the
+    group `RUN/TASK` for `RUN/TASK/0`): '; it is a group: a, b, … (N)', else ''."""
+    for kind, key in (("group", "group_id"), ("run", "run_id"), ("task", "task_id")):
+        rows = store.summaries(**{key: text}, limit=shown + 1)
+        if rows:
+            ids = ", ".join(str(r["id"]) for r in rows[:shown]) + (", …" if len(rows) > shown else "")
+            return f"; it is a {kind}, whose trajectories are {ids} (agentrm traces list --{kind} {text})"
+    return ""
 
 
 def load_scores(db_url: str, trajectory_id: str) -> tuple[list[Score], list[Advantage]]:

@@ -101,3 +101,25 @@ def test_help_at_80_columns_shows_every_spelling_of_a_flag():
             assert name in proc.stdout, (name, proc.stdout)
         options = proc.stdout.split("Options")[1]
         assert not any(word.startswith("--") and word.endswith("…") for word in options.split())
+
+
+def test_an_id_that_names_a_group_or_run_says_which_trajectories_it_holds(tmp_path):
+    """People type the group `RUN/TASK` for the trajectory `RUN/TASK/0`; the error names them."""
+    from agentrm.types import ExitStatus, Trajectory
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    with open_store(url) as store:
+        store.begin_run({}, run_id="r")
+        for k in range(5):
+            store.begin_trajectory(Trajectory(id=f"r/t-1/{k}", task_id="t-1", group_id="r/t-1", run_id="r"))
+            store.end_trajectory(f"r/t-1/{k}", ExitStatus.TURN_LIMIT, 0.0)
+    for command in (["replay"], ["traces", "show"]):
+        proc = agentrm(*command, "r/t-1", "--db", url)
+        assert proc.returncode == 4, proc.stderr
+        assert "it is a group, whose trajectories are r/t-1/0, r/t-1/1, r/t-1/2, …" in proc.stderr
+        assert "agentrm traces list --group r/t-1" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    run = agentrm("replay", "r", "--db", url)
+    assert run.returncode == 4 and "it is a run" in run.stderr
+    unknown = agentrm("replay", "nothing-like-it", "--db", url)
+    assert unknown.returncode == 4 and unknown.stderr.strip() == "error: unknown trajectory 'nothing-like-it'"
