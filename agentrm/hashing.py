@@ -29,6 +29,7 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 _VOLATILE: list[tuple[str, str, Any]] = [
     (r"(?<!\w)\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b", "<TIME>", ":"),
     (r"(?<!\w)\d{2}:\d{2}:\d{2}(?:\.\d+)?\b", "<TIME>", ":"),
+    (r"(?<!\w)\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}\b", "<TIME>", ":"),  # ls --time-style=long-iso
     # `ls -l` dates: "Dec  4 03:40" (this year) or "Dec  4  2025" (older)
     (r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} +(?:\d{1,2}:\d{2}|\d{4})\b",
      "<DATE>", re.compile("Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec")),

@@ -9,3 +9,5 @@ def test_ls_dates_do_not_count():
     assert norm(before) == norm(after)
     assert norm(before) != norm(after.replace("4096", "4097"))  # a size still counts
     assert norm("Decimal 12:30 and March 4") == "Decimal 12:30 and March 4"
+    iso = "-rw-r--r-- 1 agent agent 12 2026-12-04 03:59 seed.txt"  # ls --time-style=long-iso
+    assert norm(iso) == norm(iso.replace("2026-12-04 03:59", "2026-12-05 11:02"))
