@@ -255,3 +255,23 @@ def vllm_serve(model, log_dir, kv_cache_gib: str = "1", extra_args: tuple[str, .
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def serve_asgi(app):
+    """An ASGI app on a free 127.0.0.1 port in a thread of this process: (url, server, thread);
+    stop it with `server.should_exit = True; thread.join()`."""
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread

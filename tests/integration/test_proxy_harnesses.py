@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -61,22 +58,13 @@ def upstream(tiny, tmp_path_factory, vllm_module):
 
 @pytest.fixture(scope="module")
 def proxy(upstream, tmp_path_factory):
-    import uvicorn
+    from conftest import serve_asgi
 
     url = f"sqlite:///{tmp_path_factory.mktemp('proxy') / 'store.db'}"
     store = open_store(url)
     recorder, app = start(store, ProxyConfig(upstream=upstream, port=0, run_id="hx"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", url, store, recorder
+    base, server, thread = serve_asgi(app)
+    yield base, url, store, recorder
     server.should_exit = True
     thread.join(timeout=30)
 

@@ -4,13 +4,9 @@ not run. Screenshots are taken of every page and checked by content (the DOM), n
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
-import uvicorn
 from test_view import AGENT_RUN, GOLD_RUN, TRAJ, build_store
 
 from agentrm.traces.views import open_readonly
@@ -25,20 +21,12 @@ def server(tmp_path_factory):
     path = tmp_path_factory.mktemp("view") / "browser.db"
     truth = build_store(f"sqlite:///{path}")
     store = open_readonly(f"sqlite:///{path}")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    srv = uvicorn.Server(uvicorn.Config(create_app(store), log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "viewer did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", truth
+    from conftest import serve_asgi
+
+    url, srv, thread = serve_asgi(create_app(store))
+    yield url, truth
     srv.should_exit = True
     thread.join(timeout=30)
-    sock.close()
     store.close()
 
 
