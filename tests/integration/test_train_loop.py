@@ -37,16 +37,18 @@ def task_file(path: Path, n: int = 2) -> Path:
     return path
 
 
-def test_two_iterations_follow_the_advantages(tiny, tmp_path):
+def test_two_iterations_follow_the_advantages(tiny, tmp_path, monkeypatch):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from agentrm.training.export import build_batch
     from agentrm.training.loop import TrainConfig, iteration_run, train
-    from agentrm.verifiers.registry import register
+    from agentrm.verifiers import registry
 
-    register("token-parity", "agentrm.testing:make_token_parity_scorer", (), "test reward")
+    # registered for this test only: the scorer list other tests (and --help) see stays the shipped one
+    monkeypatch.setitem(registry.SCORERS, "token-parity",
+                        registry.Entry("agentrm.testing:make_token_parity_scorer", (), "test reward"))
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     config = TrainConfig(tasks=str(task_file(tmp_path / "tasks.jsonl")),
                          policy=f"transformers:{tiny}?max_new_tokens=12&temperature=1.0",
