@@ -120,6 +120,13 @@ def test_agent_mode_with_a_scripted_fix(docker_client, tmp_path):
     again = evaluate(cfg(tmp_path, agent=True, policy=f"scripted:{script}", run_id="agent-run",
                          instance_ids=[inst.instance_id]))
     assert again.results[0].reused and again.results[0].status == "resolved"
+    # a new database: the attempt on disk is not reused, so the new store gets the rollout
+    fresh = EvalConfig(run_dir=str(tmp_path / "runs"), db=f"sqlite:///{tmp_path}/fresh.db", max_workers=2,
+                       agent=True, policy=f"scripted:{script}", run_id="agent-run",
+                       instance_ids=[inst.instance_id])
+    third = evaluate(fresh)
+    assert not third.results[0].reused and third.results[0].status == "resolved"
+    assert open_store(f"sqlite:///{tmp_path}/fresh.db").get_trajectory(third.results[0].trajectory_id).turns
     # the registered "tests" scorer re-grades the stored trajectory from its metadata alone
     [score] = make_scorer("tests").score([traj])
     assert score.value == 1.0 and score.details["status"] == "resolved"

@@ -131,7 +131,8 @@ class InstanceRunner:
         image = resolved.image
         previous = None if self.cfg.redo else read_result(directory)
         if (previous is not None and previous.trajectory_id and previous.image == image
-                and previous.status not in RETRY):  # a finished attempt of this run
+                and previous.status not in RETRY  # a finished attempt of this run ...
+                and self._stored(previous.trajectory_id)):  # ... whose rollout the store holds
             previous.reused = True
             return previous
         from agentrm.evals.swebench.agent import solve
@@ -141,6 +142,19 @@ class InstanceRunner:
         for k, other in enumerate(others, 1):  # the group's other members: graded and stored
             self._grade(inst, other, model, directory / "group" / str(k), spec, image, elapsed)
         return self._grade(inst, first, model, directory, spec, image, elapsed)
+
+    def _stored(self, trajectory_id: str) -> bool:
+        """Whether the store (when there is one) holds the rollout: with a new database, an
+        attempt on disk from an earlier run is run again, so scoring has trajectories to read."""
+        if self.h.store is None:
+            return True
+        from agentrm.errors import NotFoundError
+
+        try:
+            self.h.store.get_trajectory(trajectory_id)
+        except NotFoundError:
+            return False
+        return True
 
     def _grade(self, inst, attempt, model, directory, spec, image, elapsed) -> InstanceResult:
         """One agent rollout's patch through the test verifier (an unknown rollout is an error)."""
