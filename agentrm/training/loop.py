@@ -92,6 +92,12 @@ class TrainConfig:
         AdvantageConfig(estimator=self.estimator).resolve()  # names the flag when unknown
 
         parse_spec(self.reward)  # a bad SPEC fails before anything runs
+        self.selected()  # so does a missing task file or an unknown task id
+
+    def selected(self) -> tuple[list[Any], list[Any]]:
+        """(training tasks, held-out tasks), loaded and checked."""
+        held_out = _select(self.eval_tasks, self.eval_task_ids, "--eval-task") if self.eval_tasks else []
+        return _select(self.tasks, self.task_ids, "--task"), held_out
 
 
 @dataclass(frozen=True)
@@ -151,9 +157,7 @@ class Trainer:
         self.emit = on_event or (lambda event: None)
         self.train_id = config.run_id or f"train-{time.strftime('%Y%m%d-%H%M%S')}"
         self.out = Path(config.out) if config.out else Path("runs") / "train" / self.train_id
-        self.tasks = _select(config.tasks, config.task_ids, "--task")
-        self.eval_tasks = (_select(config.eval_tasks, config.eval_task_ids, "--eval-task")
-                           if config.eval_tasks else [])
+        self.tasks, self.eval_tasks = config.selected()
         self.policy: Any = None
         self.model: Any = None
         self.tokenizer: Any = None

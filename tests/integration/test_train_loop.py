@@ -137,6 +137,8 @@ def test_kill_9_resumes_after_the_last_finished_iteration(tiny, docker_client, t
     (["--estimator", "nope"], 2, "unknown estimator"),
     (["--reward", "outcome +"], 2, "--combine"),
     (["--kl-coef", "0.1", "--lora-rank", "0"], 2, "--kl-coef needs --lora-rank"),
+    (["--tasks", "nope.jsonl"], 2, "no such task file"),
+    (["--task", "no-such-task"], 2, "no task no-such-task"),
 ])
 def test_bad_flags_are_one_line_and_write_nothing(tmp_path, args, code, message):
     db = tmp_path / "never.db"
