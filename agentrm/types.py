@@ -84,6 +84,17 @@ class ToolCall:
     def valid(self) -> bool:
         return self.error is None and self.arguments is not None
 
+    @staticmethod
+    def arguments_valid(raw: Any) -> bool:
+        """Whether from_message would make a valid call of these arguments (without building it:
+        imports check every call of every turn)."""
+        if isinstance(raw, dict) or not raw:
+            return True
+        try:
+            return isinstance(_loads(raw), dict)
+        except (json.JSONDecodeError, TypeError):
+            return False
+
     @classmethod
     def from_message(cls, call: dict[str, Any]) -> ToolCall:
         fn = call.get("function") or {}

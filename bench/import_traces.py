@@ -8,9 +8,9 @@ Three timings in one process, each into a fresh SQLite file with the same schema
   floor     plain sqlite3: build the same rows (json.dumps) + executemany
   floor-db  plain sqlite3 executemany only, rows prebuilt (the driver's raw insert speed)
 and end to end: `agentrm traces import` of the same data as a JSONL file (parse + validate +
-anchor keys + store), twice: with today's anchor keys (one scan per turn) and with the previous
-normalisation (seven regex passes per text) and json instead of orjson for lines and tool-call
-arguments (the "before", restored here by patching), so the end-to-end
+anchor keys + store), twice: as it is now and as it was before (restored here by patching:
+seven regex passes per text for anchor keys, json instead of orjson for lines and tool-call
+arguments, the cyclic garbage collector left running), so the end-to-end
 speed-up and both end-to-end rates relative to the sqlite3 floor come from one run.
 Prints turns/s and ratios; goals: store within 2× of the floor, end to end ≥ 2× the previous.
 """
@@ -114,18 +114,21 @@ def store_import(path: Path, trajs: list[Trajectory]) -> float:
 
 
 def end_to_end(path: Path, jsonl: Path, previous: bool = False) -> float:
-    """`previous`: as before this session's changes — sequential anchor normalisation and
-    json (not orjson) for the lines and for every tool call's arguments."""
+    """`previous`: as the import was when the token-faithful issue was filed — sequential
+    anchor normalisation, json (not orjson) for the lines and for every tool call's arguments,
+    and the cyclic garbage collector running during the import."""
     import types
 
+    import agentrm.traces.bulk as bulk
     import agentrm.traces.io as io
     import agentrm.traces.messages as messages
     import agentrm.types as core
 
     store = open_store(f"sqlite:///{path}")
-    saved = messages.anchor_key, io.orjson, core._orjson_loads
+    saved = messages.anchor_key, io.orjson, core._orjson_loads, bulk.PAUSE_GC
     if previous:
         messages.anchor_key = previous_anchor_key
+        bulk.PAUSE_GC = False
         io.orjson = types.SimpleNamespace(loads=lambda t: json.loads(t, parse_constant=io._reject_constant),
                                           JSONDecodeError=json.JSONDecodeError)
         core._orjson_loads = json.loads
@@ -134,7 +137,7 @@ def end_to_end(path: Path, jsonl: Path, previous: bool = False) -> float:
         store.import_trajectories(read_trajectories(jsonl))
         elapsed = time.perf_counter() - start
     finally:
-        messages.anchor_key, io.orjson, core._orjson_loads = saved
+        messages.anchor_key, io.orjson, core._orjson_loads, bulk.PAUSE_GC = saved
     store.close()
     return elapsed
 
@@ -162,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
                 f.unlink()
         if not args.skip_e2e:
             write_jsonl(trajs, tmp / "in.jsonl")
+            # `agentrm traces import` holds no other trajectories in memory; neither does this
+            # (live objects make every garbage collection of the "before" import slower)
+            del trajs, prebuilt
             for r in range(args.repeat):
                 t_prev = min(t_prev, end_to_end(tmp / f"prev{r}.db", tmp / "in.jsonl", previous=True))
                 t_e2e = min(t_e2e, end_to_end(tmp / f"e2e{r}.db", tmp / "in.jsonl"))

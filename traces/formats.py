@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrm.errors import InputError
-from agentrm.traces.messages import MessageError, split_turns, validate_messages
+from agentrm.traces.messages import MessageError, split_turns
 from agentrm.types import ExitStatus, Message, Score, ScoreLevel, Trajectory
 
 _OPENAI_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content")
@@ -62,10 +62,9 @@ def sniff_json(path: Path) -> str:
 
 def _finish(path: Path, messages: list[Message], **fields: Any) -> Trajectory:
     try:
-        validate_messages(messages)
+        turns, tail = split_turns(messages)
     except MessageError as exc:
         raise InputError(f"after conversion: {exc}", path=str(path)) from None
-    turns, tail = split_turns(messages)
     fields.setdefault("group_id", fields["task_id"])
     return Trajectory(turns=turns, tail=tail, **fields)
 

@@ -18,7 +18,7 @@ from typing import IO, Any
 import orjson
 
 from agentrm.errors import InputError
-from agentrm.traces.messages import MessageError, split_turns, validate_messages
+from agentrm.traces.messages import MessageError, split_turns
 from agentrm.types import ExitStatus, Trajectory
 
 RECORD_KEYS = ("id", "task_id", "group_id", "messages", "reward", "answer", "metadata",
@@ -58,7 +58,6 @@ def _check_record(d: Any) -> None:
     status = d.get("exit_status")
     if status is not None and status not in ExitStatus._value2member_map_:
         raise MessageError(f"unknown exit_status {status!r}")
-    validate_messages(d["messages"])
 
 
 def _finite_number(value: Any) -> bool:
@@ -73,7 +72,7 @@ def _finite_number(value: Any) -> bool:
 def trajectory_from_record(d: dict[str, Any]) -> Trajectory:
     """Build a trajectory from one JSONL record; MessageError (a ValueError) if it is malformed."""
     _check_record(d)
-    turns, tail = split_turns(d["messages"])
+    turns, tail = split_turns(d["messages"])  # validates the messages in the same pass
     reward = d.get("reward")
     return Trajectory(
         id=d["id"], task_id=d["task_id"], group_id=d.get("group_id") or d["task_id"],

@@ -57,3 +57,11 @@ def test_failure_kind_separates_model_from_infrastructure():
     assert ExitStatus.CRASHED.failure_kind is FailureKind.INFRASTRUCTURE
     assert ExitStatus.FORMAT_ERROR.failure_kind is FailureKind.MODEL
     assert ExitStatus.SUBMITTED.failure_kind is None
+
+
+def test_arguments_valid_agrees_with_from_message():
+    """Import checks validity without building calls; it must judge exactly as from_message."""
+    for raw in ['{"cmd": "ls"}', '{"cmd": ', "[1]", "", "null", '"s"', "{}", {"cmd": "ls"}, {},
+                "NaN", '{"a": NaN}', "  {\"a\": 1}  ", "{\"a\": 1} x", "\ud800"]:
+        call = {"id": "c", "function": {"name": "bash", "arguments": raw}}
+        assert ToolCall.arguments_valid(raw) == ToolCall.from_message(call).valid, raw
