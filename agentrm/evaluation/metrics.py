@@ -3,6 +3,8 @@
 Conventions (documented in docs/evaluation.md):
 - ROC-AUC is the Mann-Whitney statistic: P(score of a positive > score of a negative), ties
   counting one half. Undefined (None) when the labels hold only one class.
+- Within-group AUC is the mean, over groups holding both classes, of each group's ROC-AUC:
+  what best-of-N sees (the order inside a group), not differences between groups.
 - ECE uses `bins` equal-width bins on [0, 1] (default 10); bin i is [i/B, (i+1)/B), the last bin
   is closed. ECE = Σ_b |B_b|/n · |mean(y in b) − mean(p in b)|. Scores must be probabilities.
 - Best-of-N per group is the exact expectation over all N-subsets of the group's candidates
@@ -49,6 +51,18 @@ def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
         i = j + 1
     u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def group_auc(scores: Sequence[float], labels: Sequence[float], group_ids: Sequence[str]) -> float | None:
+    """Mean over groups with both classes of the group's ROC-AUC (each group counts once);
+    None when no group has both."""
+    s, y = _arrays(scores, labels)
+    gids = np.asarray(group_ids)
+    if gids.shape != s.shape:
+        raise ValueError(f"group ids {gids.shape} and scores {s.shape} must be the same length")
+    per_group = [roc_auc(s[gids == g], y[gids == g]) for g in np.unique(gids)]
+    kept = [a for a in per_group if a is not None]
+    return float(np.mean(kept)) if kept else None
 
 
 def reliability(probs: Sequence[float], labels: Sequence[float], bins: int = 10) -> list[dict]:

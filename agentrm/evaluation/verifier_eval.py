@@ -40,7 +40,7 @@ class EvalConfig:
     group_by: str = "group"  # group (group_id) | task (task_id)
     hybrid: str | None = "learn"  # learn | a --combine SPEC | None
     folds: int = 2
-    l2: float = 1.0  # ridge on standardised weights: groups are few, scorers collinear
+    l2: float = 1.0  # ridge of the pairwise fit: groups are few, scorers collinear
     aggregate: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,11 +74,12 @@ def scorer_metrics(values: dict[str, float], labels: dict[str, int], groups: dic
     ids = [t for t in labels if t in values]
     s = np.array([values[t] for t in ids])
     y = np.array([labels[t] for t in ids], dtype=float)
-    out: dict[str, Any] = {"n": len(ids), "positives": int(y.sum()), "auc": None, "ece": None,
-                           "reliability": None}
+    out: dict[str, Any] = {"n": len(ids), "positives": int(y.sum()), "auc": None, "group_auc": None,
+                           "ece": None, "reliability": None}
     if not ids:
         return out | {"best_of_n": []}
     out["auc"] = metrics.roc_auc(s, y)
+    out["group_auc"] = metrics.group_auc(s, y, [groups[t] for t in ids])
     if _is_probability(s):
         out["reliability"] = metrics.reliability(s, y, cfg.bins)
         out["ece"] = metrics.ece(s, y, cfg.bins)
@@ -123,10 +124,11 @@ def _hybrid(trajs, scores, per_scorer, labels, groups, cfg) -> dict[str, Any] | 
     out: dict[str, Any] = {"n": len(common), "groups": len(set(gids))}
     if cfg.hybrid == "learn":
         x = np.array([[per_scorer[n][t] for n in cfg.scorers] for t in common])
-        decision, models = cross_fit(x, y, gids, cfg.folds, cfg.l2)
+        decision, fold_reports = cross_fit(x, y, gids, cfg.scorers, cfg.folds, cfg.l2, cfg.ns)
         out |= {"kind": "learned", "folds": cfg.folds, "l2": cfg.l2,
-                "weights": [{n: float(w) for n, w in zip(cfg.scorers, m.raw_weights()[0], strict=True)}
-                            | {"bias": m.raw_weights()[1]} for m in models]}
+                "method": "within-group z-scores; pairwise logistic combination; per fold the "
+                          "candidate (each scorer or the combination) with the best training best-of-N",
+                "chosen": [f["chosen"] for f in fold_reports], "fold_reports": fold_reports}
         hybrid = dict(zip(common, decision, strict=True))
     else:
         combine = _combine_module()
@@ -136,6 +138,8 @@ def _hybrid(trajs, scores, per_scorer, labels, groups, cfg) -> dict[str, Any] | 
         out |= {"kind": "spec", "spec": cfg.hybrid}
         common = [t for t in common if t in hybrid]
     out["auc"] = metrics.roc_auc([hybrid[t] for t in common], [labels[t] for t in common]) if common else None
+    out["group_auc"] = metrics.group_auc([hybrid[t] for t in common], [labels[t] for t in common],
+                                         [groups[t] for t in common]) if common else None
     side = {name: metrics.best_of_n(_grouped(common, np.array([per_scorer[name][t] for t in common]),
                                              np.array([labels[t] for t in common], float), groups), cfg.ns)
             for name in cfg.scorers}

@@ -58,7 +58,8 @@ def test_json_metrics_equal_direct_computation(cli, db):
     assert good["best_of_n"][4] == {"n": 5, "groups": 0, "accuracy": None, "oracle": None}
     assert len(good["best_of_n"]) == 16
     hybrid = out["hybrid"]
-    assert hybrid["kind"] == "learned" and hybrid["n"] == 12 and len(hybrid["weights"]) == 2
+    assert hybrid["kind"] == "learned" and hybrid["n"] == 12 and len(hybrid["fold_reports"]) == 2
+    assert all(r["chosen"] in ("good", "noisy", "combination") for r in hybrid["fold_reports"])
     assert set(hybrid["best_of_n"]) == {"good", "noisy", "hybrid"}
 
 

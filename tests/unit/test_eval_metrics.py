@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from agentrm.evaluation import metrics
-from agentrm.evaluation.hybrid import cross_fit, fit_logistic
 
 
 def brute_auc(scores, labels):
@@ -120,45 +119,3 @@ def test_first_error_and_processbench_f1():
     got = metrics.first_error_f1([-1, 3, 3], [-1, 3, 1])  # acc_cor 1, acc_err 1/2 → F1 2/3
     assert got["f1"] == pytest.approx(2 * 1 * 0.5 / 1.5)
     assert metrics.first_error_f1([-1], [-1])["f1"] is None
-
-
-def test_logistic_matches_scipy_optimum():
-    optimize = pytest.importorskip("scipy.optimize")
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(80, 3))
-    y = (x @ [1.5, -0.5, 0.0] + rng.normal(size=80) > 0).astype(float)
-    model = fit_logistic(x, y, l2=0.1)
-    z = (x - model.mean) / model.scale
-
-    def loss(beta):
-        logits = beta[0] + z @ beta[1:]
-        return np.sum(np.logaddexp(0, logits) - y * logits) + 0.05 * beta[1:] @ beta[1:]
-
-    ref = optimize.minimize(loss, np.zeros(4), method="BFGS", options={"gtol": 1e-9}).x
-    assert model.bias == pytest.approx(ref[0], abs=1e-4)
-    assert model.weights == pytest.approx(ref[1:], abs=1e-4)
-    w, b = model.raw_weights()  # the same decision on raw features
-    assert x @ w + b == pytest.approx(model.decision(x))
-
-
-def test_logistic_stays_finite_on_separable_labels():
-    x = np.array([[0.0], [1.0], [2.0], [3.0]])
-    model = fit_logistic(x, np.array([0, 0, 1, 1]))
-    assert np.isfinite(model.weights).all() and model.weights[0] > 0
-
-
-def test_cross_fit_scores_each_group_out_of_fold():
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(40, 2))
-    y = (x[:, 0] > 0).astype(float)
-    gids = [f"g{i // 4}" for i in range(40)]
-    base, _ = cross_fit(x, y, gids, folds=2, seed=0)
-    from agentrm.evaluation.hybrid import fold_of
-
-    fold = fold_of(gids, 2, 0)
-    flipped = y.copy()
-    in_fold0 = np.array([fold[g] == 0 for g in gids])
-    flipped[in_fold0] = 1 - flipped[in_fold0]  # fold 0's labels must not affect its own scores
-    again, _ = cross_fit(x, flipped, gids, folds=2, seed=0)
-    assert again[in_fold0] == pytest.approx(base[in_fold0])
-    assert not np.allclose(again[~in_fold0], base[~in_fold0])
