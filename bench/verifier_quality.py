@@ -138,7 +138,10 @@ class SweSolver:
                 cmd = f"cd /workspace && git apply <<'PATCH'\n{patch}PATCH"
                 return _act("bash", {"command": cmd}, "I will fix it with this change.")
         if "pytest" not in " ".join(done) and steps < 5 and self.rng.random() < 0.6:
-            return _act("bash", {"command": "cd /workspace && python -m pytest -q 2>&1 | tail -5"},
+            # no bytecode or cache files: `git add -A` would put them in the agent's patch, which
+            # then fails to apply at grading (the bundled images do not exclude __pycache__/)
+            return _act("bash", {"command": "cd /workspace && PYTHONDONTWRITEBYTECODE=1 python -m pytest -q "
+                                            "-p no:cacheprovider 2>&1 | tail -5"},
                         "Let me run the tests.")
         return _act("submit", {}, "The issue is fixed.")
 
@@ -184,13 +187,13 @@ def _kind(t) -> str:
 
 
 def score(store, trajs, scorer, label: str) -> None:
-    from agentrm.protocols import ScoringContext
+    from agentrm.pipeline import default_context
     from agentrm.scoring import score_trajectories
 
     todo = [t for t in trajs if not any(s.scorer == scorer.name for s in store.get_scores([t.id]))]
     t0 = time.time()
     if todo:
-        score_trajectories(todo, [scorer], store=store, batch_size=4, context=ScoringContext(store=store))
+        score_trajectories(todo, [scorer], store=store, batch_size=4, context=default_context(store))
     print(f"  {label}: scored {len(todo)} of {len(trajs)} in {time.time() - t0:.0f}s", flush=True)
 
 
@@ -209,7 +212,7 @@ def train(store, url: str, trajs, train_groups, args) -> Path:
         return out
     chosen = [t for t in trajs if t.task_id in train_groups and t.reward is not None]
     builtin = [t for t in chosen if _kind(t) == "builtin"]
-    prover = ProgressScorer(branches=args.branches, db=url, prover_policy=BuiltinSolver(args.seed + 2),
+    prover = ProgressScorer(branches=args.branches, prover_policy=BuiltinSolver(args.seed + 2),
                             branch_turns=4, cache=str(Path(args.out) / "progress-cache.json"))
     score(store, builtin, prover, f"Monte-Carlo branch values (K={args.branches})")
     scores = store.get_scores([t.id for t in builtin], scorer="progress")
