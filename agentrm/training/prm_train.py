@@ -47,6 +47,8 @@ class PRMTrainConfig:
     max_length: int = 1024
     seed: int = 0
     freeze_backbone: bool = False  # train the head only, on hidden states computed once
+    lora_rank: int = 0  # > 0: LoRA adapters of this rank on every projection (peft), merged at save
+    lora_alpha: float | None = None  # LoRA scale numerator; None = 2 × rank
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,6 +56,9 @@ class PRMTrainConfig:
             raise InputError("--epochs, --batch-size must be ≥ 1 and --lr > 0")
         if not 0.0 < self.min_share <= 1.0:
             raise InputError(f"--min-share {self.min_share}: must be in (0, 1]")
+        if self.lora_rank < 0 or (self.lora_rank and self.freeze_backbone):
+            raise InputError(f"--lora-rank {self.lora_rank}: must be ≥ 0, and LoRA trains the backbone "
+                             "(drop --freeze-backbone)")
 
 
 def labels_from_progress(scores: Sequence[Score], min_share: float) -> dict[str, list[bool | None]]:
@@ -152,9 +157,13 @@ def train_prm(items: Sequence[tuple[Trajectory, list[bool]]], out_dir: Path, cfg
         raise InputError("no labelled steps to train on (check --labels and --run)")
     random.Random(cfg.seed).shuffle(items := list(items))
     model, tokenizer, sep_id = build(cfg.base, cfg.seed)
+    if cfg.lora_rank:
+        add_lora(model, cfg.lora_rank, cfg.lora_alpha)
     data = encode(items, tokenizer, sep_id, prm_config(cfg.base, cfg.max_length))
     loop = head_loop if cfg.freeze_backbone else train_loop
     losses = loop(model, data, cfg, tokenizer.pad_token_id or 0, on_step)
+    if cfg.lora_rank:
+        model.backbone = model.backbone.merge_and_unload()  # plain weights: any backend loads them
     out_dir.mkdir(parents=True, exist_ok=True)
     save(model, tokenizer, out_dir)
     rows = stepwise_rows(items)
@@ -202,6 +211,20 @@ def build(base: str, seed: int) -> tuple[_PRM, Any, int]:
     return _PRM(backbone, head), tokenizer, tokenizer.convert_tokens_to_ids(SEPARATOR)
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def add_lora(model: _PRM, rank: int, alpha: float | None) -> None:
+    """Freeze the backbone and give its attention and MLP projections trainable low-rank
+    adapters (the head stays fully trainable): far fewer parameters to fit from a few hundred
+    labelled steps than a full fine-tune, and more than a frozen backbone can express."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.05, bias="none",
+                        target_modules=LORA_TARGETS)
+    model.backbone = get_peft_model(model.backbone, config)
+
+
 def _batches(data: list, size: int, rng: random.Random) -> list[list]:
     order = list(range(len(data)))
     rng.shuffle(order)
@@ -214,7 +237,8 @@ def train_loop(model: _PRM, data: list[tuple[list[int], list[int]]], cfg: PRMTra
     import torch
 
     model.backbone.train()
-    opt = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": cfg.lr},
+    trainable = [p for p in model.backbone.parameters() if p.requires_grad]  # LoRA: adapters only
+    opt = torch.optim.AdamW([{"params": trainable, "lr": cfg.lr},
                              {"params": model.head.parameters(), "lr": cfg.head_lr}])
     rng, losses = random.Random(cfg.seed), []
     total = cfg.epochs * ((len(data) + cfg.batch_size - 1) // cfg.batch_size)
