@@ -26,11 +26,14 @@ Opt = typer.Option
 def register(app: typer.Typer) -> None:
     from agentrm.cli.options import command, parameters
     from agentrm.training.loop import TrainConfig
+    from agentrm.training.verl_recipe import VerlOptions
 
     ctx = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
-    loop = command(_train, [ctx, *parameters(TrainConfig), *COMMON],
+    loop = command(_train, [ctx, TRAINER, *parameters(TrainConfig), *parameters(VerlOptions), *COMMON],
                    "Train a policy with group rollouts, verified and process rewards and GiGPO "
-                   "advantages; a rerun of --run-id resumes. Subcommands: report, prm.")
+                   "advantages; a rerun of --run-id resumes. --trainer verl --out DIR writes the "
+                   "files to run the same loop with verl on a GPU cluster instead. "
+                   "Subcommands: report, prm.")
     group = typer.Typer(help="Train a policy (GiGPO loop) or a PRM from the trace store.",
                         invoke_without_command=True)
     group.callback(invoke_without_command=True)(loop)
@@ -39,6 +42,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="train")
 
 
+TRAINER = inspect.Parameter(
+    "trainer", inspect.Parameter.KEYWORD_ONLY, default="local",
+    annotation=Annotated[str, Opt("--trainer", help="local: train in this process; verl: write "
+                                  "verl's data, reward module, agent loop and run.sh into --out.")])
 COMMON = [inspect.Parameter("db", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DbOption),
           inspect.Parameter("json_", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOption)]
 
@@ -51,6 +58,8 @@ def _train(values: dict) -> None:
     from agentrm.training.loop import TrainConfig, TrainEvent, train
 
     config = build(TrainConfig, values)
+    if values["trainer"] != "local":
+        return _verl(config, values)
     config.validate()  # bad flags fail before the store is opened
     store = open_db(values["db"])
     with progress() as bar:
@@ -80,6 +89,32 @@ def _train(values: dict) -> None:
     _render(result.run_id, result.iterations, result.evaluations)
     console.print(f"checkpoints: {result.out}; curve: agentrm train report {result.run_id}",
                   markup=False, highlight=False)
+
+
+def _verl(config, values: dict) -> None:
+    from agentrm.cli.options import build
+    from agentrm.errors import InputError
+    from agentrm.training.verl_recipe import VerlOptions, write_recipe
+
+    if values["trainer"] != "verl":
+        raise InputError(f"--trainer {values['trainer']!r}: use local or verl")
+    recipe = write_recipe(config, build(VerlOptions, values))
+    if values["json_"]:
+        print_json({"out": str(recipe.out), "files": {k: str(v) for k, v in recipe.files.items()},
+                    "command": recipe.command, "overrides": recipe.overrides,
+                    "train_tasks": recipe.train_rows, "val_tasks": recipe.val_rows, "notes": recipe.notes})
+        return
+    what = {"train.parquet": f"{recipe.train_rows} training tasks (verl RLHFDataset rows)",
+            "val.parquet": f"{recipe.val_rows} validation tasks",
+            "reward.py": "reward.custom_reward_function: agentrm's reward SPEC",
+            "agent_loop.yaml": "the agentrm agent loop (Docker sandbox per rollout)",
+            "config.yaml": f"{len(recipe.overrides)} Hydra overrides over verl's ppo_trainer",
+            "run.sh": "python -m verl.trainer.main_ppo with those overrides"}
+    console.print(rich_table(f"verl recipe in {recipe.out}", ["file", "what"],
+                             [[name, what[name]] for name in recipe.files]))
+    for note in recipe.notes:
+        err_console.print(f"note: {note}", markup=False, highlight=False)
+    console.print(f"run on the cluster: {recipe.command}", markup=False, highlight=False)
 
 
 def _fmt(value, digits: int = 3) -> str:
