@@ -46,9 +46,10 @@ def verifier(
     max_n: Annotated[int, Opt("--max-n", min=1, help="Best-of-N for N = 1..max-n.")] = 16,
     bins: Annotated[int, Opt(min=1, help="Equal-width ECE bins on [0, 1].")] = 10,
     group_by: Annotated[str, Opt(help="group (rollouts of one initial state) | task.")] = "group",
-    hybrid: Annotated[str, Opt(help="learn (logistic regression, held-out groups), a --combine SPEC, or none.")] = "learn",
+    hybrid: Annotated[str, Opt(help="learn (per held-out fold: a within-group pairwise fit or the best single scorer, "
+                                         "chosen on the other groups), a --combine SPEC, or none.")] = "learn",
     folds: Annotated[int, Opt(min=2, help="Group folds for the learned hybrid.")] = 2,
-    l2: Annotated[float, Opt("--l2", min=0.0, help="Ridge penalty of the learned hybrid (standardised weights).")] = 1.0,
+    l2: Annotated[float, Opt("--l2", min=0.0, help="Ridge penalty of the learned hybrid's pairwise fit.")] = 1.0,
     aggregate: Annotated[list[str], Opt(help="SCORER=mean|sum|min|last|max for scorers without a trajectory row.")] = [],  # noqa: B006
     html: Annotated[Path | None, Opt("--html", help="Write a self-contained HTML report here.")] = None,
     png_dir: Annotated[Path | None, Opt("--png-dir", help="Also write the plots as PNG files here.")] = None,
