@@ -31,6 +31,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from agentrm import telemetry
 from agentrm.config import option
 from agentrm.errors import InputError, NotFoundError, PrerequisiteError
@@ -41,6 +43,10 @@ TRAJECTORY_HEADER = "x-agentrm-trajectory"
 GROUP_HEADER = "x-agentrm-group"
 TASK_HEADER = "x-agentrm-task"
 ADDED = ("return_token_ids", "logprobs")  # what the proxy may add to a request
+# The writer commits what is queued at most WRITE_LINGER_S after the first turn of a batch:
+# one commit for many turns costs the request path less CPU (and GIL) than one per turn.
+WRITE_BATCH = 256
+WRITE_LINGER_S = 0.02
 
 
 @dataclass
@@ -160,52 +166,97 @@ class Recorder:
         self.writer.start()
 
     def submit(self, traj_id: str, group_id: str, task_id: str, exchange: Exchange) -> None:
+        """Queue a turn; blocks while the queue is full."""
         with self.lock:
             self.open[traj_id] = time.monotonic()  # a queued turn keeps it from the idle reaper
         self.queue.put((traj_id, group_id, task_id, exchange))
+
+    def try_submit(self, traj_id: str, group_id: str, task_id: str, exchange: Exchange) -> bool:
+        """Queue a turn unless the queue is full (then False: call `submit` off the event loop)."""
+        import queue
+
+        with self.lock:
+            self.open[traj_id] = time.monotonic()
+        try:
+            self.queue.put_nowait((traj_id, group_id, task_id, exchange))
+        except queue.Full:
+            return False
+        return True
 
     def flush(self) -> None:
         self.queue.join()
 
     def _write(self) -> None:
+        import queue
+
         while True:
-            item = self.queue.get()
+            batch = [self.queue.get()]
+            deadline = time.monotonic() + WRITE_LINGER_S
+            while len(batch) < WRITE_BATCH:  # what arrives meanwhile goes in the same commit
+                wait = deadline - time.monotonic()
+                try:
+                    batch.append(self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self.record(*item)
+                self.record_batch(batch)
             except Exception:  # noqa: BLE001 - one failed write must not stop the recorder
-                log.exception("proxy: could not record a turn of %s", item[0])
+                if len(batch) == 1:
+                    log.exception("proxy: could not record a turn of %s", batch[0][0])
+                else:
+                    self._one_by_one(batch)  # the others still land
             finally:
-                self.queue.task_done()
+                for _ in batch:
+                    self.queue.task_done()
+
+    def _one_by_one(self, batch: list[tuple[str, str, str, Exchange]]) -> None:
+        for item in batch:
+            try:
+                self.record_batch([item])
+            except Exception:  # noqa: BLE001
+                log.exception("proxy: could not record a turn of %s", item[0])
 
     def record(self, traj_id: str, group_id: str, task_id: str, exchange: Exchange) -> Turn:
-        key = request_key(exchange.messages)
-        with self.lock:
-            if not self._begun(traj_id):
-                try:
-                    known = self.store.get_trajectory(traj_id)
-                except NotFoundError:  # a new trajectory
-                    known = None
-                if known is None:  # a known one (a later call after close) keeps its turns
-                    self.store.begin_trajectory(Trajectory(
-                        id=traj_id, task_id=task_id, group_id=group_id, run_id=self.run_id,
-                        policy=f"proxy:{self.upstream}#{exchange.model}",
-                        metadata={"source": "agentrm proxy", "upstream": self.upstream}))
-                    self.turn_keys[traj_id] = {}
-                else:
-                    self.turn_keys[traj_id] = {(t.metadata.get("proxy") or {}).get("request", ""): t.index
-                                               for t in known.turns}
-                self.begun.add(traj_id)
-            self.open[traj_id] = time.monotonic()
-            keys = self.turn_keys[traj_id]
-            index = keys.get(key)
-            if index is None:
-                index = keys[key] = max(keys.values(), default=-1) + 1
-        turn = turn_of(exchange, self.upstream, self.chain, index, key)
-        self.store.append_turn(traj_id, turn)
-        return turn
+        return self.record_batch([(traj_id, group_id, task_id, exchange)])[0]
 
-    def _begun(self, traj_id: str) -> bool:
-        return traj_id in self.begun
+    def record_batch(self, batch: list[tuple[str, str, str, Exchange]]) -> list[Turn]:
+        """Write exchanges as turns in one transaction. A trajectory this process has not begun
+        is begun, unless the store has it (a proxy restarted mid-trajectory): then its stored
+        turns' request keys carry on. The recorder's own state changes only once the write
+        succeeded, so a failed batch can be retried item by item."""
+        with self.lock:
+            unknown = list(dict.fromkeys(item[0] for item in batch if item[0] not in self.begun))
+        stored = {t.id: t for t in self.store.iter_trajectories(ids=unknown)} if unknown else {}
+        begin: list[Trajectory] = []
+        keys_of: dict[str, dict[str, int]] = {}
+        planned = []
+        with self.lock:
+            for traj_id, group_id, task_id, exchange in batch:
+                if traj_id not in keys_of:
+                    if traj_id in self.begun:
+                        keys_of[traj_id] = dict(self.turn_keys[traj_id])
+                    elif traj_id in stored:
+                        keys_of[traj_id] = {(t.metadata.get("proxy") or {}).get("request", ""): t.index
+                                            for t in stored[traj_id].turns}
+                    else:
+                        keys_of[traj_id] = {}
+                        begin.append(Trajectory(
+                            id=traj_id, task_id=task_id, group_id=group_id, run_id=self.run_id,
+                            policy=f"proxy:{self.upstream}#{exchange.model}",
+                            metadata={"source": "agentrm proxy", "upstream": self.upstream}))
+                key = request_key(exchange.messages)
+                keys = keys_of[traj_id]
+                index = keys.get(key)
+                if index is None:
+                    index = keys[key] = max(keys.values(), default=-1) + 1
+                planned.append((traj_id, exchange, index, key))
+        written = [(traj_id, turn_of(exchange, self.upstream, self.chain, index, key))
+                   for traj_id, exchange, index, key in planned]
+        self.store.append_turns(written, begin=begin)
+        with self.lock:
+            self.turn_keys.update(keys_of)
+            self.begun.update(keys_of)
+        return [turn for _, turn in written]
 
     def close(self, traj_id: str, status: ExitStatus = ExitStatus.IMPORTED,
               reward: float | None = None) -> bool:
@@ -285,6 +336,22 @@ class StreamAccumulator:
         return message
 
 
+def _loads(raw: bytes | str) -> Any:
+    """orjson on the request path (several times faster); json judges what orjson refuses
+    (NaN, integers over 64 bits), so what parses is what json would parse."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # non-str keys, integers over 64 bits
+        return json.dumps(value, ensure_ascii=False).encode()
+
+
 def _strip(payload: dict[str, Any], added: set[str]) -> dict[str, Any]:
     """Remove from a reply (or chunk) what only the proxy asked for."""
     if "return_token_ids" in added:
@@ -309,13 +376,13 @@ def _event(event: bytes, acc: StreamAccumulator, added: set[str]) -> tuple[bytes
             done = True
             continue
         try:
-            chunk = json.loads(payload)
+            chunk = _loads(payload)
         except ValueError:
             continue
         if isinstance(chunk, dict):
             acc.add(chunk)
             if added:
-                lines[k] = b"data: " + json.dumps(_strip(chunk, added), ensure_ascii=False).encode()
+                lines[k] = b"data: " + _dumps(_strip(chunk, added))
                 changed = True
     return (b"\n".join(lines) if changed else event), done
 
@@ -376,7 +443,7 @@ def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
             if len(body) > limit:
                 raise _Reject(413, f"request body over {config.max_body_mb:g} MiB")
         try:
-            data = json.loads(body or b"{}")
+            data = _loads(body or b"{}")
         except ValueError:
             raise _Reject(400, "the body is not JSON") from None
         if not isinstance(data, dict):
@@ -436,7 +503,7 @@ def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
             return Response(resp.content, status_code=resp.status_code,
                             media_type=resp.headers.get("content-type"))
         try:
-            data = resp.json()
+            data = _loads(resp.content)
             choice = data["choices"][0]
             exchange = Exchange(
                 messages=messages, reply=_reply_message(choice["message"]), model=data.get("model") or "",
@@ -446,9 +513,10 @@ def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
                 duration_s=time.monotonic() - t0)
         except (ValueError, KeyError, IndexError, TypeError):
             return error(502, f"upstream {base}: malformed completion")
-        await run_in_threadpool(recorder.submit, traj, group, task, exchange)
+        if not recorder.try_submit(traj, group, task, exchange):
+            await run_in_threadpool(recorder.submit, traj, group, task, exchange)
         _usage(span, exchange)
-        return JSONResponse(_strip(data, added))
+        return Response(_dumps(_strip(data, added)), media_type="application/json")
 
     async def stream(request, client, upstream_body, added, messages, traj, group, task, started, t0, span):
         req = client.build_request("POST", base + "/chat/completions", json=upstream_body,
@@ -490,7 +558,8 @@ def create_app(config: ProxyConfig, recorder: Recorder) -> Any:
                         prompt_ids=acc.prompt_ids, completion_ids=acc.completion_ids if acc.saw_ids else None,
                         logprobs=acc.logprobs or None, usage=acc.usage, started_at=started,
                         duration_s=time.monotonic() - t0, streamed=True)
-                    await run_in_threadpool(recorder.submit, traj, group, task, exchange)
+                    if not recorder.try_submit(traj, group, task, exchange):
+                        await run_in_threadpool(recorder.submit, traj, group, task, exchange)
                     _usage(span, exchange)
                 span.end()
 

@@ -8,6 +8,7 @@ write lock up front and is retried on lock contention (see engine.py).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -87,15 +88,25 @@ def upsert(conn, table, values, keys: list[str], update: list[str] | None = None
     """Insert `values` (dict or list of dicts); on a key conflict update `update` (None = all)."""
     if isinstance(values, list) and not values:
         return
-    stmt = _insert(conn, table)
     sample = values[0] if isinstance(values, list) else values
-    cols = [c for c in (update if update is not None else sample) if c not in keys]
-    if cols:
-        stmt = stmt.on_conflict_do_update(index_elements=keys,
-                                          set_={c: stmt.excluded[c] for c in cols})
+    cols = tuple(c for c in (update if update is not None else sample) if c not in keys)
+    conn.execute(_upsert_statement(conn.dialect.name, table, tuple(keys), cols), values)
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_statement(dialect: str, table: sa.Table, keys: tuple[str, ...],
+                      cols: tuple[str, ...]) -> Any:
+    # Built once per shape: building it (`excluded` makes a column collection of the whole
+    # table) cost more than the write itself for one turn (bench/proxy_overhead.py).
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
     else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-    conn.execute(stmt, values)
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    if cols:
+        return stmt.on_conflict_do_update(index_elements=list(keys),
+                                          set_={c: stmt.excluded[c] for c in cols})
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))
 
 
 class SQLStore:
@@ -237,6 +248,30 @@ class SQLStore:
                 raise NotFoundError(f"append_turn: unknown trajectory {trajectory_id!r}") from exc
             _refresh_turn_count(conn, trajectory_id)
         self.write(go)
+
+    def append_turns(self, items: Sequence[tuple[str, Turn]],
+                     begin: Sequence[Trajectory] = ()) -> None:
+        """Begin `begin` (as begin_trajectory, without turns) and append `items`
+        ((trajectory id, turn)), all in ONE transaction: a writer that batches, like the
+        proxy's recorder, pays one commit for many turns."""
+        began = [R.trajectory_row(t) for t in begin]
+        run_ids = {t.run_id for t in begin if t.run_id}
+        rows = [R.turn_row(traj_id, turn) for traj_id, turn in items]
+        touched = list(dict.fromkeys(traj_id for traj_id, _ in items))
+        keep = ["run_id", "task_id", "group_id", "policy", "answer", "metadata"]
+
+        def go(conn):
+            for run_id in run_ids:
+                _ensure_run(conn, run_id)
+            upsert(conn, trajectories, began, ["id"], update=keep)
+            try:
+                upsert(conn, turns, rows, ["trajectory_id", "idx"])
+            except IntegrityError as exc:
+                raise NotFoundError(f"append_turns: unknown trajectory among {touched[:5]}") from exc
+            for traj_id in touched:
+                _refresh_turn_count(conn, traj_id)
+        if began or rows:
+            self.write(go)
 
     def set_tail(self, trajectory_id: str, messages: Sequence[Message]) -> None:
         self.update_trajectory(trajectory_id, tail=list(messages))
@@ -383,10 +418,13 @@ def _ensure_run(conn: sa.Connection, run_id: str) -> None:
                         "started_at": time.time()}, ["id"], update=[])
 
 
+_COUNT_TURNS = trajectories.update().where(trajectories.c.id == sa.bindparam("tid")).values(
+    n_turns=sa.select(sa.func.count()).select_from(turns)
+    .where(turns.c.trajectory_id == sa.bindparam("tid")).scalar_subquery())
+
+
 def _refresh_turn_count(conn: sa.Connection, trajectory_id: str) -> None:
-    count = sa.select(sa.func.count()).select_from(turns).where(turns.c.trajectory_id == trajectory_id)
-    conn.execute(trajectories.update().where(trajectories.c.id == trajectory_id)
-                 .values(n_turns=count.scalar_subquery()))
+    conn.execute(_COUNT_TURNS, {"tid": trajectory_id})
 
 
 def _update(conn: sa.Connection, trajectory_id: str, **values: Any) -> None:
