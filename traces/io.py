@@ -170,10 +170,14 @@ def detect_format(path: Path) -> str:
 
 
 def read_trajectories(path: str | Path, fmt: str | None = None) -> Iterator[Trajectory]:
-    """Trajectories from a JSONL, ATIF or SWE-agent file; InputError naming path:line if bad.
+    """Trajectories from a JSONL, ATIF or SWE-agent file, or a directory (traces/harnesses.py);
+    InputError naming path:line if bad.
     A missing file fails here, at the call, not at the first item: `traces import` opens (and
     would create) the store only after this returns."""
     path = Path(path)
+    if path.is_dir():  # a harness's output folder (Harbor, Agent Lightning) or a folder of files
+        from agentrm.traces.harnesses import read_directory
+        return read_directory(path, fmt)
     _open_binary(path).close()
     fmt = fmt or detect_format(path)
     if fmt == "jsonl":
