@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -70,12 +72,15 @@ def _count_lines(path: Path) -> int | None:
 
 @app.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(help="A .jsonl, ATIF .json, SWE-agent .traj or mini-swe-agent .traj.json file.")],
+    file: Annotated[Path, typer.Argument(help="A .jsonl, ATIF .json, SWE-agent .traj or mini-swe-agent .traj.json file; "
+                                              "a Harbor trial or job directory; Agent Lightning spans "
+                                              "(a file or directory); or a directory of trace files.")],
     run_id: Annotated[str | None, typer.Option("--run-id", help="Store under this run id (default: a new import-… id).")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="jsonl | atif | swe-agent | mini-swe-agent (default: by name and content).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl | atif | swe-agent | mini-swe-agent | harbor | agentlightning "
+                                                              "(default: by name and content).")] = None,
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
-    """Import trajectories from FILE in one transaction: all of it, or nothing."""
+    """Import trajectories from FILE (or a directory) in one transaction: all of it, or nothing."""
     from agentrm.traces.io import read_trajectories
 
     run_id = run_id or f"import-{time.strftime('%Y%m%d-%H%M%S')}-{file.stem[:40]}"
@@ -107,13 +112,22 @@ def import_(
 
 @app.command("export")
 def export(
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here (default: stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here (default: stdout). "
+                                                "With --format atif: a .json file for one trajectory, "
+                                                "else a new directory (one ID.atif.json each).")] = None,
     run: RunOpt = None, task: TaskOpt = None, group: GroupOpt = None, status: StatusOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (one trajectory a line) | atif "
+                                                      "(one ATIF document a trajectory, step rewards "
+                                                      "from the atif scores).")] = "jsonl",
     db: DbOption = None, as_json: JsonOption = False,
 ) -> None:
-    """Export trajectories as JSONL (the format `traces import` reads)."""
+    """Export trajectories as JSONL or ATIF (formats `traces import` reads back)."""
     from rich.markup import escape
 
+    from agentrm.errors import InputError
+
+    if fmt not in ("jsonl", "atif"):
+        raise InputError(f"--format {fmt!r} is not one of: jsonl, atif")
     exit_status = _status(status)
     store = _store(db, must_exist=True)
     try:
@@ -121,7 +135,10 @@ def export(
             store.get_run(run)  # an unknown run is a mistake, not an empty export
         trajs = store.iter_trajectories(run_id=run, task_id=task, group_id=group,
                                         exit_status=exit_status)
-        n = _write_stdout(trajs) if output is None else _write_file(trajs, output)
+        if fmt == "atif":
+            n = _write_atif(store, trajs, output)
+        else:
+            n = _write_stdout(trajs) if output is None else _write_file(trajs, output)
     finally:
         store.close()
     if output is not None:
@@ -142,6 +159,34 @@ def _write_file(trajs, output: Path) -> int:
             return write_jsonl(trajs, out)
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from None
+
+
+def _write_atif(store, trajs, output: Path | None) -> int:
+    """ATIF holds one trajectory per document: one document to stdout or a .json file, else a
+    directory of them, written beside the target and renamed into place once complete."""
+    from agentrm.errors import InputError
+    from agentrm.traces.harnesses import atif_documents, write_atif_directory
+
+    if output is None or output.suffix.lower() == ".json":
+        docs = list(atif_documents(store, trajs, limit=2))
+        if len(docs) != 1:
+            found = "no trajectory matches" if not docs else "more than one trajectory matches"
+            raise InputError(f"{found}; ATIF holds one per document: narrow the selection "
+                             "(--run/--task/--group/--status) or give -o a directory",
+                             path=None if output is None else str(output))
+        text = json.dumps(docs[0][1], ensure_ascii=False, indent=2) + "\n"
+        if output is None:
+            sys.stdout.write(text)
+            return 1
+        from agentrm.files import atomic_open
+
+        try:
+            with atomic_open(output, parents=False) as out:
+                out.write(text)
+        except OSError as exc:
+            raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from None
+        return 1
+    return write_atif_directory(atif_documents(store, trajs), output)
 
 
 def _write_stdout(trajs) -> int:

@@ -245,11 +245,12 @@ def read_atif(path: Path) -> Iterator[Trajectory]:
 
 
 def imported_scores(traj: Trajectory) -> list[Score]:
-    """The step rewards a file carried (ATIF `metrics.extra.reward`) as turn-level scores, written
-    with the trajectory when it is imported."""
+    """The step rewards a file carried (ATIF `metrics.extra.reward`) as turn-level scores, and
+    the rewards of Harbor and Agent Lightning imports, written with the trajectory when it is
+    imported."""
+    out = _harness_scores(traj)
     if "atif" not in traj.metadata:  # the import path calls this for every trajectory of any format
-        return []
-    out = []
+        return out
     for turn in traj.turns:
         reward = (turn.metadata.get("atif") or {}).get("reward")
         if isinstance(reward, (int, float)) and not isinstance(reward, bool):
@@ -257,6 +258,17 @@ def imported_scores(traj: Trajectory) -> list[Score]:
                              level=ScoreLevel.TURN, turn_index=turn.index,
                              details={"source": "atif", "at": turn.metadata["atif"].get("reward_at")}))
     return out
+
+
+def _harness_scores(traj: Trajectory) -> list[Score]:
+    """Scores other harnesses recorded: Harbor's verifier keys, Agent Lightning's rewards."""
+    if "harbor" in traj.metadata:
+        from agentrm.traces.import_harbor import harbor_scores
+        return harbor_scores(traj)
+    if "agentlightning" in traj.metadata:
+        from agentrm.traces.import_agentlightning import agentlightning_scores
+        return agentlightning_scores(traj)
+    return []
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -476,4 +488,15 @@ def read_mini_swe_agent(path: Path) -> Iterator[Trajectory]:
                             "submission": info.get("submission")})
 
 
-READERS = {"atif": read_atif, "swe-agent": read_swe_agent, "mini-swe-agent": read_mini_swe_agent}
+def _read_harbor(path: Path) -> Iterator[Trajectory]:
+    from agentrm.traces.import_harbor import read_harbor  # it reads ATIF with this module
+    return read_harbor(path)
+
+
+def _read_agentlightning(path: Path) -> Iterator[Trajectory]:
+    from agentrm.traces.import_agentlightning import read_agentlightning
+    return read_agentlightning(path)
+
+
+READERS = {"atif": read_atif, "swe-agent": read_swe_agent, "mini-swe-agent": read_mini_swe_agent,
+           "harbor": _read_harbor, "agentlightning": _read_agentlightning}

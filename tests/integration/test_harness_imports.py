@@ -1,0 +1,192 @@
+"""Other harnesses' output through `agentrm traces import`, and ATIF out through `traces export`:
+
+- a Harbor job directory written by Harbor's own models and serialisers
+  (tests/fixtures/harbor/make_job.py): one trajectory per trial (per step of a multi-step
+  trial), the verifier's rewards as the reward and as `harbor.KEY` scores, ATIF step rewards as
+  `atif` scores, token ids from the ATIF steps or from the result's rollout_details, the
+  agent's timeout as the exit status; Harbor's ATIF comes back unchanged from the ATIF export;
+- Agent Lightning spans and rollouts written by Agent Lightning's own store and tracer
+  (tests/fixtures/agentlightning/make_spans.py);
+- `traces export --format atif` then `traces import` of what it wrote gives the same
+  trajectories and scores; bad input is one line, exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from agentrm.traces import open_store
+from agentrm.types import full_prompts
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+HARBOR_JOB = FIXTURES / "harbor" / "job"
+ATIF_FILES = [Path(__file__).resolve().parents[1] / "data" / "traces" / name
+              for name in ("sample.atif.json", "rich.atif.json", "sparse.atif.json")]
+
+
+def _db(tmp_path: Path, name: str = "h.db") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+def _load(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _stored(db: str):
+    store = open_store(db)
+    try:
+        trajs = {t.id: t for t in store.iter_trajectories()}
+        scores = {(s.trajectory_id, s.scorer, s.turn_index): s.value
+                  for s in store.get_scores(list(trajs))}
+    finally:
+        store.close()
+    return trajs, scores
+
+
+# -- Harbor ---------------------------------------------------------------------------------
+def test_harbor_job_one_trajectory_per_trial_with_the_verifiers_rewards(tmp_path, cli):
+    db = _db(tmp_path)
+    got = cli("traces", "import", str(HARBOR_JOB), "--db", db, "--json")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["imported"] == 5
+    trajs, scores = _stored(db)
+    assert sorted(trajs) == ["count-lines__partial", "count-lines__solved", "count-lines__steps/setup",
+                             "count-lines__steps/solve", "count-lines__timeout"]
+    assert {t.task_id for t in trajs.values()} == {t.group_id for t in trajs.values()} == {"count-lines"}
+    # the reward is what Harbor's verifier recorded in each result.json (per step when multi-step)
+    for name in ("count-lines__solved", "count-lines__partial"):
+        rewards = _load(HARBOR_JOB / name / "result.json")["verifier_result"]["rewards"]
+        assert trajs[name].reward == rewards["reward"]
+        assert {k: scores[(name, f"harbor.{k}", None)] for k in rewards} == rewards
+    steps = {s["step_name"]: s["verifier_result"]["rewards"]["reward"]
+             for s in _load(HARBOR_JOB / "count-lines__steps" / "result.json")["step_results"]}
+    assert {n: trajs[f"count-lines__steps/{n}"].reward for n in steps} == steps == {"setup": 1.0, "solve": 0.0}
+    assert (HARBOR_JOB / "count-lines__solved" / "verifier" / "reward.txt").read_text() == "1"
+    # the timed-out trial: no trajectory, no verifier, how it ended
+    timeout = trajs["count-lines__timeout"]
+    assert (timeout.turns, timeout.reward, timeout.exit_status.value) == ([], None, "time_limit")
+    assert timeout.metadata["harbor"]["exception"]["exception_type"] == "AgentTimeoutError"
+    # the ATIF step reward of the solved trial (metrics.extra.reward of its first agent step)
+    assert scores[("count-lines__solved", "atif", 0)] == 0.5
+    assert trajs["count-lines__solved"].policy == "hosted_vllm/tiny-random"
+
+
+def test_harbor_token_ids_from_the_atif_steps_or_the_rollout_details(tmp_path, cli):
+    db = _db(tmp_path)
+    assert cli("traces", "import", str(HARBOR_JOB), "--db", db).returncode == 0
+    trajs, _ = _stored(db)
+    atif_steps = [s for s in _load(HARBOR_JOB / "count-lines__solved" / "agent" / "trajectory.json")["steps"]
+                  if s["source"] == "agent"]
+    solved = trajs["count-lines__solved"]
+    assert full_prompts(solved.turns) == [s["metrics"]["prompt_token_ids"] for s in atif_steps]
+    assert [t.tokens.completion_ids for t in solved.turns] == [s["metrics"]["completion_token_ids"] for s in atif_steps]
+    assert [t.logprobs for t in solved.turns] == [s["metrics"]["logprobs"] for s in atif_steps]
+    # the partial trial's ATIF has no ids: they come from agent_result.rollout_details[0]
+    detail = _load(HARBOR_JOB / "count-lines__partial" / "result.json")["agent_result"]["rollout_details"][0]
+    partial = trajs["count-lines__partial"]
+    assert full_prompts(partial.turns) == detail["prompt_token_ids"]
+    assert [t.tokens.completion_ids for t in partial.turns] == detail["completion_token_ids"]
+    assert [t.logprobs for t in partial.turns] == detail["logprobs"]
+    assert partial.turns[1].tokens.prefix_len == 4  # stored as the previous prompt plus new ids
+
+
+def test_harbor_trial_directory_alone_and_its_atif_comes_back_unchanged(tmp_path, cli):
+    db = _db(tmp_path)
+    trial = HARBOR_JOB / "count-lines__solved"
+    assert cli("traces", "import", str(trial), "--db", db).returncode == 0
+    assert cli("traces", "import", str(trial / "result.json"), "--format", "harbor",
+               "--db", _db(tmp_path, "b.db")).returncode == 0
+    out = tmp_path / "solved.json"
+    got = cli("traces", "export", "--format", "atif", "-o", str(out), "--db", db)
+    assert got.returncode == 0, got.stderr
+    assert _load(out) == _load(trial / "agent" / "trajectory.json")
+
+
+def test_harbor_bad_directories_are_one_line_and_exit_2(tmp_path, cli):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    got = cli("traces", "import", str(empty), "--format", "harbor", "--db", _db(tmp_path))
+    assert got.returncode == 2 and len(got.stderr.strip().splitlines()) == 1
+    assert str(empty) in got.stderr and "not a Harbor trial or job directory" in got.stderr
+    assert not (tmp_path / "h.db").exists()
+    # a verifier reward that is not a number: the file is named, nothing is stored
+    import shutil
+
+    trial = tmp_path / "job" / "t1"
+    shutil.copytree(HARBOR_JOB / "count-lines__partial", trial)
+    result = _load(trial / "result.json")
+    result["verifier_result"] = None
+    (trial / "result.json").write_text(json.dumps(result))
+    (trial / "verifier" / "reward.json").write_text('{"reward": "high"}')
+    got = cli("traces", "import", str(tmp_path / "job"), "--db", _db(tmp_path, "c.db"))
+    assert got.returncode == 2 and len(got.stderr.strip().splitlines()) == 1
+    assert "verifier" in got.stderr and "finite numbers" in got.stderr
+    assert _stored(_db(tmp_path, "c.db"))[0] == {}
+
+
+# -- ATIF export ------------------------------------------------------------------------------
+def _comparable(traj) -> dict:
+    data = asdict(traj)
+    data.pop("run_id")
+    return data
+
+
+def test_atif_export_then_import_gives_the_same_trajectories_and_scores(tmp_path, cli):
+    from agentrm.traces.harnesses import atif_file_name
+
+    db1, db2 = _db(tmp_path, "one.db"), _db(tmp_path, "two.db")
+    for path in ATIF_FILES:
+        got = cli("traces", "import", str(path), "--db", db1)
+        assert got.returncode == 0, got.stderr
+    out = tmp_path / "atif"
+    got = cli("traces", "export", "--format", "atif", "-o", str(out), "--db", db1, "--json")
+    assert got.returncode == 0, got.stderr
+    before, scores_before = _stored(db1)
+    assert json.loads(got.stdout) == {"exported": 3, "path": str(out)}
+    assert sorted(p.name for p in out.iterdir()) == sorted(atif_file_name(t) for t in before)
+    got = cli("traces", "import", str(out), "--db", db2)
+    assert got.returncode == 0, got.stderr
+    after, scores_after = _stored(db2)
+    assert {k: _comparable(v) for k, v in after.items()} == {k: _comparable(v) for k, v in before.items()}
+    assert scores_after == scores_before and any(k[1] == "atif" for k in scores_after)
+    for path in ATIF_FILES:  # each exported file is the document that was imported
+        original = _load(path)
+        tid = original.get("trajectory_id") or original.get("session_id")
+        assert _load(out / atif_file_name(tid)) == original
+
+
+def test_atif_export_to_stdout_or_a_file_needs_exactly_one_trajectory(tmp_path, cli):
+    db = _db(tmp_path)
+    for path in ATIF_FILES:
+        assert cli("traces", "import", str(path), "--db", db, "--run-id", path.name).returncode == 0
+    got = cli("traces", "export", "--format", "atif", "--run", "rich.atif.json", "--db", db)
+    assert got.returncode == 0 and json.loads(got.stdout) == _load(ATIF_FILES[1])
+    target = tmp_path / "all.json"
+    got = cli("traces", "export", "--format", "atif", "-o", str(target), "--db", db)
+    assert got.returncode == 2 and len(got.stderr.strip().splitlines()) == 1
+    assert "more than one trajectory matches" in got.stderr and not target.exists()
+    got = cli("traces", "export", "--format", "atif", "--task", "no-such-task", "--db", db)
+    assert got.returncode == 2 and "no trajectory matches" in got.stderr and got.stdout == ""
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    got = cli("traces", "export", "--format", "atif", "-o", str(busy), "--db", db)
+    assert got.returncode == 2 and "not an empty directory" in got.stderr
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+    assert not list(tmp_path.glob(".busy*"))  # no temporary directory left behind
+    got = cli("traces", "export", "--format", "yaml", "--db", db)
+    assert got.returncode == 2 and "--format 'yaml'" in got.stderr
+
+
+@pytest.mark.parametrize("name", ["a/b/0", "x y", "..", "ümlaut%"])
+def test_atif_file_names_keep_ids_apart(name):
+    from urllib.parse import unquote
+
+    from agentrm.traces.harnesses import atif_file_name
+
+    file = atif_file_name(name)
+    assert "/" not in file and unquote(file.removesuffix(".atif.json")) == name
