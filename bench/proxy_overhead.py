@@ -3,6 +3,8 @@ directly from the same client. The upstream is a canned OpenAI-compatible server
 token ids and log-probs, or the same as 12 SSE chunks) so that only the proxy's own work is
 measured: parse, forward, record the turn in SQLite, strip what the client did not ask for.
 Upstream and proxy (`agentrm proxy`) each run in their own process, as they would in use.
+Direct and proxied requests alternate (a load change hits both alike). "added" is the
+difference of the medians; "paired" the median of the per-pair differences.
 
     python bench/proxy_overhead.py [--requests 300] [--clients 32]
 """
@@ -70,18 +72,24 @@ def body(stream: bool) -> dict:
                          {"role": "user", "content": "How many lines does data.txt have?"}]}
 
 
-def latencies(client: httpx.Client, url_of, n: int, stream: bool) -> list[float]:
-    out = []
+def one(client: httpx.Client, url: str, stream: bool) -> float:
+    t0 = time.perf_counter()
+    if stream:
+        with client.stream("POST", url, json=body(True)) as resp:
+            for _ in resp.iter_lines():
+                pass
+    else:
+        client.post(url, json=body(False)).raise_for_status()
+    return (time.perf_counter() - t0) * 1000
+
+
+def paired(client: httpx.Client, direct: str, via, n: int, stream: bool) -> tuple[list[float], list[float]]:
+    """Direct and proxied requests alternate, so a change of machine load hits both alike."""
+    base, prox = [], []
     for i in range(n):
-        t0 = time.perf_counter()
-        if stream:
-            with client.stream("POST", url_of(i), json=body(True)) as resp:
-                for _ in resp.iter_lines():
-                    pass
-        else:
-            client.post(url_of(i), json=body(False)).raise_for_status()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+        base.append(one(client, direct, stream))
+        prox.append(one(client, via(i), stream))
+    return base, prox
 
 
 def throughput(url_of, clients: int, per_client: int) -> float:
@@ -148,15 +156,16 @@ def main() -> None:
 
 def run(args, upstream: str, proxy: str) -> None:
     direct = lambda i: f"{upstream}/v1/chat/completions"  # noqa: E731
-    print(f"{'':28} {'direct ms':>10} {'proxy ms':>10} {'added ms':>9}")
+    print(f"{'':28} {'direct ms':>10} {'proxy ms':>10} {'added ms':>9} {'paired ms':>9}")
     for stream in (False, True):
         via = lambda i, s=stream: f"{proxy}/t/{'s' if s else 'j'}-{i}/v1/chat/completions"  # noqa: E731
         with httpx.Client(timeout=60) as client:
-            latencies(client, direct, 20, stream), latencies(client, via, 20, stream)  # warm up
-            base = latencies(client, direct, args.requests, stream)
-            prox = latencies(client, via, args.requests, stream)
+            paired(client, direct(0), lambda i, v=via: v(10**6 + i), 20, stream)  # warm up
+            base, prox = paired(client, direct(0), via, args.requests, stream)
         b, p = statistics.median(base), statistics.median(prox)
-        print(f"{'streaming' if stream else 'non-streaming':28} {b:10.2f} {p:10.2f} {p - b:9.2f}")
+        diff = statistics.median(q - d for d, q in zip(base, prox, strict=True))
+        print(f"{'streaming' if stream else 'non-streaming':28} {b:10.2f} {p:10.2f} {p - b:9.2f} "
+              f"{diff:9.2f}")
     per = max(1, args.requests // args.clients)
     direct_rps = throughput(direct, args.clients, per)
     proxy_rps = throughput(lambda i: f"{proxy}/t/c-{i}/v1/chat/completions", args.clients, per)
