@@ -43,8 +43,8 @@ TRAJECTORY_HEADER = "x-agentrm-trajectory"
 GROUP_HEADER = "x-agentrm-group"
 TASK_HEADER = "x-agentrm-task"
 ADDED = ("return_token_ids", "logprobs")  # what the proxy may add to a request
-# The writer commits what is queued at most WRITE_LINGER_S after the first turn of a batch:
-# one commit for many turns costs the request path less CPU (and GIL) than one per turn.
+# The writer wakes every WRITE_LINGER_S and commits what was queued meanwhile: one commit for
+# many turns costs the request path less CPU (and GIL) than one per turn.
 WRITE_BATCH = 256
 WRITE_LINGER_S = 0.02
 
@@ -151,7 +151,7 @@ class Recorder:
     trajectory flushes first)."""
 
     def __init__(self, store: Any, run_id: str, upstream: str, queue_size: int = 1024):
-        import queue
+        from collections import deque
 
         from agentrm.rollout.policies.tokens import PromptChain
 
@@ -161,53 +161,57 @@ class Recorder:
         self.begun: set[str] = set()  # trajectories this process began (and has not closed)
         self.turn_keys: dict[str, dict[str, int]] = {}  # trajectory -> request key -> turn index
         self.lock = threading.Lock()
-        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self.pending: deque[tuple[str, str, str, Exchange]] = deque()
+        self.submitted = 0  # under self.lock
+        self.written = 0  # under self.done: turns the writer has finished with (landed or not)
+        self.done = threading.Condition()
         self.writer = threading.Thread(target=self._write, name="proxy-recorder", daemon=True)
         self.writer.start()
 
     def submit(self, traj_id: str, group_id: str, task_id: str, exchange: Exchange) -> None:
         """Queue a turn; blocks while the queue is full."""
-        with self.lock:
-            self.open[traj_id] = time.monotonic()  # a queued turn keeps it from the idle reaper
-        self.queue.put((traj_id, group_id, task_id, exchange))
+        while not self.try_submit(traj_id, group_id, task_id, exchange):
+            time.sleep(WRITE_LINGER_S / 4)
 
     def try_submit(self, traj_id: str, group_id: str, task_id: str, exchange: Exchange) -> bool:
-        """Queue a turn unless the queue is full (then False: call `submit` off the event loop)."""
-        import queue
+        """Queue a turn unless the queue is full (then False: call `submit` off the event loop).
 
+        Queuing wakes no thread: the writer polls (see _write), because waking it for every
+        turn handed it the GIL in the middle of the next request."""
         with self.lock:
-            self.open[traj_id] = time.monotonic()
-        try:
-            self.queue.put_nowait((traj_id, group_id, task_id, exchange))
-        except queue.Full:
-            return False
+            self.open[traj_id] = time.monotonic()  # a queued turn keeps it from the idle reaper
+            if len(self.pending) >= self.queue_size:
+                return False
+            self.pending.append((traj_id, group_id, task_id, exchange))
+            self.submitted += 1
         return True
 
     def flush(self) -> None:
-        self.queue.join()
+        """Wait until every turn queued before this call is written."""
+        with self.lock:
+            target = self.submitted
+        with self.done:
+            self.done.wait_for(lambda: self.written >= target)
 
     def _write(self) -> None:
-        import queue
-
         while True:
-            batch = [self.queue.get()]
-            deadline = time.monotonic() + WRITE_LINGER_S
-            while len(batch) < WRITE_BATCH:  # what arrives meanwhile goes in the same commit
-                wait = deadline - time.monotonic()
+            time.sleep(WRITE_LINGER_S)  # what arrives meanwhile goes in the same commit
+            while self.pending:
+                batch = []
+                while self.pending and len(batch) < WRITE_BATCH:
+                    batch.append(self.pending.popleft())
                 try:
-                    batch.append(self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self.record_batch(batch)
-            except Exception:  # noqa: BLE001 - one failed write must not stop the recorder
-                if len(batch) == 1:
-                    log.exception("proxy: could not record a turn of %s", batch[0][0])
-                else:
-                    self._one_by_one(batch)  # the others still land
-            finally:
-                for _ in batch:
-                    self.queue.task_done()
+                    self.record_batch(batch)
+                except Exception:  # noqa: BLE001 - one failed write must not stop the recorder
+                    if len(batch) == 1:
+                        log.exception("proxy: could not record a turn of %s", batch[0][0])
+                    else:
+                        self._one_by_one(batch)  # the others still land
+                finally:
+                    with self.done:
+                        self.written += len(batch)
+                        self.done.notify_all()
 
     def _one_by_one(self, batch: list[tuple[str, str, str, Exchange]]) -> None:
         for item in batch:

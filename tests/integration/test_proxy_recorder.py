@@ -91,7 +91,7 @@ def test_one_bad_exchange_does_not_lose_the_rest_of_its_batch(store):
     bad.reply = None  # type: ignore[assignment] - cannot be made into a turn
     for item in [("x", "x", "task", exchange(0)), ("y", "y", "task", bad),
                  ("x", "x", "task", exchange(1))]:
-        recorder.queue.put(item)  # straight into the queue: the writer takes them as it can
+        assert recorder.try_submit(*item)
     recorder.flush()
     assert [t.index for t in store.get_trajectory("x").turns] == [0, 1]
     with pytest.raises(NotFoundError):
