@@ -98,7 +98,10 @@ def score_trajectory(traj: Trajectory, reward: str, server: str | None = None) -
     from agentrm.rewards.stored import OUTCOME, outcome_scores
 
     spec = parse_spec(reward)
-    names = sorted(({t.scorer for t in spec.terms} | ({spec.gate[0]} if spec.gate else set())) - {OUTCOME})
+    needed = {t.scorer for t in spec.terms} | ({spec.gate[0]} if spec.gate else set())
+    if OUTCOME in needed and traj.reward is None:
+        return None  # the verifier could not judge (no sandbox, a broken environment): abstain
+    names = sorted(needed - {OUTCOME})
     scores = outcome_scores([traj])
     if names:
         scores += _scores_from_server(traj, names, server) if server else _scores_in_process(traj, names)
