@@ -48,6 +48,8 @@ def sniff_json(path: Path) -> str:
     if path.name.lower().endswith(".traj.json"):
         return "mini-swe-agent"
     head = path.open("rb").read(4096) if path.is_file() else b""
+    if b'"rollout_id"' in head and (b'"span_id"' in head or b'"attempt_id"' in head):
+        return "agentlightning"  # its store's spans, rollouts or attempts
     if b'"schema_version"' in head and b"ATIF" in head:
         return "atif"
     if b'"trajectory_format"' in head or b'"mini_version"' in head:
@@ -56,8 +58,8 @@ def sniff_json(path: Path) -> str:
         return "swe-agent"
     if b'"steps"' in head:
         return "atif"
-    raise InputError("cannot tell the format (expected .jsonl, ATIF .json or SWE-agent .traj); "
-                     "pass --format", path=str(path))
+    raise InputError("cannot tell the format (expected .jsonl, ATIF .json, SWE-agent .traj or "
+                     "Agent Lightning spans); pass --format", path=str(path))
 
 
 def _finish(path: Path, messages: list[Message], **fields: Any) -> Trajectory:

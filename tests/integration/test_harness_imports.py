@@ -128,6 +128,116 @@ def test_harbor_bad_directories_are_one_line_and_exit_2(tmp_path, cli):
     assert _stored(_db(tmp_path, "c.db"))[0] == {}
 
 
+# -- Agent Lightning --------------------------------------------------------------------------
+AGL = FIXTURES / "agentlightning"
+
+
+def _agl_rollouts() -> list[dict]:
+    return _load(AGL / "store" / "rollouts.json")["items"]
+
+
+def test_agentlightning_store_one_trajectory_per_rollout_as_its_store_serves_it(tmp_path, cli):
+    db = _db(tmp_path)
+    got = cli("traces", "import", str(AGL / "store"), "--db", db, "--json")
+    assert got.returncode == 0, got.stderr
+    trajs, scores = _stored(db)
+    rollouts = _agl_rollouts()
+    assert list(trajs) == [r["rollout_id"] for r in rollouts] and len(trajs) == 4
+    for r in rollouts:  # the task is the input's id; a failed rollout (the agent raised) crashed
+        traj = trajs[r["rollout_id"]]
+        assert traj.task_id == traj.group_id == r["input"]["id"]
+        assert traj.exit_status.value == {"succeeded": "imported", "failed": "crashed"}[r["status"]]
+    failed = next(r["rollout_id"] for r in rollouts if r["status"] == "failed")
+    assert (trajs[failed].turns, trajs[failed].reward) == ([], None)
+    assert {t.policy for t in trajs.values() if t.turns} == {"tiny"}
+
+
+def test_agentlightning_tokens_and_rewards_agree_with_its_own_adapter(tmp_path, cli):
+    """expected.json is Agent Lightning's own reading of the same spans: TracerTraceToTriplet's
+    token ids and per-call rewards, find_final_reward's final reward."""
+    db = _db(tmp_path)
+    assert cli("traces", "import", str(AGL / "store"), "--db", db).returncode == 0
+    trajs, scores = _stored(db)
+    expected = _load(AGL / "expected.json")
+    assert set(expected) == set(trajs)
+    for rid, want in expected.items():
+        traj = trajs[rid]
+        assert full_prompts(traj.turns) == [t["prompt_token_ids"] for t in want["triplets"]]
+        assert [t.tokens.completion_ids for t in traj.turns] == [t["response_token_ids"] for t in want["triplets"]]
+        assert [scores.get((rid, "agentlightning", k)) for k in range(len(traj.turns))] == \
+            [t["reward"] for t in want["triplets"]]
+        assert traj.reward == want["final_reward"]
+        assert [t.metadata["agentlightning"]["response_id"] for t in traj.turns] == \
+            [t["response_id"] for t in want["triplets"]]
+    multi = next(rid for rid, w in expected.items() if w["input"].get("multi"))
+    assert scores[(multi, "agentlightning.format", 1)] == 0.5  # the second reward dimension
+    assert sum(len(t.turns) for t in trajs.values()) == 6 and any(t.turns[1].tokens.prefix_len for t in trajs.values() if t.turns)
+
+
+def test_agentlightning_messages_tool_calls_and_logprobs_are_the_spans(tmp_path, cli):
+    db = _db(tmp_path)
+    assert cli("traces", "import", str(AGL / "store"), "--db", db).returncode == 0
+    trajs, _ = _stored(db)
+    rid = _agl_rollouts()[0]["rollout_id"]
+    spans = _load(AGL / "store" / f"spans-{rid}.json")["items"]
+    calls = [s for s in spans if s["name"] == "openai.chat.completion"]
+    tool_span = next(s for s in spans if s["name"].startswith("tool_call."))
+    first, second = trajs[rid].turns
+    a = calls[0]["attributes"]
+    assert [m["content"] for m in first.observation] == [a["gen_ai.prompt.0.content"], a["gen_ai.prompt.1.content"]]
+    [call] = first.assistant["tool_calls"]
+    assert tool_span["parent_id"] == calls[0]["span_id"]
+    assert (call["id"], call["function"]["name"], call["function"]["arguments"]) == (
+        tool_span["attributes"]["tool.call.id"], "bash", tool_span["attributes"]["tool.parameters"])
+    b = calls[1]["attributes"]
+    assert second.observation == [{"role": "tool", "content": b["gen_ai.prompt.3.content"],
+                                   "tool_call_id": call["id"]}]
+    assert [r.content for r in first.tool_results] == [b["gen_ai.prompt.3.content"]]
+    assert second.assistant["content"] == b["gen_ai.completion.0.content"]
+    for turn, span in zip((first, second), calls, strict=True):
+        want = [e["logprob"] for e in json.loads(span["attributes"]["logprobs.content"])]
+        assert turn.logprobs == want and len(want) == len(turn.tokens.completion_ids)
+        assert (turn.prompt_tokens, turn.completion_tokens) == (
+            span["attributes"]["gen_ai.usage.prompt_tokens"], span["attributes"]["gen_ai.usage.completion_tokens"])
+
+
+def test_agentlightning_one_spans_file_alone_and_through_atif(tmp_path, cli):
+    rid = _agl_rollouts()[0]["rollout_id"]
+    db = _db(tmp_path)
+    got = cli("traces", "import", str(AGL / "store" / f"spans-{rid}.json"), "--db", db)
+    assert got.returncode == 0, got.stderr
+    trajs, scores = _stored(db)
+    traj = trajs[rid]
+    assert traj.task_id == rid and traj.exit_status.value == "imported"  # no rollout record: no task
+    assert len(traj.turns) == 2 and scores[(rid, "agentlightning", 0)] == 0.25
+    # exported as ATIF and read back: the same conversation, ids and log-probs
+    out = tmp_path / "one.json"
+    assert cli("traces", "export", "--format", "atif", "-o", str(out), "--db", db).returncode == 0
+    assert cli("traces", "import", str(out), "--db", _db(tmp_path, "b.db")).returncode == 0
+    back = _stored(_db(tmp_path, "b.db"))[0][rid]
+    assert [t.assistant for t in back.turns] == [t.assistant for t in traj.turns]
+    assert [t.observation for t in back.turns] == [t.observation for t in traj.turns]
+    assert full_prompts(back.turns) == full_prompts(traj.turns)
+    assert [t.logprobs for t in back.turns] == [t.logprobs for t in traj.turns]
+
+
+def test_agentlightning_bad_input_is_one_line_and_exit_2(tmp_path, cli):
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": "world"}')
+    got = cli("traces", "import", str(other), "--format", "agentlightning", "--db", _db(tmp_path))
+    assert got.returncode == 2 and len(got.stderr.strip().splitlines()) == 1
+    assert str(other) in got.stderr and "not Agent Lightning store data" in got.stderr
+    rid = _agl_rollouts()[0]["rollout_id"]
+    page = _load(AGL / "store" / f"spans-{rid}.json")
+    del page["items"][1]["attributes"]
+    broken = tmp_path / "spans.json"
+    broken.write_text(json.dumps(page))
+    got = cli("traces", "import", str(broken), "--db", _db(tmp_path))
+    assert got.returncode == 2 and len(got.stderr.strip().splitlines()) == 1
+    assert f"{broken}: items[1]: span needs attributes" in got.stderr
+    assert not (tmp_path / "h.db").exists()
+
+
 # -- ATIF export ------------------------------------------------------------------------------
 def _comparable(traj) -> dict:
     data = asdict(traj)
