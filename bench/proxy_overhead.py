@@ -4,7 +4,9 @@ token ids and log-probs, or the same as 12 SSE chunks) so that only the proxy's 
 measured: parse, forward, record the turn in SQLite, strip what the client did not ask for.
 Upstream and proxy (`agentrm proxy`) each run in their own process, as they would in use.
 Direct and proxied requests alternate (a load change hits both alike). "added" is the
-difference of the medians; "paired" the median of the per-pair differences.
+difference of the medians; "paired" the median of the per-pair differences. The proxy's CPU
+time per request (all its threads, recording included) is printed beside them: unlike
+latency, it hardly depends on what else the machine is doing.
 
     python bench/proxy_overhead.py [--requests 300] [--clients 32]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import statistics
@@ -145,7 +148,7 @@ def main() -> None:
                                        "--db", f"sqlite:///{tmp}/bench.db"], stderr=subprocess.DEVNULL))
         proxy = f"http://127.0.0.1:{proxy_port}"
         wait(proxy + "/t/x/v1/models", procs[1])
-        run(args, upstream, proxy)
+        run(args, upstream, proxy, procs[0].pid, procs[1].pid)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -154,18 +157,29 @@ def main() -> None:
     print(f"recorded trajectories: {sum(1 for _ in store.iter_trajectories(run_id='bench'))}")
 
 
-def run(args, upstream: str, proxy: str) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(args, upstream: str, proxy: str, upstream_pid: int, proxy_pid: int) -> None:
     direct = lambda i: f"{upstream}/v1/chat/completions"  # noqa: E731
     print(f"{'':28} {'direct ms':>10} {'proxy ms':>10} {'added ms':>9} {'paired ms':>9}")
     for stream in (False, True):
         via = lambda i, s=stream: f"{proxy}/t/{'s' if s else 'j'}-{i}/v1/chat/completions"  # noqa: E731
         with httpx.Client(timeout=60) as client:
             paired(client, direct(0), lambda i, v=via: v(10**6 + i), 20, stream)  # warm up
+            cpu = cpu_seconds(upstream_pid), cpu_seconds(proxy_pid)
             base, prox = paired(client, direct(0), via, args.requests, stream)
+            # CPU per proxied request does not depend on how busy the machine is; the upstream
+            # serves every request twice (direct and proxied)
+            up_ms = (cpu_seconds(upstream_pid) - cpu[0]) / (2 * args.requests) * 1000
+            proxy_ms = (cpu_seconds(proxy_pid) - cpu[1]) / args.requests * 1000
         b, p = statistics.median(base), statistics.median(prox)
         diff = statistics.median(q - d for d, q in zip(base, prox, strict=True))
         print(f"{'streaming' if stream else 'non-streaming':28} {b:10.2f} {p:10.2f} {p - b:9.2f} "
-              f"{diff:9.2f}")
+              f"{diff:9.2f}   CPU per request: proxy {proxy_ms:.2f} ms, upstream {up_ms:.2f} ms")
     per = max(1, args.requests // args.clients)
     direct_rps = throughput(direct, args.clients, per)
     proxy_rps = throughput(lambda i: f"{proxy}/t/c-{i}/v1/chat/completions", args.clients, per)
