@@ -131,7 +131,7 @@ def overrides(config: Any, options: VerlOptions, out: Path, n_train: int) -> tup
     lines = [
         f"algorithm.adv_estimator={estimator}",
         f"algorithm.norm_adv_by_std_in_grpo={by_std}",
-        f"algorithm.filter_groups.enable={zero_variance == 'drop'}",
+        "algorithm.filter_groups.enable=False",
         f"data.train_files={out / 'train.parquet'}",
         f"data.val_files={out / 'val.parquet'}",
         f"data.train_batch_size={tasks_per_step}",
@@ -180,8 +180,9 @@ def overrides(config: Any, options: VerlOptions, out: Path, n_train: int) -> tup
     if config.estimator == "gigpo":
         notes.append("gigpo: verl scores one row per trajectory, so the run uses GiGPO's episode "
                      "term only (grpo without std scaling); the step term needs verl-agent")
-    if zero_variance in ("keep", "keep-step"):
-        notes.append(f"--zero-variance {zero_variance}: tied groups are kept (filter_groups off)")
+    if zero_variance == "drop":
+        notes.append("--zero-variance drop: tied groups get zero advantage and are kept; verl's "
+                     "algorithm.filter_groups (DAPO) would re-sample them instead, without a cap")
     return lines, notes
 
 

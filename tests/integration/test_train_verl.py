@@ -153,7 +153,8 @@ def test_config_passes_verls_validate_config(cli, tmp_path, tiny):
                      "--task", "sum-numbers", "--estimator", "grpo", "--lora-rank", "0",
                      "--kl-coef", "0", "--group-size", "8", "--gpus", "4", "--minibatches", "3")
     cfg = _compose(recipe, tiny)
-    assert cfg.algorithm.norm_adv_by_std_in_grpo is True and cfg.algorithm.filter_groups.enable is True
+    assert cfg.algorithm.norm_adv_by_std_in_grpo is True and cfg.algorithm.filter_groups.enable is False
+    assert any("re-sample" in note for note in recipe["notes"])  # --zero-variance drop: said how
     assert cfg.data.train_batch_size == 3 and cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 1
     validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
 
