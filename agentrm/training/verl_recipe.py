@@ -170,6 +170,8 @@ def overrides(config: Any, options: VerlOptions, out: Path, n_train: int) -> tup
         f"trainer.n_gpus_per_node={options.gpus}",
         f"trainer.nnodes={options.nodes}",
         f"trainer.test_freq={config.eval_every}",
+        f"trainer.save_freq={config.eval_every}",
+        "trainer.resume_mode=auto",
         "trainer.val_before_train=True",
         "trainer.project_name=agentrm",
         f"trainer.experiment_name={config.run_id or 'agentrm-verl'}",
