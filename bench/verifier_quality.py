@@ -154,21 +154,44 @@ def rollouts(store, url: str, args) -> None:
 
     run_rollouts(bundled_tasks(), BuiltinSolver(args.seed), store, run_id="vq-builtin",
                  group_size=args.group_size, max_turns=5, concurrency=2)
-    pending = [k for k in range(args.swe_group) if not store.finished_trajectory_ids(f"vq-swe-{k}")]
+    swe_runs(store, url, [f"vq-swe-{k}" for k in range(args.swe_group)], None, args.seed + 1)
+
+
+def swe_runs(store, url: str, run_ids: list[str], instances: list[str] | None, seed: int) -> None:
+    """SWE-bench agent runs (one rollout per instance each); the solver's seed differs per run."""
+    pending = [r for r in run_ids if not store.finished_trajectory_ids(r)]
     if not pending:
         return
     import agentrm.rollout.policies as policies
     from agentrm.evals.swebench.harness import EvalConfig, Harness
 
     real = policies.make_policy
-    policies.make_policy = lambda spec=None, **kw: SweSolver(args.seed + 1) if spec == "bench:swe" else real(spec, **kw)
     try:
-        for k in pending:
-            run_id = f"vq-swe-{k}"
+        for k, run_id in enumerate(pending):
+            policies.make_policy = lambda spec=None, _s=seed + k, **kw: (
+                SweSolver(_s) if spec == "bench:swe" else real(spec, **kw))
             Harness(EvalConfig(agent=True, policy="bench:swe", run_id=run_id, db=url, max_turns=6,
-                               max_workers=2, run_dir="runs/vq-swe")).run()
+                               max_workers=2, run_dir="runs/vq-swe", instance_ids=instances)).run()
     finally:
         policies.make_policy = real
+
+
+def training_rollouts(store, url: str, train_groups: set[str], args) -> list[str]:
+    """More labelled data for the PRM only: `--train-group` extra rollouts of each training
+    builtin task and `--train-swe-runs` extra agent runs on the training SWE instances (other
+    seeds). Held-out tasks never get more rollouts, so the held-out set does not change."""
+    from agentrm.rollout.runner import run_rollouts
+    from agentrm.tasks import bundled_tasks
+
+    runs = []
+    if args.train_group:
+        tasks = [t for t in bundled_tasks() if t.id in train_groups]
+        run_rollouts(tasks, BuiltinSolver(args.seed + 10), store, run_id="vq-builtin-train",
+                     group_size=args.train_group, max_turns=5, concurrency=2)
+        runs.append("vq-builtin-train")
+    swe = [f"vq-swe-train-{k}" for k in range(args.train_swe_runs)]
+    swe_runs(store, url, swe, sorted(g for g in train_groups if g not in BUILTIN), args.seed + 100)
+    return runs + swe
 
 
 def split(trajs) -> tuple[set[str], set[str]]:
@@ -183,21 +206,29 @@ def split(trajs) -> tuple[set[str], set[str]]:
 
 
 def _kind(t) -> str:
-    return "swe" if (t.run_id or "").startswith("vq-swe") else "builtin"
+    return "swe" if (t.run_id or "").startswith("vq-swe") else "builtin"  # also vq-swe-train-*
 
 
 def score(store, trajs, scorer, label: str) -> None:
     from agentrm.pipeline import default_context
     from agentrm.scoring import score_trajectories
 
-    todo = [t for t in trajs if not any(s.scorer == scorer.name for s in store.get_scores([t.id]))]
+    chash = scorer.config_hash()
+    todo = [t for t in trajs if not any(s.scorer == scorer.name and s.config_hash == chash
+                                        for s in store.get_scores([t.id]))]
     t0 = time.time()
     if todo:
         score_trajectories(todo, [scorer], store=store, batch_size=4, context=default_context(store))
     print(f"  {label}: scored {len(todo)} of {len(trajs)} in {time.time() - t0:.0f}s", flush=True)
 
 
-def train(store, url: str, trajs, train_groups, args) -> Path:
+def variant(args) -> str:
+    """The trained PRM's tag (its directory and scorer name): how its backbone was trained."""
+    how = f"lora{args.lora_rank}" if args.lora_rank else "full" if args.full_finetune else "head"
+    return f"{how}-k{args.branches}-n{args.train_group}"
+
+
+def train(store, trajs, train_groups, args) -> Path:
     from agentrm.training.prm_train import (
         PRMTrainConfig,
         labelled,
@@ -207,24 +238,28 @@ def train(store, url: str, trajs, train_groups, args) -> Path:
     )
     from agentrm.verifiers.progress import ProgressScorer
 
-    out = Path(args.out) / "prm"
+    out = Path(args.out) / f"prm-{variant(args)}"
     if (out / "training.json").is_file():
         return out
     chosen = [t for t in trajs if t.task_id in train_groups and t.reward is not None]
     builtin = [t for t in chosen if _kind(t) == "builtin"]
     prover = ProgressScorer(branches=args.branches, prover_policy=BuiltinSolver(args.seed + 2),
-                            branch_turns=4, cache=str(Path(args.out) / "progress-cache.json"))
+                            branch_turns=4, cache=str(Path(args.out) / f"progress-cache-k{args.branches}.json"))
     score(store, builtin, prover, f"Monte-Carlo branch values (K={args.branches})")
-    scores = store.get_scores([t.id for t in builtin], scorer="progress")
+    chash = prover.config_hash()
+    scores = [s for s in store.get_scores([t.id for t in builtin], scorer="progress") if s.config_hash == chash]
     labels = labels_from_progress(scores, 0.5) | labels_from_outcome([t for t in chosen if _kind(t) == "swe"], 1.0)
     items = [got for t in chosen if t.id in labels and (got := labelled(t, labels[t.id]))]
     t0 = time.time()
-    cfg = PRMTrainConfig(base="smollm2", labels="progress", epochs=args.epochs, lr=2e-5,
-                         head_lr=1e-3, batch_size=2, max_length=1024, freeze_backbone=not args.full_finetune)
+    head_only = not (args.full_finetune or args.lora_rank)
+    epochs = args.epochs or (300 if head_only else 3)
+    cfg = PRMTrainConfig(base="smollm2", labels="progress", epochs=epochs, lr=2e-4 if args.lora_rank else 2e-5,
+                         head_lr=1e-3, batch_size=2, max_length=1024, freeze_backbone=head_only,
+                         lora_rank=args.lora_rank)
     summary = train_prm(items, out, cfg)
-    print(f"  trained PRM on {summary['trajectories']} trajectories / {summary['steps']} steps "
+    print(f"  trained PRM {variant(args)} on {summary['trajectories']} trajectories / {summary['steps']} steps "
           f"({summary['good_steps']} good) in {time.time() - t0:.0f}s; loss {summary['losses'][0]:.3f} → "
-          f"{summary['losses'][-1]:.3f} ({'head only' if cfg.freeze_backbone else 'full'})")
+          f"{summary['losses'][-1]:.3f}", flush=True)
     return out
 
 
@@ -235,8 +270,14 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=6)
     ap.add_argument("--swe-group", type=int, default=4)
     ap.add_argument("--branches", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=300, help="head epochs (or full epochs with --full-finetune)")
-    ap.add_argument("--full-finetune", action="store_true", help="train the backbone too (slow on a busy CPU)")
+    ap.add_argument("--train-group", type=int, default=0,
+                    help="extra rollouts of each training builtin task, for the PRM only")
+    ap.add_argument("--train-swe-runs", type=int, default=0,
+                    help="extra agent runs on the training SWE instances, for the PRM only")
+    ap.add_argument("--epochs", type=int, default=0,
+                    help="head epochs (0: 300), or passes over the data with --lora-rank / --full-finetune (0: 3)")
+    ap.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (0: head only)")
+    ap.add_argument("--full-finetune", action="store_true", help="train the whole backbone (slow on a busy CPU)")
     ap.add_argument("--audit", type=int, default=12, help="trajectories in the audit")
     ap.add_argument("--folds", type=int, default=0, help="hybrid folds (0: leave one task out)")
     ap.add_argument("--seed", type=int, default=0)
@@ -261,14 +302,20 @@ def main() -> None:
     if args.stop_after == "rollouts":
         return
     train_groups, test_groups = split(trajs)
-    prm_dir = train(store, args.db, trajs, train_groups, args)
+    t0 = time.time()
+    extra = training_rollouts(store, args.db, train_groups, args)
+    extra_trajs = [t for r in extra for t in store.iter_trajectories(run_id=r) if t.reward is not None]
+    if extra:
+        print(f"training rollouts: {len(extra_trajs)} more on the training tasks "
+              f"({sum(t.reward >= 1 for t in extra_trajs)} successes) in {time.time() - t0:.0f}s", flush=True)
+    prm_dir = train(store, trajs + extra_trajs, train_groups, args)
     if args.stop_after == "train":
         return
     test = [t for t in trajs if t.task_id in test_groups]
     from agentrm.verifiers.prm import make_scorer as make_prm
 
     judge = make_prm(model="smollm2", style="judge", name="judge", aggregate="mean")
-    trained = make_prm(model=str(prm_dir), style="token-cls", name="prm-trained", aggregate="mean")
+    trained = make_prm(model=str(prm_dir), style="token-cls", name=f"prm-{variant(args)}", aggregate="mean")
     score(store, test, judge, "SmolLM2 judge")
     score(store, test, trained, "trained PRM")
     score(store, [t for t in test if _kind(t) == "builtin"], make_scorer("info-gain"), "information gain")
@@ -282,31 +329,40 @@ def report(store, test, trained, judge, args) -> None:
     from agentrm.evaluation.report import write_html
     from agentrm.evaluation.verifier_eval import EvalConfig, evaluate
     from agentrm.protocols import ScoringContext
+    from agentrm.types import Score, ScoreLevel
     from agentrm.verifiers.registry import make_scorer
 
     scores = store.get_scores([t.id for t in test])
+    # a pattern baseline (always compare against one): more turns = looked before answering
+    turns = [Score("turns", t.id, float(len(t.turns)), ScoreLevel.TRAJECTORY, config_hash="bench") for t in test]
     print(f"\nheld-out: {len(test)} trajectories of {len({t.task_id for t in test})} tasks "
           f"({sum(t.reward >= 1 for t in test)} successes)")
     out: dict[str, Any] = {}
     for name, subset, scorers in [
-        ("all", test, ["judge", "prm-trained"]),
-        ("builtin", [t for t in test if _kind(t) == "builtin"], ["judge", "prm-trained", "info-gain"]),
-        ("swe", [t for t in test if _kind(t) == "swe"], ["tests", "judge", "prm-trained"]),
+        ("all", test, ["judge", trained.name]),
+        ("builtin", [t for t in test if _kind(t) == "builtin"], ["judge", trained.name, "info-gain"]),
+        ("swe", [t for t in test if _kind(t) == "swe"], ["tests", "judge", trained.name]),
     ]:
         ids = {t.id for t in subset}
         res = evaluate(subset, [s for s in scores if s.trajectory_id in ids],
                        EvalConfig(scorers=scorers, ns=list(range(1, 9)), group_by="task",
                                   folds=args.folds or len({t.task_id for t in subset})))
+        base = evaluate(subset, [s for s in turns if s.trajectory_id in ids],
+                        EvalConfig(scorers=["turns"], ns=list(range(1, 9)), group_by="task", hybrid=None,
+                                   folds=2))
+        res["baseline"] = base["scorers"][0] | {"name": "turns (baseline)"}
         out[name] = res
         write_html(res, Path(args.out) / f"verifier-quality-{name}.html", f"Verifier quality ({name})")
         print(f"\n[{name}] {res['labels']['trajectories']} trajectories, {res['labels']['groups']} groups")
-        print(f"{'scorer':<22}{'n':>4}{'AUC':>8}{'ECE':>8}{'BoN@4':>8}{'orc@4':>8}")
-        for s in res["scorers"] + [_hybrid_row(res)]:
+        print(f"{'scorer':<22}{'n':>4}{'AUC':>8}{'gAUC':>8}{'ECE':>8}{'BoN@4':>8}{'orc@4':>8}")
+        for s in [res["baseline"]] + res["scorers"] + [_hybrid_row(res)]:
             if s is None:
                 continue
             bon = next((r for r in s["best_of_n"] if r["n"] == 4), {})
-            print(f"{s['name']:<22}{s['n']:>4}{_f(s['auc'])}{_f(s.get('ece'))}{_f(bon.get('accuracy'))}"
-                  f"{_f(bon.get('oracle'))}")
+            print(f"{s['name']:<22}{s['n']:>4}{_f(s['auc'])}{_f(s.get('group_auc'))}{_f(s.get('ece'))}"
+                  f"{_f(bon.get('accuracy'))}{_f(bon.get('oracle'))}")
+        if (res.get("hybrid") or {}).get("chosen"):
+            print(f"  hybrid's choice per held-out task: {', '.join(res['hybrid']['chosen'])}")
     (Path(args.out) / "verifier-quality.json").write_text(json.dumps(out, indent=2, default=str))
     if not args.audit:
         return
@@ -330,8 +386,8 @@ def _hybrid_row(res) -> dict | None:
     h = res.get("hybrid") or {}
     if not h.get("best_of_n"):
         return None
-    return {"name": "hybrid (held out)", "n": h["n"], "auc": h.get("auc"), "ece": None,
-            "best_of_n": h["best_of_n"]["hybrid"]}
+    return {"name": "hybrid (held out)", "n": h["n"], "auc": h.get("auc"), "group_auc": h.get("group_auc"),
+            "ece": None, "best_of_n": h["best_of_n"]["hybrid"]}
 
 
 def _f(v, width: int = 8) -> str:
