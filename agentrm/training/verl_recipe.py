@@ -43,7 +43,8 @@ class VerlOptions:
     gpus: int = option(8, "--trainer verl: GPUs per node (trainer.n_gpus_per_node).")
     nodes: int = option(1, "--trainer verl: nodes (trainer.nnodes).")
     engine: str = option("vllm", "--trainer verl: rollout engine, vllm | sglang.")
-    prompt_tokens: int = option(1024, "--trainer verl: data.max_prompt_length.")
+    prompt_tokens: int = option(2048, "--trainer verl: data.max_prompt_length (system prompt, "
+                                "tool list and instruction).")
     response_tokens: int = option(4096, "--trainer verl: data.max_response_length (all turns of a "
                                   "rollout, tool output included).")
 

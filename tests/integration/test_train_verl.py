@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -56,8 +58,6 @@ def chat_model(request, tiny, tmp_path_factory):
     or with NATIVE (the template renders the tools)."""
     if request.param == "text tools":
         return tiny
-    import shutil
-
     from transformers import AutoTokenizer
 
     path = tmp_path_factory.mktemp("native") / "model"
@@ -239,12 +239,14 @@ class ScriptedServer:
 
     def __init__(self, tokenizer, replies: list[str]):
         self.tokenizer, self.replies, self.prompts = tokenizer, list(replies), []
+        self.calls: dict[str, int] = {}  # per rollout (verl's request id)
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
         from verl.workers.rollout.replica import TokenOutput
 
         self.prompts.append(list(prompt_ids))
-        reply = self.replies[min(len(self.prompts), len(self.replies)) - 1]
+        self.calls[request_id] = self.calls.get(request_id, 0) + 1
+        reply = self.replies[min(self.calls[request_id], len(self.replies)) - 1]
         ids = self.tokenizer.encode(reply, add_special_tokens=False) + [self.tokenizer.eos_token_id]
         return TokenOutput(token_ids=ids, log_probs=[-0.25] * len(ids), stop_reason="completed")
 
@@ -292,7 +294,8 @@ def sandbox_recipe(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("sandbox-recipe")
     written = write_recipe(TrainConfig(task_ids=["count-lines", "fix-total"], out=out, max_turns=4,
-                                       reward="outcome + 0.2*submitted"), VerlOptions(gpus=8))
+                                       reward="outcome + 0.2*submitted", group_size=2),
+                           VerlOptions(gpus=4, prompt_tokens=4096))
     return {"files": {k: str(v) for k, v in written.files.items()}}
 
 
@@ -311,8 +314,9 @@ def test_agent_loop_runs_agentrm_rollouts_in_a_sandbox(docker_client, sandbox_re
     assert tokenizer.decode(sampled, skip_special_tokens=True) == "".join(replies)
     assert "137" in tokenizer.decode(observed)  # wc's output, in the stream with mask 0
     assert output.response_logprobs == [-0.25 if m else 0.0 for m in mask]
-    first = tokenizer.decode(prompt)
-    assert '"name": "submit"' in first and first.endswith("<|im_start|>assistant\n")  # tools listed
+    first = tokenizer.decode(prompt)  # whole (not left-truncated), with the tools listed
+    assert first.startswith("<|im_start|>system\nYou are an agent") and '"name": "submit"' in first
+    assert first.endswith("<|im_start|>assistant\n")
 
 
 @pytest.mark.docker
@@ -325,3 +329,62 @@ def test_agent_loop_runs_the_command_verifier_in_the_sandbox(docker_client, sand
     assert fixed["reward"] == 1.0 and reward["score"] == pytest.approx(1.2)
     _, _, unfixed, reward, _ = _rollout(sandbox_recipe, tiny, tmp_path, 1, [submit])
     assert unfixed["reward"] == 0.0 and reward["score"] == pytest.approx(0.2)
+
+
+@pytest.fixture
+def own_ray(monkeypatch):
+    """A Ray instance of this test's own, in this process (ray.shutdown stops it and nothing
+    else); no auth token, so no ~/.ray state is left for other clusters."""
+    from conftest import missing
+
+    try:
+        import ray
+    except ImportError as exc:
+        missing("ray", f"python package: {exc}")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    temp = f"/tmp/agentrm-ray-verl-{os.getpid()}"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.docker
+@pytest.mark.ray
+@pytest.mark.slow
+def test_verls_workers_roll_out_and_reward_a_batch(docker_client, own_ray, sandbox_recipe, tiny, tmp_path):
+    """verl's own AgentLoopWorker (agent loop registered from agent_loop.yaml, padding, batch)
+    with verl's RewardLoopWorker as a Ray actor (NaiveRewardManager, reward.py): the batch the
+    trainer would get, with agentrm's rewards in rm_scores."""
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+    from verl import DataProto
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+    from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
+
+    cfg = _compose(sandbox_recipe, tiny)
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+    data.cache_dir = str(tmp_path)
+    dataset = RLHFDataset(cfg.data.train_files, tokenizer, data)
+    batch = DataProto.from_single_dict(collate_fn([dataset[0], dataset[1]]))
+    batch = batch.repeat(repeat_times=cfg.actor_rollout_ref.rollout.n, interleave=True)
+    rewarder = own_ray.remote(RewardLoopWorker).remote(cfg)
+    # every rollout answers 137: right for count-lines, a submission without a fix for fix-total
+    server = ScriptedServer(tokenizer, [BASH.format("wc -l < /workspace/data.txt"), SUBMIT.format("137")])
+
+    async def generate():
+        worker = AgentLoopWorker(cfg, server, reward_loop_worker_handles=[rewarder])
+        return await worker.generate_sequences(batch)
+
+    out = asyncio.run(generate())
+    assert len(out) == 4 and out.batch["responses"].shape[1] == cfg.data.max_response_length
+    assert out.batch["rm_scores"].sum(-1).tolist() == pytest.approx([1.2, 1.2, 0.2, 0.2])
+    assert list(out.non_tensor_batch["agentrm_exit_status"]) == ["submitted"] * 4
+    assert out.non_tensor_batch["agentrm_abstained"].tolist() == [0.0] * 4
+    sampled = out.batch["response_mask"].sum(-1).tolist()  # the same two replies everywhere
+    assert sampled == [sampled[0]] * 4 and sampled[0] == sum(
+        len(tokenizer.encode(r, add_special_tokens=False)) + 1 for r in server.replies)
