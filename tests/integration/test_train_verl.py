@@ -52,12 +52,17 @@ NATIVE = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-@pytest.fixture(scope="module", params=["text tools", "native tools"])
+@pytest.fixture(scope="module", params=["text tools", "native tools",
+                                        pytest.param("smollm2", marks=pytest.mark.model)])
 def chat_model(request, tiny, tmp_path_factory):
-    """The tiny model with its ChatML template (no tool list: agentrm writes the tools as text)
-    or with NATIVE (the template renders the tools)."""
+    """The tiny model with its ChatML template (no tool list: agentrm writes the tools as text),
+    with NATIVE (the template renders the tools), or the embedded SmolLM2's real tokenizer."""
     if request.param == "text tools":
         return tiny
+    if request.param == "smollm2":
+        from agentrm.models import resolve_model
+
+        return resolve_model("smollm2")
     from transformers import AutoTokenizer
 
     path = tmp_path_factory.mktemp("native") / "model"
