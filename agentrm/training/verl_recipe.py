@@ -114,71 +114,23 @@ def overrides(config: Any, options: VerlOptions, out: Path, n_train: int) -> tup
     if config.estimator not in ESTIMATORS:
         raise InputError(f"--estimator {config.estimator} has no verl counterpart; with --trainer "
                          f"verl use {', '.join(ESTIMATORS)}")
-    from agentrm.rollout.policies import parse_spec
-
-    estimator, by_std = ESTIMATORS[config.estimator]
     gpus = options.gpus * options.nodes
     tasks_per_step = batch_tasks(n_train, config.group_size, gpus)
     mini = max(1, tasks_per_step // config.minibatches)
     if mini * config.group_size % gpus:
         raise InputError(f"--minibatches {config.minibatches}: each minibatch's rollouts "
                          f"({mini} tasks × {config.group_size}) must divide over {gpus} GPUs")
-    steps = config.iterations
-    temperature = parse_spec(config.policy)[2].get("temperature", 1.0)
+    estimator, by_std = ESTIMATORS[config.estimator]
+    lines = [f"algorithm.adv_estimator={estimator}", f"algorithm.norm_adv_by_std_in_grpo={by_std}",
+             "algorithm.filter_groups.enable=False",
+             f"data.train_files={out / 'train.parquet'}", f"data.val_files={out / 'val.parquet'}",
+             f"data.train_batch_size={tasks_per_step}", f"data.max_prompt_length={options.prompt_tokens}",
+             f"data.max_response_length={options.response_tokens}", "data.return_raw_chat=True",
+             "data.filter_overlong_prompts=False", f"data.seed={config.seed}",
+             *_actor(config, mini), *_rollout(config, options, out), *_trainer(config, options, out)]
     zero_variance = config.zero_variance
     if zero_variance == "auto":
         zero_variance = "keep-step" if config.estimator == "gigpo" else "drop"
-    a, r = "actor_rollout_ref.actor", "actor_rollout_ref.rollout"
-    lines = [
-        f"algorithm.adv_estimator={estimator}",
-        f"algorithm.norm_adv_by_std_in_grpo={by_std}",
-        "algorithm.filter_groups.enable=False",
-        f"data.train_files={out / 'train.parquet'}",
-        f"data.val_files={out / 'val.parquet'}",
-        f"data.train_batch_size={tasks_per_step}",
-        f"data.max_prompt_length={options.prompt_tokens}",
-        f"data.max_response_length={options.response_tokens}",
-        "data.return_raw_chat=True",
-        "data.filter_overlong_prompts=False",
-        f"data.seed={config.seed}",
-        f"actor_rollout_ref.model.path={model_path(config.policy)}",
-        f"actor_rollout_ref.model.lora_rank={config.lora_rank}",
-        *([f"actor_rollout_ref.model.lora_alpha={2 * config.lora_rank}",
-           "actor_rollout_ref.model.target_modules=all-linear"] if config.lora_rank else []),
-        f"{a}.optim.lr={config.lr}",
-        f"{a}.clip_ratio={config.clip_ratio}",
-        f"{a}.ppo_epochs={config.epochs}",
-        f"{a}.ppo_mini_batch_size={mini}",
-        f"{a}.ppo_micro_batch_size_per_gpu=1",
-        f"{a}.use_kl_loss={config.kl_coef > 0}",
-        f"{a}.kl_loss_coef={config.kl_coef}",
-        f"{a}.kl_loss_type=low_var_kl",
-        f"{a}.loss_agg_mode=token-mean",
-        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=1",
-        f"{r}.name={options.engine}",
-        f"{r}.n={config.group_size}",
-        f"{r}.temperature={temperature}",
-        f"{r}.log_prob_micro_batch_size_per_gpu=1",
-        f"{r}.tensor_model_parallel_size=1",
-        f"{r}.multi_turn.enable=True",
-        f"{r}.multi_turn.max_assistant_turns={config.max_turns}",
-        "actor_rollout_ref.rollout.multi_turn.format=hermes",
-        f"{r}.agent.default_agent_loop={AGENT_LOOP}",
-        f"{r}.agent.agent_loop_config_path={out / 'agent_loop.yaml'}",
-        f"reward.custom_reward_function.path={out / 'reward.py'}",
-        "reward.custom_reward_function.name=compute_score",
-        f"trainer.total_training_steps={steps}",
-        f"trainer.n_gpus_per_node={options.gpus}",
-        f"trainer.nnodes={options.nodes}",
-        f"trainer.test_freq={config.eval_every}",
-        f"trainer.save_freq={config.eval_every}",
-        "trainer.resume_mode=auto",
-        "trainer.val_before_train=True",
-        "trainer.project_name=agentrm",
-        f"trainer.experiment_name={config.run_id or 'agentrm-verl'}",
-        "trainer.logger=[console]",
-        f"trainer.default_local_dir={out / 'checkpoints'}",
-    ]
     notes = []
     if config.estimator == "gigpo":
         notes.append("gigpo: verl scores one row per trajectory, so the run uses GiGPO's episode "
@@ -187,6 +139,46 @@ def overrides(config: Any, options: VerlOptions, out: Path, n_train: int) -> tup
         notes.append("--zero-variance drop: tied groups get zero advantage and are kept; verl's "
                      "algorithm.filter_groups (DAPO) would re-sample them instead, without a cap")
     return lines, notes
+
+
+def _actor(config: Any, mini_batch: int) -> list[str]:
+    """The model and its update, as agentrm train's (verl's policy loss, token mean, LoRA)."""
+    a, rank = "actor_rollout_ref.actor", config.lora_rank
+    lora = [f"actor_rollout_ref.model.lora_alpha={2 * rank}",
+            "actor_rollout_ref.model.target_modules=all-linear"] if rank else []
+    return [f"actor_rollout_ref.model.path={model_path(config.policy)}",
+            f"actor_rollout_ref.model.lora_rank={rank}", *lora,
+            f"{a}.optim.lr={config.lr}", f"{a}.clip_ratio={config.clip_ratio}",
+            f"{a}.ppo_epochs={config.epochs}", f"{a}.ppo_mini_batch_size={mini_batch}",
+            f"{a}.ppo_micro_batch_size_per_gpu=1", f"{a}.use_kl_loss={config.kl_coef > 0}",
+            f"{a}.kl_loss_coef={config.kl_coef}", f"{a}.kl_loss_type=low_var_kl",
+            f"{a}.loss_agg_mode=token-mean", "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=1"]
+
+
+def _rollout(config: Any, options: VerlOptions, out: Path) -> list[str]:
+    """Group rollouts through the agentrm agent loop (agent_loop.yaml)."""
+    from agentrm.rollout.policies import parse_spec
+
+    r = "actor_rollout_ref.rollout"
+    temperature = parse_spec(config.policy)[2].get("temperature", 1.0)
+    return [f"{r}.name={options.engine}", f"{r}.n={config.group_size}", f"{r}.temperature={temperature}",
+            f"{r}.log_prob_micro_batch_size_per_gpu=1", f"{r}.tensor_model_parallel_size=1",
+            f"{r}.multi_turn.enable=True", f"{r}.multi_turn.max_assistant_turns={config.max_turns}",
+            f"{r}.agent.default_agent_loop={AGENT_LOOP}",
+            f"{r}.agent.agent_loop_config_path={out / 'agent_loop.yaml'}",
+            f"reward.custom_reward_function.path={out / 'reward.py'}",
+            "reward.custom_reward_function.name=compute_score"]
+
+
+def _trainer(config: Any, options: VerlOptions, out: Path) -> list[str]:
+    """Steps, evaluation and checkpoints (a rerun of run.sh resumes, as a rerun of train does)."""
+    return [f"trainer.total_training_steps={config.iterations}",
+            f"trainer.n_gpus_per_node={options.gpus}", f"trainer.nnodes={options.nodes}",
+            f"trainer.test_freq={config.eval_every}", f"trainer.save_freq={config.eval_every}",
+            "trainer.resume_mode=auto", "trainer.val_before_train=True",
+            "trainer.project_name=agentrm",
+            f"trainer.experiment_name={config.run_id or 'agentrm-verl'}",
+            "trainer.logger=[console]", f"trainer.default_local_dir={out / 'checkpoints'}"]
 
 
 def reward_module(reward: str, server: str | None) -> str:
