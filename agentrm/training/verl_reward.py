@@ -69,8 +69,10 @@ def _scores_in_process(traj: Trajectory, names: list[str]) -> list[Score]:
     from agentrm.scoring import score_trajectories
     from agentrm.verifiers.registry import make_scorer
 
-    scorers = [_SCORERS.setdefault(name, make_scorer(name)) for name in names]
-    return score_trajectories([traj], scorers)
+    for name in names:
+        if name not in _SCORERS:
+            _SCORERS[name] = make_scorer(name)
+    return score_trajectories([traj], [_SCORERS[name] for name in names])
 
 
 def _scores_from_server(traj: Trajectory, names: list[str], server: str) -> list[Score]:
