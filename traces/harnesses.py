@@ -94,7 +94,8 @@ def read_directory(path: Path, fmt: str | None) -> Iterator[Trajectory]:
         return read_agentlightning(path)
     files = _files(path)
     if not files:
-        raise InputError("directory holds no .json, .jsonl or .traj file", path=str(path))
+        raise InputError("is a directory with no .json, .jsonl or .traj file in it (nor a Harbor "
+                         "trial/job or Agent Lightning data)", path=str(path))
     chosen = None if fmt == "files" else fmt
     return _chain(read_trajectories(f, chosen) for f in files)
 

@@ -57,7 +57,7 @@ def read_agentlightning(path: Path) -> Iterator[Trajectory]:
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
                        and p.suffix.lower() in (".json", ".jsonl"))
         if not files:
-            raise InputError("directory holds no .json or .jsonl file", path=str(path))
+            raise InputError("is a directory with no .json or .jsonl file in it", path=str(path))
     else:
         files = [path]
     spans: list[dict[str, Any]] = []
