@@ -232,7 +232,11 @@ def read_atif(path: Path) -> Iterator[Trajectory]:
     metadata = {k: v for k, v in meta.items() if v is not None}
     metadata["atif"] = {"root": root, "steps": other_steps,
                         "present": [k for k in _ROOT_KEPT[1:] if k in doc]}
-    traj = _finish(path, messages, id=traj_id, task_id=task_id, exit_status=ExitStatus.IMPORTED,
+    group = extra.get("group_id")  # written by write_atif for trajectories agentrm recorded
+    status = extra.get("exit_status")
+    traj = _finish(path, messages, id=traj_id, task_id=task_id,
+                   group_id=group if isinstance(group, str) and group else task_id,
+                   exit_status=ExitStatus(status) if status in ExitStatus._value2member_map_ else ExitStatus.IMPORTED,
                    reward=float(reward) if isinstance(reward, (int, float)) else None,
                    policy=(doc.get("agent") or {}).get("model_name"), metadata=metadata)
     previous: list[int] | None = None

@@ -269,6 +269,29 @@ def test_atif_export_then_import_gives_the_same_trajectories_and_scores(tmp_path
         assert _load(out / atif_file_name(tid)) == original
 
 
+def test_atif_export_of_trajectories_not_from_atif_keeps_group_and_exit_status(tmp_path, cli):
+    """write_atif puts task, group, exit status and reward in `extra`; read_atif takes them back."""
+    src = tmp_path / "in.jsonl"
+    lines = [json.loads(line) for line in (ATIF_FILES[0].parent / "good.jsonl").read_text().splitlines()]
+    for k, record in enumerate(lines):
+        record["exit_status"] = ["submitted", "turn_limit", "crashed"][k % 3]
+    src.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    db1, db2 = _db(tmp_path, "one.db"), _db(tmp_path, "two.db")
+    assert cli("traces", "import", str(src), "--db", db1).returncode == 0
+    assert cli("traces", "export", "--format", "atif", "-o", str(tmp_path / "out"), "--db", db1).returncode == 0
+    assert cli("traces", "import", str(tmp_path / "out"), "--db", db2).returncode == 0
+    before, after = _stored(db1)[0], _stored(db2)[0]
+    keys = ("id", "task_id", "group_id", "exit_status", "reward", "policy", "tail")
+    assert {t: [getattr(v, k) for k in keys] for t, v in after.items()} == \
+        {t: [getattr(v, k) for k in keys] for t, v in before.items()}
+    def text(trajs):  # ATIF's step message is a string: a null reply content comes back as ""
+        return {t: [(x.observation, {**x.assistant, "content": x.assistant["content"] or ""})
+                    for x in v.turns] for t, v in trajs.items()}
+
+    assert text(after) == text(before)
+    assert {t.group_id for t in after.values()} != {t.task_id for t in after.values()}
+
+
 def test_atif_export_to_stdout_or_a_file_needs_exactly_one_trajectory(tmp_path, cli):
     db = _db(tmp_path)
     for path in ATIF_FILES:
