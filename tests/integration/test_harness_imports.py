@@ -201,6 +201,42 @@ def test_agentlightning_messages_tool_calls_and_logprobs_are_the_spans(tmp_path,
             span["attributes"]["gen_ai.usage.prompt_tokens"], span["attributes"]["gen_ai.usage.completion_tokens"])
 
 
+def test_agentlightning_import_feeds_the_training_export_with_its_sampled_ids(tmp_path, cli):
+    """advantages → export (verl rows, torch): every row's response is the ids vLLM sampled as
+    Agent Lightning recorded them, none re-tokenised, log-probs included."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(FIXTURES.parent / "data" / "rollout"))
+    from tiny_model import build_tiny_model  # the tokenizer the fixture's model server used
+
+    tokenizer = build_tiny_model(tmp_path / "model")
+    db = _db(tmp_path)
+    assert cli("traces", "import", str(AGL / "store"), "--db", db, "--run-id", "agl").returncode == 0
+    got = cli("advantages", "--run", "agl", "--estimator", "grpo", "--db", db)
+    assert got.returncode == 0, got.stderr
+    out = tmp_path / "rows.pt"
+    got = cli("export", "--run", "agl", "--estimator", "grpo", "--format", "torch", "-o", str(out),
+              "--tokenizer", str(tokenizer), "--db", db)
+    assert got.returncode == 0, got.stderr
+    rows = torch.load(out, weights_only=False)
+    assert set(rows["non_tensor_batch"]["token_source"]) == {"sampled"}
+    assert rows["meta_info"]["retokenized_rows"] == 0
+    expected = _load(AGL / "expected.json")
+    want = [(rid, k, t["response_token_ids"]) for rid, w in expected.items() for k, t in enumerate(w["triplets"])]
+    mask = rows["batch"]["response_mask"].bool()
+    got_rows = [(rid, step, rows["batch"]["responses"][i][mask[i]].tolist())
+                for i, (rid, step) in enumerate(zip(rows["non_tensor_batch"]["traj_uid"],
+                                                    rows["non_tensor_batch"]["step"], strict=True))]
+    assert sorted(got_rows) == sorted(want)
+    trajs, _ = _stored(db)
+    for i, (rid, step) in enumerate(zip(rows["non_tensor_batch"]["traj_uid"], rows["non_tensor_batch"]["step"],
+                                        strict=True)):
+        logprobs = rows["batch"]["rollout_log_probs"][i][mask[i]].tolist()
+        assert logprobs == pytest.approx(trajs[rid].turns[step].logprobs, abs=1e-6)
+
+
 def test_agentlightning_one_spans_file_alone_and_through_atif(tmp_path, cli):
     rid = _agl_rollouts()[0]["rollout_id"]
     db = _db(tmp_path)
