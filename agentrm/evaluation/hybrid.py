@@ -9,9 +9,9 @@ Everything here works within groups:
 1. features: each scorer's value z-scored within its group (`group_standardise`);
 2. the combination: pairwise logistic regression over within-group (success, failure) pairs,
    every group weighted equally, ridge penalty (`fit_pairwise`);
-3. selection: every single scorer and the combination are candidates; the one with the best
-   best-of-N on the training groups wins — the combination's measured by inner cross-fitting,
-   so it competes with held-out numbers (`select`, a discrete super learner);
+3. selection: the best single scorer on the training groups, unless the combination —
+   measured by inner cross-fitting, so with held-out numbers — beats it by more than one
+   standard error (`select`: stacking with a fallback);
 4. `cross_fit`: steps 2–3 per outer fold, so a group is ranked by a choice made without its
    labels.
 """
@@ -102,15 +102,16 @@ def fit_pairwise(z: np.ndarray, y: np.ndarray, group_ids: Sequence[str], l2: flo
     return Pairwise(w)
 
 
-def selection_score(decision: np.ndarray, y: np.ndarray, group_ids: Sequence[str],
-                    ns: Sequence[int]) -> tuple[float | None, float | None]:
-    """(mean best-of-N over the N ≥ 2 in `ns` that some group is large enough for, mean
-    within-group AUC): how a candidate is judged on training groups."""
-    groups = _grouped(decision, y, group_ids)
-    rows = metrics.best_of_n(groups, [n for n in ns if n >= 2])
-    kept = [r["accuracy"] for r in rows if r["accuracy"] is not None]
-    bon = float(np.mean(kept)) if kept else None
-    return bon, metrics.group_auc(decision, y, group_ids)
+def group_scores(decision: np.ndarray, y: np.ndarray, group_ids: Sequence[str],
+                 ns: Sequence[int]) -> dict[str, float]:
+    """Per group holding both outcomes (the others cannot tell rankers apart): its best-of-N
+    averaged over the N ≥ 2 in `ns` that the group is large enough for."""
+    out = {}
+    for g, (s, yy) in zip(np.unique(np.asarray(group_ids)), _grouped(decision, y, group_ids), strict=True):
+        values = [metrics.best_of_n_group(s, yy, n) for n in ns if 2 <= n <= len(s)]
+        if 0 < (yy >= 0.5).sum() < len(yy) and values:
+            out[str(g)] = float(np.mean(values))
+    return out
 
 
 def _grouped(s: np.ndarray, y: np.ndarray, group_ids: Sequence[str]) -> list:
@@ -149,28 +150,35 @@ def inner_decisions(z: np.ndarray, y: np.ndarray, group_ids: Sequence[str], l2: 
 
 def select(z: np.ndarray, y: np.ndarray, group_ids: Sequence[str], names: Sequence[str],
            l2: float = 1.0, ns: Sequence[int] = (2, 3, 4), seed: int = 0) -> Selection:
-    """Pick the candidate with the highest training best-of-N; ties go to the higher
-    within-group AUC, then to a single scorer (in the order given) over the combination."""
+    """The best single scorer (highest mean per-group best-of-N on the training groups; ties:
+    higher within-group AUC, then the order given), replaced by the combination only when the
+    combination's held-out per-group best-of-N beats it by more than one standard error of
+    the paired per-group difference — with a handful of groups a smaller edge is noise, and
+    falling back costs nothing (Breiman's one-standard-error rule)."""
     z = np.asarray(z, dtype=float)
     y = np.asarray(y, dtype=float)
     decisions: dict[str, np.ndarray] = {name: z[:, k] for k, name in enumerate(names)}
     inner = inner_decisions(z, y, group_ids, l2, seed)
     if inner is not None:
         decisions[COMBINATION] = inner
-    table = {name: dict(zip(("best_of_n", "group_auc"), selection_score(d, y, group_ids, ns), strict=True))
-             for name, d in decisions.items()}
-    order = list(decisions)
+    per_group = {name: group_scores(d, y, group_ids, ns) for name, d in decisions.items()}
+    table: dict[str, dict[str, float | None]] = {
+        name: {"best_of_n": float(np.mean(list(v.values()))) if v else None,
+               "group_auc": metrics.group_auc(decisions[name], y, group_ids)}
+        for name, v in per_group.items()}
 
-    def key(name: str) -> tuple[float, float, int, int]:
+    def key(name: str) -> tuple[float, float, int]:
         bon, auc = table[name]["best_of_n"], table[name]["group_auc"]
-        return (-np.inf if bon is None else bon, -np.inf if auc is None else auc,
-                int(name != COMBINATION), -order.index(name))
+        return (-np.inf if bon is None else bon, -np.inf if auc is None else auc, -list(names).index(name))
 
-    chosen = max(order, key=key)
-    if chosen == COMBINATION:
-        weights = fit_pairwise(z, y, group_ids, l2).weights
-    else:
-        weights = np.eye(z.shape[1])[order.index(chosen)]
+    chosen = max(names, key=key)
+    weights = np.eye(z.shape[1])[list(names).index(chosen)]
+    if COMBINATION in per_group:
+        diff = np.array([per_group[COMBINATION][g] - per_group[chosen][g] for g in per_group[chosen]])
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) >= 2 else np.inf
+        table[COMBINATION] |= {"edge": float(diff.mean()) if len(diff) else None, "edge_se": se}
+        if len(diff) >= 2 and diff.mean() > se:
+            chosen, weights = COMBINATION, fit_pairwise(z, y, group_ids, l2).weights
     return Selection(chosen, weights, table)
 
 

@@ -50,7 +50,8 @@ def ref_fit(z, y, gids, l2):
 
 
 def ref_select(z, y, gids, names, l2, ns):
-    """Leave-one-group-out for the combination, subset enumeration for best-of-N."""
+    """Leave-one-group-out for the combination, subset enumeration for best-of-N, the
+    one-standard-error rule with the statistics module."""
     groups = sorted(set(gids))
     comb = np.zeros(len(y))
     for g in groups:
@@ -60,18 +61,20 @@ def ref_select(z, y, gids, names, l2, ns):
             if h == g:
                 comb[i] = z[i] @ w
     cands = {n: z[:, k] for k, n in enumerate(names)} | {"combination": comb}
-    table = {}
+    per_group, table = {}, {}
     for name, d in cands.items():
-        per_n = []
-        for n in ns:
-            vals = [brute_bon([d[i] for i, h in enumerate(gids) if h == g],
-                              [y[i] for i, h in enumerate(gids) if h == g], n)
-                    for g in groups if sum(h == g for h in gids) >= n]
-            if vals and n >= 2:
-                per_n.append(sum(vals) / len(vals))
-        table[name] = (sum(per_n) / len(per_n), brute_group_auc(list(d), list(y), gids))
-    order = list(cands)
-    best = max(order, key=lambda k: (table[k][0], table[k][1], k != "combination", -order.index(k)))
+        per_group[name] = {}
+        for g in groups:
+            members = [i for i, h in enumerate(gids) if h == g]
+            labels = [y[i] for i in members]
+            if 0 < sum(labels) < len(labels):
+                vals = [brute_bon([d[i] for i in members], labels, n) for n in ns if 2 <= n <= len(members)]
+                per_group[name][g] = sum(vals) / len(vals)
+        table[name] = (statistics.fmean(per_group[name].values()), brute_group_auc(list(d), list(y), gids))
+    best = max(names, key=lambda k: (table[k][0], table[k][1], -names.index(k)))
+    diff = [per_group["combination"][g] - per_group[best][g] for g in per_group[best]]
+    if statistics.fmean(diff) > statistics.stdev(diff) / len(diff) ** 0.5:
+        best = "combination"
     return best, table
 
 
@@ -161,16 +164,32 @@ def _bon(decision, y, gids, n=2):
 
 def test_a_perfect_scorer_is_kept_and_complementary_scorers_are_combined():
     rng = np.random.default_rng(5)
-    gids = [f"g{g}" for g in range(8) for _ in range(6)]
-    a, b = rng.normal(size=48), rng.normal(size=48)
+    gids = [f"g{g}" for g in range(20) for _ in range(6)]
+    a, b = rng.normal(size=120), rng.normal(size=120)
     y = (a + b > 0).astype(float)
-    perfect = np.column_stack([a + b, rng.normal(size=48)])  # one scorer is the truth
-    decision, report = hybrid.cross_fit(perfect, y, gids, ["truth", "noise"], folds=8)
+    perfect = np.column_stack([a + b, rng.normal(size=120)])  # one scorer is the truth
+    decision, report = hybrid.cross_fit(perfect, y, gids, ["truth", "noise"], folds=5)
+    assert [r["chosen"] for r in report] == ["truth"] * 5
     assert _bon(decision, y, gids) == pytest.approx(_bon(perfect[:, 0], y, gids))
-    halves = np.column_stack([a, b])  # each scorer sees half of it
-    decision, report = hybrid.cross_fit(halves, y, gids, ["a", "b"], folds=8)
-    assert [r["chosen"] for r in report].count("combination") >= 6
+    halves = np.column_stack([a, b])  # each scorer sees half of it: worth combining
+    decision, report = hybrid.cross_fit(halves, y, gids, ["a", "b"], folds=5)
+    assert [r["chosen"] for r in report] == ["combination"] * 5
     assert _bon(decision, y, gids) > max(_bon(a, y, gids), _bon(b, y, gids))
+
+
+def test_a_small_edge_falls_back_to_the_best_single_scorer():
+    """The combination is kept only when it beats the best single scorer by more than one
+    standard error of the per-group differences."""
+    names = ["judge", "prm"]
+    z = np.zeros((12, 2))
+    y = np.array([1, 0, 0, 0] * 3, dtype=float)
+    gids = [f"g{i // 4}" for i in range(12)]
+    z[:, 0] = [3, 2, 1, 0, 2, 3, 1, 0, 3, 2, 1, 0]  # judge ranks two of three groups right
+    z[:, 1] = [0, 1, 2, 3] * 3  # prm ranks every group backwards
+    sel = hybrid.select(z, y, gids, names, ns=[2, 3, 4])
+    assert sel.chosen == "judge" and list(sel.weights) == [1.0, 0.0]
+    edge = sel.candidates["combination"]
+    assert edge["edge"] <= edge["edge_se"]
 
 
 def test_cross_fit_scores_each_group_out_of_fold():
