@@ -1,7 +1,8 @@
 """Other harnesses' output through `agentrm traces import`, and ATIF out through `traces export`:
 
-- a Harbor job directory written by Harbor's own models and serialisers
-  (tests/fixtures/harbor/make_job.py): one trajectory per trial (per step of a multi-step
+- a Harbor job directory written by a real `harbor.job.Job` run in Docker
+  (tests/fixtures/harbor/make_real_job.py), and one written by Harbor's own models and
+  serialisers (tests/fixtures/harbor/make_job.py): one trajectory per trial (per step of a multi-step
   trial), the verifier's rewards as the reward and as `harbor.KEY` scores, ATIF step rewards as
   `atif` scores, token ids from the ATIF steps or from the result's rollout_details, the
   agent's timeout as the exit status; Harbor's ATIF comes back unchanged from the ATIF export;
@@ -73,6 +74,33 @@ def test_harbor_job_one_trajectory_per_trial_with_the_verifiers_rewards(tmp_path
     # the ATIF step reward of the solved trial (metrics.extra.reward of its first agent step)
     assert scores[("count-lines__solved", "atif", 0)] == 0.5
     assert trajs["count-lines__solved"].policy == "hosted_vllm/tiny-random"
+
+
+def test_harbor_real_job_run_in_docker(tmp_path, cli):
+    """A job Harbor's own Job/Trial/Verifier code ran: rewards as its verifier parsed them, the
+    agent's timeout as the exit status (Harbor still verified that trial), the ATIF turns."""
+    job = FIXTURES / "harbor" / "real-job"
+    db = _db(tmp_path)
+    got = cli("traces", "import", str(job), "--db", db)
+    assert got.returncode == 0, got.stderr
+    trajs, scores = _stored(db)
+    results = {p.parent.name: _load(p) for p in job.glob("*/result.json")}
+    assert sorted(trajs) == sorted(results) and len(results) == 3
+    for name, res in results.items():
+        traj, rewards = trajs[name], res["verifier_result"]["rewards"]
+        assert traj.task_id == res["task_name"] and traj.reward == rewards["reward"]
+        assert {k: scores[(name, f"harbor.{k}", None)] for k in rewards} == rewards
+        timed_out = (res["exception_info"] or {}).get("exception_type") == "AgentTimeoutError"
+        assert traj.exit_status.value == ("time_limit" if timed_out else "imported")
+        atif = job / name / "agent" / "trajectory.json"
+        assert bool(traj.turns) == atif.exists()
+        if atif.exists():
+            steps = _load(atif)["steps"]
+            assert [t.assistant["content"] for t in traj.turns] == [s["message"] for s in steps if s["source"] == "agent"]
+            assert traj.turns[0].tool_results[0].content == steps[1]["observation"]["results"][0]["content"]
+    assert sorted(t.exit_status.value for t in trajs.values()) == ["imported", "imported", "time_limit"]
+    strict = next(n for n in results if n.startswith("count-lines-strict"))
+    assert (trajs[strict].reward, scores[(strict, "harbor.answer_written", None)]) == (0.0, 1.0)
 
 
 def test_harbor_token_ids_from_the_atif_steps_or_the_rollout_details(tmp_path, cli):
