@@ -67,6 +67,10 @@ def read_harbor(path: Path) -> Iterator[Trajectory]:
         trials = [path]
     else:
         trials = [p for p in _children(path) if is_trial_dir(p)]
+        for child in _children(path):  # a trial still running has no result.json yet: skipped
+            if (child / "result.json").is_file() and child not in trials:
+                raise InputError("not a Harbor trial result (unreadable JSON or no trial_name)",
+                                 path=str(child / "result.json"))
         if not trials:
             raise InputError("not a Harbor trial or job directory (no result.json naming a "
                              "trial_name here or in a subdirectory)", path=str(path))

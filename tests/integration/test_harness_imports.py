@@ -154,6 +154,17 @@ def test_harbor_bad_directories_are_one_line_and_exit_2(tmp_path, cli):
     assert got.returncode == 2 and len(got.stderr.strip().splitlines()) == 1
     assert "verifier" in got.stderr and "finite numbers" in got.stderr
     assert _stored(_db(tmp_path, "c.db"))[0] == {}
+    # a trial whose result.json was cut short is named, not skipped (one still running, with
+    # no result.json yet, is skipped)
+    (trial / "verifier" / "reward.json").write_text('{"reward": 1}')
+    shutil.copytree(HARBOR_JOB / "count-lines__solved", tmp_path / "job" / "t2")
+    (tmp_path / "job" / "t3").mkdir()
+    assert cli("traces", "import", str(tmp_path / "job"), "--db", _db(tmp_path, "d.db")).returncode == 0
+    assert sorted(_stored(_db(tmp_path, "d.db"))[0]) == ["count-lines__partial", "count-lines__solved"]
+    cut = tmp_path / "job" / "t2" / "result.json"
+    cut.write_text(cut.read_text()[:200])
+    got = cli("traces", "import", str(tmp_path / "job"), "--db", _db(tmp_path, "e.db"))
+    assert got.returncode == 2 and f"{cut}: not a Harbor trial result" in got.stderr
 
 
 # -- Agent Lightning --------------------------------------------------------------------------
