@@ -296,6 +296,22 @@ def test_agentlightning_one_spans_file_alone_and_through_atif(tmp_path, cli):
     assert [t.logprobs for t in back.turns] == [t.logprobs for t in traj.turns]
 
 
+def test_agentlightning_items_as_json_lines_or_a_list_read_the_same(tmp_path, cli):
+    """The store's items in the other containers the reader takes: JSON lines, a bare list."""
+    items = [it for p in sorted((AGL / "store").glob("*.json")) for it in _load(p)["items"]]
+    lines, listed = tmp_path / "all.jsonl", tmp_path / "all.json"
+    lines.write_text("".join(json.dumps(it) + "\n" for it in items))
+    listed.write_text(json.dumps(items))
+    db0 = _db(tmp_path, "dir.db")
+    assert cli("traces", "import", str(AGL / "store"), "--db", db0).returncode == 0
+    want = {k: _comparable(v) for k, v in _stored(db0)[0].items()}
+    for n, (path, fmt) in enumerate([(lines, ["--format", "agentlightning"]), (listed, [])]):
+        db = _db(tmp_path, f"{n}.db")
+        got = cli("traces", "import", str(path), *fmt, "--db", db)
+        assert got.returncode == 0, got.stderr
+        assert {k: _comparable(v) for k, v in _stored(db)[0].items()} == want
+
+
 def test_agentlightning_bad_input_is_one_line_and_exit_2(tmp_path, cli):
     other = tmp_path / "other.json"
     other.write_text('{"hello": "world"}')
