@@ -176,7 +176,7 @@ def _write_atif(store, trajs, output: Path | None) -> int:
                              path=None if output is None else str(output))
         text = json.dumps(docs[0][1], ensure_ascii=False, indent=2) + "\n"
         if output is None:
-            sys.stdout.write(text)
+            _write_stdout_text(text)
             return 1
         from agentrm.files import atomic_open
 
@@ -187,6 +187,17 @@ def _write_atif(store, trajs, output: Path | None) -> int:
             raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from None
         return 1
     return write_atif_directory(atif_documents(store, trajs), output)
+
+
+def _write_stdout_text(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: end quietly, as the JSONL export does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(141) from None
 
 
 def _write_stdout(trajs) -> int:

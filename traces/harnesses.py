@@ -31,12 +31,17 @@ def atif_documents(store: Any, trajs: Iterable[Trajectory], limit: int | None = 
                    ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, ATIF document) per trajectory; step rewards come from the trajectory's `atif`
     scores in `store`, so a rescored step exports its new value."""
+    from itertools import islice
+
     from agentrm.traces.formats import ATIF_SCORER, write_atif
 
-    for n, traj in enumerate(trajs):
-        if limit is not None and n >= limit:
-            return
-        yield traj.id, write_atif(traj, store.get_scores([traj.id], scorer=ATIF_SCORER))
+    trajs = iter(trajs) if limit is None else islice(trajs, limit)
+    while batch := list(islice(trajs, 256)):  # one score query per batch, not per trajectory
+        scores: dict[str, list[Any]] = {}
+        for score in store.get_scores([t.id for t in batch], scorer=ATIF_SCORER):
+            scores.setdefault(score.trajectory_id, []).append(score)
+        for traj in batch:
+            yield traj.id, write_atif(traj, scores.get(traj.id, []))
 
 
 def write_atif_directory(docs: Iterable[tuple[str, dict[str, Any]]], output: Path) -> int:
