@@ -350,6 +350,8 @@ def own_ray(monkeypatch):
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     temp = f"/tmp/agentrm-ray-verl-{os.getpid()}"
+    if ray.is_initialized():  # an earlier test of this session connected to the shared cluster;
+        ray.shutdown()  # only this process disconnects (later users reconnect via connect_ray)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     yield ray
     ray.shutdown()
