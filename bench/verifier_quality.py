@@ -1,7 +1,8 @@
 """How good is each scorer on our own labelled trajectories? (`agentrm eval verifier` + audit)
 
     python bench/verifier_quality.py [--db sqlite:///runs/vq.db] [--group-size 6] [--swe-group 4]
-                                     [--branches 2] [--epochs 300] [--audit 4] [--folds 0]
+                                     [--branches 2] [--epochs 0] [--audit 4] [--folds 0]
+                                     [--train-group 18] [--train-swe-runs 4] [--lora-rank 8]
 
 Labelled set: the 8 builtin tasks (rollouts in Docker, outcome = the runtime's own check) and the
 8 bundled SWE-bench instances (agent mode in Docker, outcome = the tests verifier), both rolled
@@ -11,6 +12,10 @@ split in two halves (by group, stratified by kind): the PRM is trained on one, e
 reported on the other. PRM step labels: Monte-Carlo branch values (progress scorer, K branches
 of a prover from sandbox snapshots) on builtin trajectories, outcomes on SWE ones (their
 verifier runs outside the sandbox, so branches cannot be graded in place).
+More PRM training data comes from extra rollouts of the training tasks only (--train-group,
+--train-swe-runs); --lora-rank trains LoRA adapters instead of the head alone. Each PRM variant
+has its own directory and scorer name (prm-head-k2-n0, prm-lora8-k4-n18, …), so variants
+share one store. A number-of-turns baseline is reported next to the scorers.
 Scorers: tests (SWE) / the builtin check — they ARE the labels, AUC 1 by construction —, the
 SmolLM2 judge PRM, the trained PRM (SmolLM2 backbone), information gain (SmolLM2, builtin:
 needs a ground-truth answer) and the learned hybrid. Every stage is resumable from the store.
