@@ -175,9 +175,9 @@ def select(z: np.ndarray, y: np.ndarray, group_ids: Sequence[str], names: Sequen
     weights = np.eye(z.shape[1])[list(names).index(chosen)]
     if COMBINATION in per_group:
         diff = np.array([per_group[COMBINATION][g] - per_group[chosen][g] for g in per_group[chosen]])
-        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) >= 2 else np.inf
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) >= 2 else None  # JSON-safe
         table[COMBINATION] |= {"edge": float(diff.mean()) if len(diff) else None, "edge_se": se}
-        if len(diff) >= 2 and diff.mean() > se:
+        if se is not None and diff.mean() > se:
             chosen, weights = COMBINATION, fit_pairwise(z, y, group_ids, l2).weights
     return Selection(chosen, weights, table)
 
@@ -208,7 +208,7 @@ def cross_fit(x: np.ndarray, y: np.ndarray, group_ids: Sequence[str], names: Seq
             continue
         sel = select(z[train], y[train], list(gids[train]), names, l2, ns, seed)
         out[test] = z[test] @ sel.weights
-        report.append({"held_out": sorted(set(gids[test])), "chosen": sel.chosen,
+        report.append({"held_out": sorted(str(g) for g in set(gids[test])), "chosen": sel.chosen,
                        "weights": {n: float(w) for n, w in zip(names, sel.weights, strict=True)},
                        "training": sel.candidates})
     return out, report

@@ -60,6 +60,7 @@ def test_json_metrics_equal_direct_computation(cli, db):
     hybrid = out["hybrid"]
     assert hybrid["kind"] == "learned" and hybrid["n"] == 12 and len(hybrid["fold_reports"]) == 2
     assert all(r["chosen"] in ("good", "noisy", "combination") for r in hybrid["fold_reports"])
+    assert "Infinity" not in res.stdout and "NaN" not in res.stdout  # strict JSON for other tools
     assert set(hybrid["best_of_n"]) == {"good", "noisy", "hybrid"}
 
 
