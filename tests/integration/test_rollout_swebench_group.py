@@ -46,3 +46,23 @@ def test_agent_mode_group_of_two(docker_client, tmp_path: Path):
     member = tmp_path / "runs" / "grp" / model_dir_name(run.model) / "agentrm__textkit-1" / "group" / "1"
     assert json.loads((member / "report.json").read_text())["agentrm__textkit-1"]["resolved"]
     assert store.get_run("grp")["status"] == "finished"  # the harness's run, ended once by it
+
+
+def test_bytecode_an_agent_leaves_behind_stays_out_of_its_patch(docker_client, tmp_path: Path):
+    """An agent that checks its fix with pytest or compileall leaves __pycache__/*.pyc in the
+    repository; `git add -A` put them into the patch, which then failed to apply at grading."""
+    script = tmp_path / "fix.jsonl"
+    actions = FIX[:2] + [{"tool": "bash", "args": {"command": "python -m compileall -q . ; python -m pytest -q -p no:cacheprovider >/dev/null 2>&1; find . -name '*.pyc' | head -3"}},
+                         FIX[2]]
+    script.write_text("".join(json.dumps(a) + "\n" for a in actions))
+    run = evaluate(EvalConfig(run_dir=str(tmp_path / "runs"), db=f"sqlite:///{tmp_path}/store.db",
+                              max_workers=1, agent=True, policy=f"scripted:{script}", run_id="pyc",
+                              instance_ids=["agentrm__textkit-1"]))
+    (result,) = run.results
+    from agentrm.traces import open_store
+
+    traj = open_store(f"sqlite:///{tmp_path}/store.db").get_trajectory(result.trajectory_id)
+    assert ".pyc" in traj.turns[2].tool_results[0].content  # the bytecode was there
+    patch = traj.metadata["model_patch"]
+    assert "textkit/slug.py" in patch and ".pyc" not in patch and "__pycache__" not in patch
+    assert result.status == "resolved"

@@ -180,6 +180,9 @@ def solve(inst: Instance, image: str | AgentImage, policy: Any, store: Any, run_
     return attempts
 
 
+NO_BYTECODE = "':(exclude,glob)**/__pycache__/**' ':(exclude,glob)**/*.pyc'"
+
+
 def _take_patch(inst: Instance, workdir: str = WORKDIR) -> Any:
     """The member's `git diff` against base_commit, taken in its own sandbox before removal."""
     base = shlex.quote(inst.base_commit or "HEAD")
@@ -187,9 +190,11 @@ def _take_patch(inst: Instance, workdir: str = WORKDIR) -> Any:
     # The agent's processes are stopped first and its git config cannot run programs
     # (fsmonitor, hooks, diff drivers). A repository the agent broke so that git fails is its
     # own failure: an empty patch (0), never "infrastructure" (None).
+    # Python bytecode the agent's own checks leave behind (pytest, compileall) is never part of
+    # a fix, and a patch carrying it fails to apply at grading: it stays out of both steps.
     git = "git -c core.fsmonitor=false -c core.hooksPath=/dev/null"
-    cmd = (f"cd {shlex.quote(workdir)} && {git} add -A && "
-           f"{git} diff --cached --no-color --no-ext-diff --no-textconv {base}")
+    cmd = (f"cd {shlex.quote(workdir)} && {git} add -A -- . {NO_BYTECODE} && "
+           f"{git} diff --cached --no-color --no-ext-diff --no-textconv {base} -- . {NO_BYTECODE}")
 
     def finalize(traj: Any, sandbox: Any) -> None:
         diff = sandbox.verify_exec(cmd, timeout=120)
