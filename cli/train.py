@@ -173,6 +173,9 @@ def prm(
     seed: Annotated[int, Opt()] = 0,
     freeze_backbone: Annotated[bool, Opt("--freeze-backbone", help="Train the head only (hidden states "
                                                                    "computed once; fast on a CPU).")] = False,
+    lora_rank: Annotated[int, Opt("--lora-rank", help="LoRA adapters of this rank on the backbone's "
+                                                      "projections (0: train every weight); merged at "
+                                                      "save.")] = 0,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -184,7 +187,7 @@ def prm(
     source = "progress" if labels == "mc" else labels
     cfg = PRMTrainConfig(base=base, labels=source, min_share=min_share, epochs=epochs, lr=lr,
                          head_lr=head_lr, batch_size=batch_size, max_length=max_length, seed=seed,
-                         freeze_backbone=freeze_backbone)
+                         freeze_backbone=freeze_backbone, lora_rank=lora_rank)
     store, trajs, scores = load_run(db, run)
     if labels == "mc":
         scores = _branch_values(store, trajs, branches, prover) + list(scores)

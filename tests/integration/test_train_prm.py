@@ -116,6 +116,27 @@ def test_train_prm_cli_then_score_token_cls(cli, db, tmp_path):
     assert roc_auc(ss, ys) > 0.9  # it learned the labels it was trained on
 
 
+def test_train_prm_cli_with_lora(cli, db, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from agentrm.verifiers.prm_tiny import build_tiny_prm
+
+    base = build_tiny_prm(tmp_path / "base", "token-cls", seed=1)
+    res = cli("train", "prm", "--db", db, "--run", "r1", "--base", str(base), "-o", str(tmp_path / "x"),
+              "--lora-rank", "4", "--freeze-backbone")
+    assert res.returncode == 2 and "--lora-rank" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    out = tmp_path / "prm"
+    res = cli("train", "prm", "--db", db, "--run", "r1", "--base", str(base), "-o", str(out),
+              "--lora-rank", "4", "--epochs", "4", "--lr", "3e-3", "--head-lr", "3e-3", "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["losses"][-1] < summary["losses"][0]
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:  # merged: plain weights only
+        assert not any("lora" in k for k in f.keys())
+
+
 def test_train_prm_bad_input(cli, db, tmp_path):
     res = cli("train", "prm", "--db", db, "--run", "r1", "--labels", "nope.jsonl", "-o", str(tmp_path / "x"))
     assert res.returncode == 2 and "nope.jsonl" in res.stderr
