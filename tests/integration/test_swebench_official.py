@@ -287,3 +287,28 @@ def test_agent_mode_with_an_activation_that_fails_is_infrastructure(official, tm
     [res] = run.results
     assert res.status == "error" and "could not be activated as the agent" in res.error, res
     assert "/nope/activate" in res.error and "\n" not in res.error
+
+
+def test_warm_pool_is_told_before_the_instance_asks_on_a_busy_machine(official, tmp_path, monkeypatch):
+    """The pool is told what is coming from a background thread; when that thread is slow (a
+    busy machine), the instance used to get there first, miss, and start a second sandbox."""
+    import time as clock
+
+    import agentrm.evals.swebench.warm_pool as warm_pool
+
+    real = warm_pool.agent_sandbox_config
+
+    def slow(*args, **kwargs):  # only the background thread computes the config this way
+        clock.sleep(4)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(warm_pool, "agent_sandbox_config", slow)
+    insts, _, _ = official
+    inst = insts["agentrm__textkit-1"]
+    idle = _script(tmp_path / "idle.jsonl", [{"tool": "submit", "args": {}}])
+    harness = Harness(cfg(tmp_path, db=f"sqlite:///{tmp_path}/store.db", agent=True, policy=idle,
+                          namespace="local", pull="never", instance_ids=[inst.instance_id],
+                          warm_pool=1, run_id="agent-busy"))
+    (result,) = harness.run().results
+    pool = harness.sandbox_factory
+    assert result.status == "empty_patch"
+    assert pool.hits + pool.waits == 1 and pool.misses == 0

@@ -20,6 +20,7 @@ from agentrm.verifiers.tests_verifier import EMPTY, ERROR, TIMEOUT, TestRun, Tes
 
 log = logging.getLogger("agentrm.evals.swebench")
 RETRY = (ERROR, TIMEOUT)  # environment failures are never reused: a resume tries them again
+PREWARM_WAIT_S = 180.0  # at most this long for the warm pool to be told (see _wait_told)
 
 
 class InstanceRunner:
@@ -27,6 +28,7 @@ class InstanceRunner:
         self.h = harness
         self.cfg = harness.cfg
         self.run_id = run_id
+        self._told: dict[str, threading.Event] = {}  # agent mode: the warm pool knows it is coming
 
     def one(self, inst: Instance, pred: Prediction | None, model: str, directory: Path
             ) -> InstanceResult:
@@ -75,17 +77,30 @@ class InstanceRunner:
         instance sandboxes are coming (images resolved in the background)."""
         from agentrm.evals.swebench.warm_pool import agent_sandbox_config
 
+        told = self._told = {inst.instance_id: threading.Event() for inst in instances}
+
         def ahead() -> None:
             for inst in instances:
                 try:
                     agent = self.agent_image(self.resolve(inst))
+                    config = agent_sandbox_config(agent, self.cfg, self.run_id)
+                    for _ in range(max(1, self.cfg.group_size)):
+                        self.h.sandbox_factory.expect(config)
                 except Exception:  # noqa: BLE001 - the instance itself reports it
-                    continue
-                config = agent_sandbox_config(agent, self.cfg, self.run_id)
-                for _ in range(max(1, self.cfg.group_size)):
-                    self.h.sandbox_factory.expect(config)
+                    pass
+                finally:
+                    told[inst.instance_id].set()
 
         threading.Thread(target=ahead, name="swe-prewarm", daemon=True).start()
+
+    def _wait_told(self, instance_id: str) -> None:
+        """Before an instance asks the pool for its sandbox, the pool must have been told it
+        is coming: on a busy machine the instance could otherwise get there first, miss, and
+        start a sandbox of its own beside the one started for it. The wait is bounded: the
+        background thread resolves the same image this instance has already resolved."""
+        event = self._told.get(instance_id)
+        if event is not None:
+            event.wait(timeout=PREWARM_WAIT_S)
 
     def _finish(self, inst, directory, result: InstanceResult, patch: str | None,
                 spec: TestSpec | None = None, run: TestRun | None = None) -> InstanceResult:
@@ -137,6 +152,7 @@ class InstanceRunner:
             return previous
         from agentrm.evals.swebench.agent import solve
 
+        self._wait_told(inst.instance_id)
         first, *others = solve(inst, self.agent_image(resolved), self.h.policy, self.h.store, self.run_id, self.cfg,
                                sandbox_factory=self.h.sandbox_factory)
         for k, other in enumerate(others, 1):  # the group's other members: graded and stored
