@@ -23,9 +23,10 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 # Volatile fragments of shell output that differ between otherwise identical states. Anchor
 # states only recur across rollouts if these are normalised away (ALGORITHMS.md §3.8 item 4).
 # Each entry: (pattern, replacement, necessary condition). The condition is a cheap test that
-# every match needs (a substring, any of several substrings, or a regex); the patterns whose condition holds are joined into one alternation and
-# applied in a single scan (import spends most of its time here otherwise). Where matches of
-# two patterns overlap, the leftmost wins, and at one position the earlier pattern.
+# every match needs (a substring, any of several substrings, or a regex); the patterns whose
+# condition holds are joined into one alternation and applied in a single scan (import spends
+# most of its time here otherwise). Where matches of two patterns overlap, the leftmost wins,
+# and at one position the earlier pattern.
 _VOLATILE: list[tuple[str, str, Any]] = [
     (r"(?<!\w)\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b", "<TIME>", ":"),
     (r"(?<!\w)\d{2}:\d{2}:\d{2}(?:\.\d+)?\b", "<TIME>", ":"),
@@ -53,13 +54,9 @@ def _replace(match: re.Match) -> str:
 
 
 # Each distinct condition once, with the patterns it admits (the three clock patterns share ":").
-_CONDITIONS: list[tuple[Any, tuple[int, ...]]] = []
+_CONDITIONS: dict[Any, tuple[int, ...]] = {}
 for _i, (_, _, _need) in enumerate(_VOLATILE):
-    _known = [k for k, (n, _) in enumerate(_CONDITIONS) if n is _need or n == _need]
-    if _known:
-        _CONDITIONS[_known[0]] = (_need, _CONDITIONS[_known[0]][1] + (_i,))
-    else:
-        _CONDITIONS.append((_need, (_i,)))
+    _CONDITIONS[_need] = _CONDITIONS.get(_need, ()) + (_i,)
 
 
 def _needed(text: str) -> tuple[int, ...]:
@@ -68,7 +65,7 @@ def _needed(text: str) -> tuple[int, ...]:
     Literal conditions are C substring searches and each distinct condition is tested once:
     half the cost of one regex alternation over all conditions (bench/import_traces.py)."""
     out: list[int] = []
-    for need, which in _CONDITIONS:
+    for need, which in _CONDITIONS.items():
         if isinstance(need, str):
             if need in text:
                 out.extend(which)
