@@ -108,3 +108,38 @@ def test_queued_turns_all_land_and_close_flushes_them(store):
         assert recorder.close(f"q{traj}")  # waits for the writer first
         stored = store.get_trajectory(f"q{traj}")
         assert len(stored.turns) == 10 and stored.exit_status.value == "imported"
+
+
+def test_the_queue_is_bounded_while_the_store_is_busy(tmp_path):
+    """A store that cannot take writes (another process holds SQLite's write lock) slows clients
+    down instead of filling memory: a full queue refuses more turns, and once the store is free
+    again everything queued lands."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "busy.db"
+    store = open_store(f"sqlite:///{path}")
+    store.begin_run({"kind": "proxy"}, run_id="px", kind="proxy")
+    recorder = Recorder(store, "px", "http://up/v1", queue_size=3)
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer now waits for the lock (busy timeout)
+    try:
+        assert recorder.try_submit("b", "b", "task", exchange(0))
+        deadline = time.monotonic() + 60
+        while recorder.pending and time.monotonic() < deadline:  # the writer took it and waits
+            time.sleep(0.01)
+        accepted = [recorder.try_submit("b", "b", "task", exchange(step)) for step in range(1, 12)]
+        assert accepted == [True] * 3 + [False] * 8  # the queue holds 3 while the store is busy
+        late = threading.Thread(target=recorder.submit, args=("b", "b", "task", exchange(4)))
+        late.start()  # blocks: the queue is full
+        late.join(timeout=1.0)
+        assert late.is_alive()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    late.join(timeout=120)
+    assert not late.is_alive()
+    recorder.flush()
+    indices = [t.index for t in store.get_trajectory("b").turns]
+    assert indices == [0, 1, 2, 3, 4]  # nothing lost, nothing twice
+    store.close()
