@@ -275,3 +275,33 @@ def serve_asgi(app):
         assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
     return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
+
+
+def mini_swe_agent_attempt(api_base: str, task, max_tokens: int, step_limit: int = 3):
+    """mini-swe-agent, unchanged (its own LitellmModel in tool-calling mode, DockerEnvironment and
+    DefaultAgent with its shipped config), on a builtin task; the model is whatever serves
+    `api_base` (the proxy). Returns (agent, solved). The raw responses mini-swe-agent keeps
+    carry the ids vLLM sampled because this client asks for them; a harness that does not ask
+    is recorded all the same."""
+    import yaml
+    from minisweagent.agents.default import DefaultAgent
+    from minisweagent.environments.docker import DockerEnvironment
+    from minisweagent.models.litellm_model import LitellmModel
+
+    from agentrm.sandboxes.images import base_image
+
+    config = yaml.safe_load((Path(sys.modules["minisweagent"].__file__).parent / "config" / "mini.yaml").read_text())
+    # no seed: vLLM 0.32 on CPU kills its engine ("CPU Generator does not use offset") on a
+    # seeded request whose prompt is prefilled in chunks
+    model = LitellmModel(model_name="openai/tiny", cost_tracking="ignore_errors", **{**config["model"], "model_kwargs": {
+        "api_base": api_base, "api_key": "none", "tool_choice": "required", "max_tokens": max_tokens,
+        "temperature": 1.0, "drop_params": True, "logprobs": True, "extra_body": {"return_token_ids": True}}})
+    env = DockerEnvironment(image=base_image(), cwd="/workspace", timeout=30)
+    try:
+        for line in task.setup:
+            assert env.execute({"command": f"mkdir -p /workspace && cd /workspace && {line}"})["returncode"] == 0
+        agent = DefaultAgent(model, env, **{**config["agent"], "step_limit": step_limit, "cost_limit": 0})
+        info = agent.run(task=task.instruction)
+    finally:
+        env.cleanup()
+    return agent, str(info.get("submission", "")).strip() == str(task.answer)

@@ -137,36 +137,14 @@ def test_openai_sdk_tool_loop_is_recorded_with_calls_results_and_ids(proxy, tmp_
 @pytest.mark.docker
 def test_mini_swe_agent_through_the_proxy(proxy, docker_client, tiny):
     """mini-swe-agent's own model and environment classes, pointed at the proxy by its base URL."""
-    import yaml
-    from minisweagent.agents.default import DefaultAgent
-    from minisweagent.environments.docker import DockerEnvironment
-    from minisweagent.models.litellm_model import LitellmModel
+    from conftest import mini_swe_agent_attempt
     from transformers import AutoTokenizer
 
-    from agentrm.sandboxes.images import base_image
     from agentrm.tasks import bundled_tasks
 
     base, _, store, recorder = proxy
     task = next(t for t in bundled_tasks() if t.id == "count-lines")
-    config = yaml.safe_load((Path(sys.modules["minisweagent"].__file__).parent / "config" / "mini.yaml").read_text())
-    model = LitellmModel(
-        model_name="openai/tiny", cost_tracking="ignore_errors",
-        **{**config["model"], "model_kwargs": {
-            "api_base": f"{base}/t/mswea-1/g/count-lines/v1", "api_key": "none", "tool_choice": "required",
-            "max_tokens": 192, "temperature": 1.0, "drop_params": True,
-            # asked for here so the test can see what vLLM sampled (mini-swe-agent keeps each raw
-            # response); a harness that does not ask gets them recorded all the same
-            "logprobs": True, "extra_body": {"return_token_ids": True}}})  # no seed: vLLM 0.32 on CPU
-    # kills its engine ("CPU Generator does not use offset") on a seeded request whose prompt is chunked
-    env = DockerEnvironment(image=base_image(), cwd="/workspace", timeout=30)
-    try:
-        for line in task.setup:
-            assert env.execute({"command": f"mkdir -p /workspace && cd /workspace && {line}"})["returncode"] == 0
-        agent = DefaultAgent(model, env, **{**config["agent"], "step_limit": 3, "cost_limit": 0})
-        info = agent.run(task=task.instruction)
-    finally:
-        env.cleanup()
-    solved = str(info.get("submission", "")).strip() == str(task.answer)
+    agent, solved = mini_swe_agent_attempt(f"{base}/t/mswea-1/g/count-lines/v1", task, max_tokens=192)
     closed = httpx.post(f"{base}/t/mswea-1/close", json={"reward": float(solved)})
     assert closed.status_code == 200, closed.text
     traj = store.get_trajectory("mswea-1")

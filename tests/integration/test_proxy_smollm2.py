@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,29 +54,10 @@ def proxy(smollm2, tmp_path_factory, vllm_module):
 def attempt(base: str, task, k: int) -> dict:
     """One mini-swe-agent run with its own model and Docker environment classes; the proxy is
     only its base URL. Returns what the test checks against the store."""
-    import yaml
-    from minisweagent.agents.default import DefaultAgent
-    from minisweagent.environments.docker import DockerEnvironment
-    from minisweagent.models.litellm_model import LitellmModel
-
-    from agentrm.sandboxes.images import base_image
+    from conftest import mini_swe_agent_attempt
 
     traj = f"{task.id}-{k}"
-    config = yaml.safe_load((Path(sys.modules["minisweagent"].__file__).parent / "config" / "mini.yaml").read_text())
-    model = LitellmModel(model_name="openai/tiny", cost_tracking="ignore_errors", **{**config["model"], "model_kwargs": {
-        "api_base": f"{base}/t/{traj}/g/{task.id}/v1", "api_key": "none", "tool_choice": "required",
-        "max_tokens": 96, "temperature": 1.0, "drop_params": True,
-        # asked for here only so the test can compare; a harness that does not ask is recorded the same
-        "logprobs": True, "extra_body": {"return_token_ids": True}}})
-    env = DockerEnvironment(image=base_image(), cwd="/workspace", timeout=30)
-    try:
-        for line in task.setup:
-            assert env.execute({"command": f"mkdir -p /workspace && cd /workspace && {line}"})["returncode"] == 0
-        agent = DefaultAgent(model, env, **{**config["agent"], "step_limit": 3, "cost_limit": 0})
-        info = agent.run(task=task.instruction)
-    finally:
-        env.cleanup()
-    solved = str(info.get("submission", "")).strip() == str(task.answer)
+    agent, solved = mini_swe_agent_attempt(f"{base}/t/{traj}/g/{task.id}/v1", task, max_tokens=96)
     closed = httpx.post(f"{base}/t/{traj}/close", json={"reward": float(solved)}, timeout=60)
     assert closed.status_code == 200, closed.text
     responses = [m["extra"]["response"] for m in agent.messages if "response" in (m.get("extra") or {})]
