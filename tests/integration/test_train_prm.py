@@ -250,6 +250,36 @@ def test_train_prm_mc_labels_from_branch_rollouts(docker_client, cli, tmp_path):
 def test_frozen_backbone_trains_only_the_head(tmp_path):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
+    before, after, learned_auc = _train_tiny(tmp_path, epochs=200, head_lr=1e-2, freeze_backbone=True)
+    for name, tensor in before.items():
+        if name.startswith("model."):
+            assert torch.equal(tensor, after[name]), name  # the backbone is untouched
+    assert learned_auc > 0.9
+
+
+@pytest.mark.model
+def test_lora_trains_adapters_and_saves_merged_weights(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    torch.set_num_threads(1)
+
+    from agentrm.training.prm_train import LORA_TARGETS
+
+    before, after, learned_auc = _train_tiny(tmp_path, epochs=12, lr=5e-3, head_lr=1e-2, lora_rank=4)
+    assert not any("lora" in name for name in after)  # merged into plain weights
+    for name, tensor in before.items():
+        if not name.startswith("model.") or name not in after:
+            continue
+        if any(f".{target}." in name for target in LORA_TARGETS) and name.endswith("weight"):
+            assert not torch.equal(tensor, after[name]), name  # the adapters moved every projection
+        else:
+            assert torch.equal(tensor, after[name]), name  # embeddings, norms, biases frozen
+    assert learned_auc > 0.9
+
+
+def _train_tiny(tmp_path, **config):
+    """Train a tiny PRM on the fixture's progress labels: (base weights, trained weights, AUC of
+    the trained PRM's turn scores against the labels). The loss must at least halve."""
     from safetensors.torch import load_file
 
     from agentrm.training.prm_train import train_prm
@@ -261,49 +291,13 @@ def test_frozen_backbone_trains_only_the_head(tmp_path):
     labels = labels_from_progress(progress_rows(trajs), 0.5)
     out = tmp_path / "prm"
     summary = train_prm([labelled(t, labels[t.id]) for t in trajs], out,
-                        PRMTrainConfig(base=str(base), epochs=200, head_lr=1e-2, freeze_backbone=True))
+                        PRMTrainConfig(base=str(base), **config))
     assert summary["losses"][-1] < 0.5 * summary["losses"][0]
-    before, after = load_file(str(base / "model.safetensors")), load_file(str(out / "model.safetensors"))
-    for name, tensor in before.items():
-        if name.startswith("model."):
-            assert torch.equal(tensor, after[name]), name  # the backbone is untouched
     rows = make_scorer(model=str(out), style="token-cls").score(trajs)
     scored = {(r.trajectory_id, r.turn_index): r.value for r in rows if r.turn_index is not None}
     ys = [int(good(turn)) for t in trajs for turn in t.turns]
-    assert roc_auc([scored[(t.id, k)] for t in trajs for k in range(4)], ys) > 0.9
-
-
-@pytest.mark.model
-def test_lora_trains_adapters_and_saves_merged_weights(tmp_path):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("peft")
-    torch.set_num_threads(1)
-    from safetensors.torch import load_file
-
-    from agentrm.training.prm_train import LORA_TARGETS, train_prm
-    from agentrm.verifiers.prm import make_scorer
-    from agentrm.verifiers.prm_tiny import build_tiny_prm
-
-    base = build_tiny_prm(tmp_path / "base", "token-cls", seed=2)
-    trajs = _trajs()
-    labels = labels_from_progress(progress_rows(trajs), 0.5)
-    out = tmp_path / "prm"
-    summary = train_prm([labelled(t, labels[t.id]) for t in trajs], out,
-                        PRMTrainConfig(base=str(base), epochs=12, lr=5e-3, head_lr=1e-2, lora_rank=4))
-    assert summary["losses"][-1] < 0.5 * summary["losses"][0]
-    before, after = load_file(str(base / "model.safetensors")), load_file(str(out / "model.safetensors"))
-    assert not any("lora" in name for name in after)  # merged into plain weights
-    for name, tensor in before.items():
-        if not name.startswith("model.") or name not in after:
-            continue
-        if any(f".{target}." in name for target in LORA_TARGETS) and name.endswith("weight"):
-            assert not torch.equal(tensor, after[name]), name  # the adapters moved every projection
-        else:
-            assert torch.equal(tensor, after[name]), name  # embeddings, norms, biases frozen
-    rows = make_scorer(model=str(out), style="token-cls").score(trajs)
-    scored = {(r.trajectory_id, r.turn_index): r.value for r in rows if r.turn_index is not None}
-    ys = [int(good(turn)) for t in trajs for turn in t.turns]
-    assert roc_auc([scored[(t.id, k)] for t in trajs for k in range(4)], ys) > 0.9
+    auc = roc_auc([scored[(t.id, k)] for t in trajs for k in range(4)], ys)
+    return load_file(str(base / "model.safetensors")), load_file(str(out / "model.safetensors")), auc
 
 
 def test_lora_config_is_checked_up_front():
