@@ -123,6 +123,13 @@ def test_kill_9_resumes_after_the_last_finished_iteration(tiny, docker_client, t
     assert report["resumed_from"] >= 1 and [it["iteration"] for it in report["iterations"]] == [0, 1, 2]
     assert [e["after_iterations"] for e in report["evaluations"]] == [0, 1, 2, 3]
     assert open_store(db).get_run("k9.it000")["started_at"] == started  # not redone
+    # what the killed process had running is left to `agentrm sandbox cleanup` (its owner is dead)
+    res = subprocess.run([sys.executable, "-m", "agentrm.cli.main", "sandbox", "cleanup", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    left = [c for c in docker_client.containers.list(all=True, filters={"label": "agentrm.run_id"})
+            if c.labels["agentrm.run_id"].startswith("k9.")]
+    assert left == []
     for name in ("curve.png", "curve.html"):
         res = subprocess.run([sys.executable, "-m", "agentrm.cli.main", "train", "report", "k9", "--db", db,
                               "-o", str(tmp_path / name)], capture_output=True, text=True, timeout=120)
