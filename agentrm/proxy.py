@@ -36,7 +36,7 @@ import orjson
 from agentrm import telemetry
 from agentrm.config import option
 from agentrm.errors import InputError, NotFoundError, PrerequisiteError
-from agentrm.types import ExitStatus, Message, Trajectory, Turn
+from agentrm.types import ExitStatus, Message, ToolCall, Trajectory, Turn
 
 log = logging.getLogger("agentrm.proxy")
 TRAJECTORY_HEADER = "x-agentrm-trajectory"
@@ -122,7 +122,7 @@ def turn_of(exchange: Exchange, upstream: str, chain: Any, index: int, key: str 
         tokens = chain.trace(messages, exchange.prompt_ids, exchange.completion_ids,
                              tokenizer=f"{upstream}#{exchange.model}")
     calls = exchange.reply.get("tool_calls") or []
-    valid = all(_parses(c.get("function", {}).get("arguments")) for c in calls)
+    valid = all(ToolCall.arguments_valid(c.get("function", {}).get("arguments")) for c in calls)
     return Turn(index=index, observation=observation, assistant=exchange.reply,
                 anchor_key=anchor_key(observation),
                 prompt_tokens=exchange.usage.get("prompt_tokens") or (len(exchange.prompt_ids or []) or None),
@@ -131,15 +131,6 @@ def turn_of(exchange: Exchange, upstream: str, chain: Any, index: int, key: str 
                 logprobs=exchange.logprobs, started_at=exchange.started_at,
                 duration_s=exchange.duration_s, valid=valid, tokens=tokens,
                 metadata={"proxy": {"streamed": exchange.streamed, "model": exchange.model, "request": key}})
-
-
-def _parses(arguments: Any) -> bool:
-    if isinstance(arguments, dict):
-        return True
-    try:
-        return isinstance(json.loads(arguments or "{}"), dict)
-    except (TypeError, ValueError):
-        return False
 
 
 class Recorder:
