@@ -112,3 +112,57 @@ def test_agentrm_run_cli_with_transformers_in_docker(tiny, docker_client, tmp_pa
     assert {t.group_id for t in trajs} == {"cli1/json-value"}
     assert all(t.exit_status is not ExitStatus.RUNNING and t.turns for t in trajs)
     assert all(t.policy.startswith("transformers:") for t in trajs)
+
+
+def _independent_logprobs(model_dir, prompt: list[int], ids: list[int]) -> list[float]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + ids])).logits[0]
+    expected = torch.log_softmax(logits[len(prompt) - 1:-1].float(), -1)
+    return expected[torch.arange(len(ids)), torch.tensor(ids)].tolist()
+
+
+def test_concurrent_calls_decode_as_one_batch_each_row_its_own(tiny):
+    """Rollouts running at once share one left-padded `generate`: prompts of different lengths
+    and different tool lists (a grammar per row) in one batch; each row's ids stop at its own
+    stop token, follow its own tools, and its log-probs are those of an unpadded forward pass."""
+    import threading
+
+    from transformers import AutoTokenizer
+
+    policy = make_policy(f"transformers:{tiny}?max_new_tokens=24&temperature=1.0&seed=5&constrain=true")
+    submit_only = [t for t in TOOL_SCHEMAS if t["function"]["name"] == "submit"]
+    calls = [(MESSAGES, TOOL_SCHEMAS), (MESSAGES[:1] + [{"role": "user", "content": "Hi"}], submit_only),
+             (MESSAGES + [{"role": "assistant", "content": "Let me look."},
+                          {"role": "user", "content": "Go on, use a tool now please."}], TOOL_SCHEMAS)]
+    generate_calls = []
+    policy.act(*calls[0])  # loads the model
+    model = policy._model
+    real_generate = model.generate
+    model.generate = lambda *a, **k: generate_calls.append(a[0].shape) or real_generate(*a, **k)
+    outs: dict[int, object] = {}
+    with policy._lock:  # hold the model until all three are queued: they must form one batch
+        threads = [threading.Thread(target=lambda i=i: outs.__setitem__(i, policy.act(*calls[i])))
+                   for i in range(3)]
+        for t in threads:
+            t.start()
+        while len(policy._pending) < 3:
+            threading.Event().wait(0.01)
+    for t in threads:
+        t.join(60)
+    assert [shape[0] for shape in generate_calls] == [3]  # one generate call, three rows
+    tok = AutoTokenizer.from_pretrained(tiny)
+    lengths = set()
+    for i, (messages, tools) in enumerate(calls):
+        out = outs[i]
+        ids = out.raw["token_ids"]
+        prompt = prompt_ids(tok, render_prompt(tok, messages, tools))
+        lengths.add(len(prompt))
+        assert out.prompt_tokens == len(prompt) and len(ids) == len(out.logprobs) > 0
+        assert tok.eos_token_id not in ids[:-1]  # nothing past a row's stop token
+        assert out.logprobs == pytest.approx(_independent_logprobs(tiny, prompt, ids), abs=1e-3)
+    assert len(lengths) == 3  # the batch really was left-padded
+    assert outs[1].raw["text"].startswith('<tool_call>{"name": "submit"')  # row 1's own grammar

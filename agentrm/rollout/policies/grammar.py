@@ -68,14 +68,17 @@ class HFConstraint:
 
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
         self._compiler = xgr.GrammarCompiler(info)
-        self._compiled: dict[int, Any] = {}
+        self._compiled: dict[int, tuple[Any, Any]] = {}
 
-    def processor(self, grammar) -> Any:
+    def processor(self, grammars: Sequence[Any]) -> Any:
+        """The processor of one `generate` call whose batch row i follows grammars[i]."""
         from xgrammar.contrib.hf import LogitsProcessor
 
-        compiled = self._compiled.get(id(grammar))
-        if compiled is None:
-            compiled = self._compiled[id(grammar)] = self._compiler.compile_grammar(grammar)
+        compiled = []
+        for grammar in grammars:
+            if id(grammar) not in self._compiled:  # the grammar is kept too: its id stays its own
+                self._compiled[id(grammar)] = (grammar, self._compiler.compile_grammar(grammar))
+            compiled.append(self._compiled[id(grammar)][1])
         return _MaskACopy(LogitsProcessor(compiled))  # single use: its matcher state is one call's
 
 
