@@ -158,3 +158,34 @@ def load_causal_lm(
         raise PrerequisiteError(f"cannot load model {name_or_path!r}: {str(exc).splitlines()[0]}") from exc
     model.to(target).eval()
     return model, load_tokenizer(name_or_path)
+
+
+def checkpoint_files(checkpoint: str | os.PathLike) -> tuple[str, Path]:
+    """("adapter", DIR) or ("weights", FILE) of an `agentrm train` checkpoint: `DIR/adapter`
+    (LoRA; DIR may be the adapter directory itself) or `DIR/model.pt` (all weights)."""
+    from agentrm.errors import InputError
+
+    path = Path(checkpoint)
+    adapter = path / "adapter" if (path / "adapter").is_dir() else path
+    if (adapter / "adapter_config.json").is_file():
+        return "adapter", adapter
+    if (path / "model.pt").is_file():
+        return "weights", path / "model.pt"
+    raise InputError(f"checkpoint {str(path)!r}: no adapter/ or model.pt there (an `agentrm train` "
+                     "iteration directory such as runs/train/RUN/it005)")
+
+
+def apply_checkpoint(model: Any, checkpoint: str | os.PathLike) -> Any:
+    """The model with an `agentrm train` checkpoint applied; a LoRA adapter is merged into the
+    weights, so sampling from the trained policy costs what the base model costs."""
+    kind, path = checkpoint_files(checkpoint)
+    if kind == "adapter":
+        try:
+            from peft import PeftModel
+        except ImportError as exc:
+            raise PrerequisiteError(f"a LoRA checkpoint needs peft (pip install 'agentrm[train]'): {exc}") from None
+        return PeftModel.from_pretrained(model, str(path)).merge_and_unload().eval()
+    import torch
+
+    model.load_state_dict(torch.load(path, map_location=model.device))
+    return model.eval()

@@ -166,3 +166,48 @@ def test_concurrent_calls_decode_as_one_batch_each_row_its_own(tiny):
         assert out.logprobs == pytest.approx(_independent_logprobs(tiny, prompt, ids), abs=1e-3)
     assert len(lengths) == 3  # the batch really was left-padded
     assert outs[1].raw["text"].startswith('<tool_call>{"name": "submit"')  # row 1's own grammar
+
+
+@pytest.mark.parametrize("kind", ["adapter", "weights"])
+def test_a_training_checkpoint_is_a_policy(tiny, tmp_path, kind):
+    """`?checkpoint=DIR` samples from what `agentrm train` saved (a LoRA adapter, merged, or
+    all weights): its log-probs are those of the trained model, not of the base."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from agentrm.errors import InputError
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
+    if kind == "adapter":
+        from peft import LoraConfig, get_peft_model
+
+        trained = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+        for name, p in trained.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.5)  # a fresh adapter is a no-op (B = 0)
+        trained.save_pretrained(tmp_path / "it000" / "adapter")
+    else:
+        trained = base
+        with torch.no_grad():
+            for p in trained.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        (tmp_path / "it000").mkdir()
+        torch.save(trained.state_dict(), tmp_path / "it000" / "model.pt")
+    trained.eval()
+    policy = make_policy(f"transformers:{tiny}?max_new_tokens=8&temperature=1.0&seed=1"
+                         f"&checkpoint={tmp_path / 'it000'}")
+    out = policy.act(MESSAGES, TOOL_SCHEMAS)
+    ids = out.raw["token_ids"]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    prompt = prompt_ids(tok, render_prompt(tok, MESSAGES, TOOL_SCHEMAS))
+    with torch.no_grad():
+        logits = trained(torch.tensor([prompt + ids])).logits[0]
+    expected = torch.log_softmax(logits[len(prompt) - 1:-1].float(), -1)
+    expected = expected[torch.arange(len(ids)), torch.tensor(ids)].tolist()
+    assert out.logprobs == pytest.approx(expected, abs=1e-4)
+    assert out.logprobs != pytest.approx(_independent_logprobs(tiny, prompt, ids), abs=1e-3)  # not the base
+    with pytest.raises(InputError, match="no adapter/ or model.pt"):
+        make_policy(f"transformers:{tiny}?checkpoint={tmp_path / 'missing'}")

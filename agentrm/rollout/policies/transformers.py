@@ -52,7 +52,7 @@ class TransformersPolicy:
                  max_new_tokens: int = 256, temperature: float = 0.7, top_p: float = 1.0,
                  max_context: int | None = None, seed: int | None = None, tools_mode: str = "auto",
                  constrain: bool = False, action_format: str = TOOL_CALL, max_batch: int = 16,
-                 name: str | None = None):
+                 checkpoint: str | None = None, name: str | None = None):
         if action_format not in ACTION_FORMATS:
             raise ValueError(f"action_format={action_format!r}: choose {' or '.join(ACTION_FORMATS)}")
         self.model_ref = model or "smollm2"
@@ -64,6 +64,11 @@ class TransformersPolicy:
         if int(max_batch) < 1:
             raise ValueError(f"max_batch={max_batch}: must be at least 1")
         self.max_batch = int(max_batch)
+        self.checkpoint = str(checkpoint) if checkpoint else None  # an `agentrm train` iteration
+        if self.checkpoint:
+            from agentrm.models import checkpoint_files
+
+            checkpoint_files(self.checkpoint)  # a wrong path fails now, not at the first turn
         self._model: Any = None
         self._tokenizer: Any = None
         self._constraint: HFConstraint | None = None
@@ -76,8 +81,12 @@ class TransformersPolicy:
         if self._model is None:
             from agentrm.models import load_causal_lm
 
-            self._model, self._tokenizer = load_causal_lm(self.model_ref, device=self.device)
-            self._model.eval()
+            model, self._tokenizer = load_causal_lm(self.model_ref, device=self.device)
+            if self.checkpoint:
+                from agentrm.models import apply_checkpoint
+
+                model = apply_checkpoint(model, self.checkpoint)
+            self._model = model.eval()
             if self.seed is not None:  # once, not per call: a group's identical prompts must differ
                 import torch
 
