@@ -125,24 +125,42 @@ def _independent_logprobs(model_dir, prompt: list[int], ids: list[int]) -> list[
     return expected[torch.arange(len(ids)), torch.tensor(ids)].tolist()
 
 
-def test_concurrent_calls_decode_as_one_batch_each_row_its_own(tiny):
-    """Rollouts running at once share one left-padded `generate`: prompts of different lengths
-    and different tool lists (a grammar per row) in one batch; each row's ids stop at its own
-    stop token, follow its own tools, and its log-probs are those of an unpadded forward pass."""
+SAME_TOOLS_CALLS = [(MESSAGES, TOOL_SCHEMAS),
+                    (MESSAGES[:1] + [{"role": "user", "content": "Hi"}], TOOL_SCHEMAS),
+                    (MESSAGES + [{"role": "assistant", "content": "Let me look."},
+                                 {"role": "user", "content": "Go on, use a tool now please."}], TOOL_SCHEMAS)]
+SUBMIT_ONLY = [t for t in TOOL_SCHEMAS if t["function"]["name"] == "submit"]
+
+
+OWN_GRAMMAR_CALLS = [SAME_TOOLS_CALLS[0], (SAME_TOOLS_CALLS[1][0], SUBMIT_ONLY), SAME_TOOLS_CALLS[2]]
+
+
+@pytest.mark.parametrize("calls,share", [(SAME_TOOLS_CALLS, True), (OWN_GRAMMAR_CALLS, True),
+                                         (OWN_GRAMMAR_CALLS, False)],
+                         ids=["shared-prefix", "own-grammars-shared-prefix", "own-grammars-left-padded"])
+def test_concurrent_calls_decode_as_one_batch_each_row_its_own(tiny, calls, share, monkeypatch):
+    """Rollouts running at once share one `generate`: prompts of different lengths, with a long
+    common prefix (prefilled once, then [prefix][padding][row]) or with different tool lists (a
+    grammar per row, left-padded). Each row's ids stop at its own stop token, follow its own
+    tools, and its log-probs are those of an unpadded forward pass of that row alone."""
     import threading
 
     from transformers import AutoTokenizer
 
+    from agentrm.rollout.policies import transformers as backend
+
+    monkeypatch.setattr(backend, "MAX_PADDING", 10.0)  # these prompts differ in length a lot
+    if not share:
+        monkeypatch.setattr(backend, "MIN_SHARED_PREFIX", 10**6)
     policy = make_policy(f"transformers:{tiny}?max_new_tokens=24&temperature=1.0&seed=5&constrain=true")
-    submit_only = [t for t in TOOL_SCHEMAS if t["function"]["name"] == "submit"]
-    calls = [(MESSAGES, TOOL_SCHEMAS), (MESSAGES[:1] + [{"role": "user", "content": "Hi"}], submit_only),
-             (MESSAGES + [{"role": "assistant", "content": "Let me look."},
-                          {"role": "user", "content": "Go on, use a tool now please."}], TOOL_SCHEMAS)]
+    tok = AutoTokenizer.from_pretrained(tiny)
+    prompts = [prompt_ids(tok, render_prompt(tok, m, t)) for m, t in calls]
+    assert (backend.common_prefix_of(prompts) >= backend.MIN_SHARED_PREFIX) == share
     generate_calls = []
     policy.act(*calls[0])  # loads the model
     model = policy._model
     real_generate = model.generate
-    model.generate = lambda *a, **k: generate_calls.append(a[0].shape) or real_generate(*a, **k)
+    model.generate = lambda *a, **k: generate_calls.append((a[0].shape, "past_key_values" in k)) or real_generate(*a, **k)
     outs: dict[int, object] = {}
     with policy._lock:  # hold the model until all three are queued: they must form one batch
         threads = [threading.Thread(target=lambda i=i: outs.__setitem__(i, policy.act(*calls[i])))
@@ -153,19 +171,16 @@ def test_concurrent_calls_decode_as_one_batch_each_row_its_own(tiny):
             threading.Event().wait(0.01)
     for t in threads:
         t.join(60)
-    assert [shape[0] for shape in generate_calls] == [3]  # one generate call, three rows
-    tok = AutoTokenizer.from_pretrained(tiny)
-    lengths = set()
-    for i, (messages, tools) in enumerate(calls):
+    assert [(shape[0], cached) for shape, cached in generate_calls] == [(3, share)]
+    for i, prompt in enumerate(prompts):
         out = outs[i]
         ids = out.raw["token_ids"]
-        prompt = prompt_ids(tok, render_prompt(tok, messages, tools))
-        lengths.add(len(prompt))
         assert out.prompt_tokens == len(prompt) and len(ids) == len(out.logprobs) > 0
         assert tok.eos_token_id not in ids[:-1]  # nothing past a row's stop token
         assert out.logprobs == pytest.approx(_independent_logprobs(tiny, prompt, ids), abs=1e-3)
-    assert len(lengths) == 3  # the batch really was left-padded
-    assert outs[1].raw["text"].startswith('<tool_call>{"name": "submit"')  # row 1's own grammar
+    assert len(set(map(len, prompts))) == 3  # the batch really was padded
+    if calls is OWN_GRAMMAR_CALLS:
+        assert outs[1].raw["text"].startswith('<tool_call>{"name": "submit"')  # row 1's own grammar
 
 
 @pytest.mark.parametrize("kind", ["adapter", "weights"])

@@ -15,13 +15,15 @@ from agentrm.rollout.policies.base import ContextLimitExceeded, ModelError
 from agentrm.rollout.policies.chat import prompt_ids, render_prompt
 from agentrm.rollout.policies.grammar import ACTION_FORMATS, TOOL_CALL, HFConstraint, action_grammar
 from agentrm.rollout.policies.parsing import assistant_message
-from agentrm.rollout.policies.tokens import PromptChain, tokenizer_identity
+from agentrm.rollout.policies.tokens import PromptChain, common_prefix, tokenizer_identity
 from agentrm.types import Message
 
 log = logging.getLogger("agentrm.rollout.policies.transformers")
 
 BATCH_LINGER_S = 0.05  # a batch waits this long for more callers while they keep arriving
 BATCH_LINGER_MAX_S = 0.25  # …but never longer than this in all
+MAX_PADDING = 1.25  # a batch's padded tokens (rows × longest prompt) per real prompt token
+MIN_SHARED_PREFIX = 32  # shorter common prefixes are prefilled with each row
 
 
 @dataclass(eq=False)
@@ -151,10 +153,7 @@ class TransformersPolicy:
                 if left <= 0 or not self._queue.wait(min(BATCH_LINGER_S, left)) \
                         or len(self._pending) == before:
                     break
-            if not self._pending:
-                return []
-            budget = self._pending[0].budget
-            batch = [r for r in self._pending if r.budget == budget][:self.max_batch]
+            batch = pick_batch(self._pending, self.max_batch)
             taken = set(map(id, batch))
             self._pending = [r for r in self._pending if id(r) not in taken]
             return batch
@@ -183,29 +182,45 @@ class TransformersPolicy:
 
     def _generate_batch(self, prompts: Sequence[list[int]], tools: Sequence[Sequence[dict[str, Any]]],
                         budget: int) -> list[tuple[list[int], list[float]]]:
-        """Sample each prompt's completion in one left-padded `generate`; per row, the new ids
-        up to and including the first stop token, and each one's log-prob."""
+        """Sample each prompt's completion in one `generate`; per row, the new ids up to and
+        including the first stop token, and each one's log-prob. The rows' common prefix (the
+        system prompt and tool list, most of a first turn) is prefilled once and shared."""
         import torch
 
         model, tok = self._model, self._tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        width = max(len(p) for p in prompts)
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts],
-                                 device=model.device)
-        sampling = self.temperature > 0
-        kwargs: dict[str, Any] = {"temperature": self.temperature, "top_p": self.top_p} if sampling else {}
+        shared = min(common_prefix_of(prompts), min(len(p) for p in prompts) - 1)
+        kwargs: dict[str, Any] = {}
+        if len(prompts) > 1 and shared >= MIN_SHARED_PREFIX:
+            # [prefix][padding][row's own tokens]: the padding is masked, and `generate` numbers
+            # positions by the mask, so each row sees exactly its unpadded sequence.
+            width = max(len(p) for p in prompts) - shared
+            rows = [(p[:shared], [pad] * (width - len(p) + shared), p[shared:]) for p in prompts]
+            input_ids = torch.tensor([a + b + c for a, b, c in rows], device=model.device)
+            attention = torch.tensor([[1] * len(a) + [0] * len(b) + [1] * len(c) for a, b, c in rows],
+                                     device=model.device)
+            with torch.inference_mode():
+                cache = model(input_ids=input_ids[:1, :shared], use_cache=True).past_key_values
+            cache.batch_repeat_interleave(len(prompts))
+            kwargs["past_key_values"] = cache
+        else:
+            width = max(len(p) for p in prompts)
+            input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
+            attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts],
+                                     device=model.device)
+        if self.temperature > 0:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
         processors = self._processors(tools)
         if processors:
             kwargs["logits_processor"] = processors
+        start = input_ids.shape[1]
         with torch.inference_mode():
             out = model.generate(input_ids, attention_mask=attention, max_new_tokens=budget,
-                                 do_sample=sampling, output_logits=True,
+                                 do_sample=self.temperature > 0, output_logits=True,
                                  return_dict_in_generate=True, pad_token_id=pad, **kwargs)
         stops = _stop_ids(model, tok)
-        new_rows = out.sequences[:, width:].tolist()
         results = []
-        for row, new in enumerate(new_rows):
+        for row, new in enumerate(out.sequences[:, start:].tolist()):
             end = next((i + 1 for i, t in enumerate(new) if t in stops), len(new))
             new = new[:end]  # past its stop token a finished row holds padding
             steps = torch.stack([out.logits[i][row] for i in range(len(new))]) if new else None
@@ -214,6 +229,34 @@ class TransformersPolicy:
             # The stop token stays in ids and log-probs: a policy gradient must learn to stop too.
             results.append((new, [float(x) for x in logprobs]))
         return results
+
+
+def pick_batch(pending: Sequence[_Request], max_batch: int) -> list[_Request]:
+    """The oldest request and up to max_batch - 1 others of its token budget, closest in
+    prompt length first, while the padded batch stays within MAX_PADDING of its real tokens:
+    one long prompt (a big tool output) must not make every row in the batch as long."""
+    if not pending:
+        return []
+    first = pending[0]
+    others = sorted((r for r in pending[1:] if r.budget == first.budget),
+                    key=lambda r: abs(len(r.ids) - len(first.ids)))
+    batch, longest, total = [first], len(first.ids), len(first.ids)
+    for r in others:
+        if len(batch) >= max_batch:
+            break
+        wider = max(longest, len(r.ids))
+        if wider * (len(batch) + 1) <= MAX_PADDING * (total + len(r.ids)):
+            batch.append(r)
+            longest, total = wider, total + len(r.ids)
+    return batch
+
+
+def common_prefix_of(prompts: Sequence[Sequence[int]]) -> int:
+    """The length of the prefix all prompts share."""
+    shared = len(prompts[0])
+    for p in prompts[1:]:
+        shared = min(shared, common_prefix(prompts[0][:shared], p))
+    return shared
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
