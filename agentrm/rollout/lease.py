@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from agentrm.errors import RunBusy
@@ -41,7 +42,17 @@ def holder_is_dead(holder: str) -> bool:
         return True
     except PermissionError:  # exists, another user's
         return False
-    return False
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process stays a zombie until its parent reaps it (a container's init may take
+    its time): it answers signals but will never beat again."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS) or already reaped
+        return False
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])
 
 
 @contextlib.contextmanager

@@ -111,13 +111,13 @@ def run(tasks: Sequence[Task], policy: str | Policy | None, store: Any, *, group
         for task in tasks:
             store.upsert_task(task)
     cancel = cancel or threading.Event()
-    try:
-        with run_lease(store if options.lease else None, run_id, options.wait, cancel):
+    with run_lease(store if options.lease else None, run_id, options.wait, cancel):
+        try:
             return run_groups(groups, policy, store, run_id=run_id, options=options,
                               finalize=finalize, on_event=on_event, cancel=cancel)
-    finally:
-        if group_size > 1:
-            _prune_snapshots(run_id)
+        finally:  # only the lease's holder: a refused driver must not touch the live one's snapshots
+            if group_size > 1:
+                _prune_snapshots(run_id)
 
 
 def run_groups(groups: Sequence[Group], policy: Policy, store: Any, *, run_id: str,

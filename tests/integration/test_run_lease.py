@@ -6,6 +6,7 @@ A lease whose holder died (kill -9) is taken over at once; a stalled one after i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -56,6 +57,28 @@ def test_holder_of_an_exited_process_is_dead():
     assert not holder_is_dead("another-host:123:x")  # unknown: assumed alive
 
 
+def test_holder_killed_but_not_yet_reaped_is_dead():
+    """After `kill -9` the driver is a zombie until its parent reaps it; a rerun right away
+    must not be refused for the zombie's sake (it happened when the parent was an init that
+    reaps late)."""
+    import signal
+    import socket
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        holder = f"{socket.gethostname()}:{proc.pid}:x"
+        assert not holder_is_dead(holder)
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert holder_is_dead(holder)  # not reaped: Popen.wait has not been called
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_losing_the_lease_is_reported(tmp_path):
     import threading
 
@@ -65,6 +88,34 @@ def test_losing_the_lease_is_reported(tmp_path):
     with hold_run(store, "r2", ttl_s=0.3, lost=lost):
         assert store.take_lease("r2", "thief:1:x", 30.0, lambda h: h != "thief:1:x") is None
         assert lost.wait(5)
+
+
+def test_a_refused_driver_leaves_the_live_drivers_snapshots_alone(tmp_path, monkeypatch):
+    """Group snapshots are pruned when a run ends; a second driver refused on a busy run id
+    must not prune them: the live driver's forks may not have started from them yet."""
+    import socket
+
+    from agentrm.errors import RunBusy
+    from agentrm.rollout import run as driver
+    from agentrm.testing import DirSandbox
+    from agentrm.types import Task
+
+    store = open_store(f"sqlite:///{tmp_path / 'busy.db'}")
+    store.begin_run({}, run_id="busy")
+    live = f"{socket.gethostname()}:{os.getpid()}:live"  # this very process: alive
+    assert store.take_lease("busy", live, 30.0) is None
+    script = tmp_path / "submit.jsonl"
+    script.write_text(json.dumps({"tool": "submit", "args": {"answer": "x"}}) + "\n")
+    pruned = []
+    monkeypatch.setattr(driver, "_prune_snapshots", pruned.append)
+    with pytest.raises(RunBusy):
+        driver.run([Task(id="t", instruction="x")], f"scripted:{script}", store, group_size=2,
+                   run_id="busy", sandbox_factory=lambda c: DirSandbox(tmp_path / "ws"))
+    assert pruned == []
+    store.release_lease("busy", live)
+    driver.run([Task(id="t", instruction="x")], f"scripted:{script}", store, group_size=2,
+               run_id="busy", sandbox_factory=lambda c: DirSandbox(tmp_path / "ws"))
+    assert pruned == ["busy"]  # the holder prunes when it ends
 
 
 def agentrm(*args: str, **kw) -> subprocess.Popen:
