@@ -37,12 +37,14 @@ FIXED = ("tasks", "task_ids", "policy", "group_size", "reward", "estimator", "lo
 class TrainConfig:
     """What one training run does; stored with the run, so a rerun resumes the same loop."""
 
-    tasks: str = option("builtin", "Training tasks: a task file (.jsonl/.yaml) or `builtin`.",
-                        metavar="FILE")
+    tasks: str = option("builtin", "Training tasks: a task file (.jsonl/.yaml), `builtin`, or "
+                        "`swe-bench[:ID,ID]` (the bundled SWE-bench instances in agent mode, "
+                        "rewarded by their tests).", metavar="FILE")
     task_ids: list[str] = option(None, "Only these training task ids (repeatable).", "--task",
                                  factory=list, metavar="ID")
     eval_tasks: str | None = option(None, "Held-out tasks, evaluated before training and every "
-                                    "--eval-every iterations (a task file or `builtin`).", metavar="FILE")
+                                    "--eval-every iterations (a task file, `builtin` or "
+                                    "`swe-bench[:ID,ID]`).", metavar="FILE")
     eval_task_ids: list[str] = option(None, "Only these held-out task ids (repeatable).", "--eval-task",
                                       factory=list, metavar="ID")
     eval_every: int = option(1, "Evaluate the held-out tasks after every N iterations.")
@@ -239,12 +241,29 @@ class Trainer:
 
         torch.manual_seed(self.config.seed * 100_003 + k * 2 + (kind == "train-eval"))
         started = time.monotonic()
+        if tasks and all(is_swe_task(t) for t in tasks):
+            self._swe_rollouts(run_id, tasks, group_size)
+            return list(self.store.iter_trajectories(run_id=run_id)), time.monotonic() - started
         options = RunOptions(limits=Limits(max_turns=self.config.max_turns,
                                            command_timeout=self.config.command_timeout),
                              concurrency=self.config.concurrency, kind=kind, lease=False)
         run(tasks, self.policy, self.store, group_size=group_size, run_id=run_id, options=options,
             sandbox_factory=self.sandbox_factory, on_event=on_rollout)
         return list(self.store.iter_trajectories(run_id=run_id)), time.monotonic() - started
+
+    def _swe_rollouts(self, run_id: str, tasks: list[Any], group_size: int) -> None:
+        """SWE-bench instances go through the SWE-bench harness in agent mode: the policy
+        being trained solves each instance `group_size` times in its image (one group), and
+        every member's patch is graded by the instance's tests in a fresh container; the
+        trajectory's reward is that verdict (None when the infrastructure failed)."""
+        from agentrm.evals.swebench.harness import EvalConfig, evaluate
+
+        config = EvalConfig(dataset=SWE_DATASET, predictions=None, agent=True,
+                            policy=self.config.policy, instance_ids=[t.id for t in tasks],
+                            group_size=group_size, max_turns=self.config.max_turns,
+                            max_workers=self.config.concurrency, run_id=run_id,
+                            run_dir=str(self.out / "swe-bench"))
+        evaluate(config, policy=self.policy, store=self.store)
 
     def _score(self, run_id: str) -> None:
         from agentrm.rewards.combine import parse_spec
@@ -397,9 +416,34 @@ def evaluations(store: Any, train_id: str) -> list[dict[str, Any]]:
     return sorted((e for e in found if e is not None), key=lambda e: e["after_iterations"])
 
 
+SWE_TASKS = "swe-bench"
+SWE_DATASET = "bundled"
+
+
+def is_swe_task(task: Any) -> bool:
+    return (task.metadata or {}).get("benchmark") == SWE_TASKS
+
+
+def _swe_tasks(spec: str, ids: list[str], flag: str) -> list[Any]:
+    """`swe-bench` or `swe-bench:ID,ID`: the bundled instances as agent tasks (their image is
+    resolved by the harness when they run)."""
+    from agentrm.evals.swebench.agent import agent_task
+    from agentrm.evals.swebench.dataset import load_instances, select
+
+    wanted = [i.strip() for i in spec.partition(":")[2].split(",") if i.strip()] + list(ids)
+    instances = load_instances(SWE_DATASET)
+    unknown = sorted(set(wanted) - {i.instance_id for i in instances})
+    if unknown:
+        raise InputError(f"{flag}: no bundled SWE-bench instance {', '.join(unknown)} (there are "
+                         f"{', '.join(i.instance_id for i in instances)})")
+    return [agent_task(inst, image="") for inst in select(instances, wanted or None)]
+
+
 def _select(path: str, ids: list[str], flag: str) -> list[Any]:
     from agentrm.tasks import load_tasks
 
+    if path == SWE_TASKS or path.startswith(SWE_TASKS + ":"):
+        return _swe_tasks(path, ids, flag)
     tasks = load_tasks(path)
     if ids:
         unknown = sorted(set(ids) - {t.id for t in tasks})

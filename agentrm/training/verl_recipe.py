@@ -229,6 +229,12 @@ def write_recipe(config: Any, options: VerlOptions) -> Recipe:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
     train_tasks, eval_tasks = config.selected()
+    from agentrm.training.loop import is_swe_task
+
+    if any(is_swe_task(t) for t in [*train_tasks, *eval_tasks]):
+        raise InputError("--trainer verl: SWE-bench tasks are graded by the SWE-bench harness in "
+                         "Docker after each rollout, which verl's reward loop does not run; use "
+                         "task files or `builtin`")
     lines, notes = overrides(config, options, out, len(train_tasks))
     if not eval_tasks:
         eval_tasks = train_tasks

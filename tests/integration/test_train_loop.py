@@ -138,6 +138,35 @@ def test_kill_9_resumes_after_the_last_finished_iteration(tiny, docker_client, t
     assert "data:image/png;base64," in (tmp_path / "curve.html").read_text()
 
 
+@pytest.mark.docker
+def test_swe_bench_instances_train_through_the_harness(tiny, docker_client, tmp_path):
+    """`--tasks swe-bench:ID`: each iteration's group solves the instance in its image through
+    the SWE-bench harness, every member's patch is graded by the instance's tests, and that
+    verdict is the reward the advantages and the update use (0.0 for the tiny model's empty
+    patches: the model's failure, never None)."""
+    from agentrm.evals.swebench.dataset import load_instances
+    from agentrm.training.loop import TrainConfig, eval_run, iteration_run, train
+
+    instance = load_instances("bundled")[0].instance_id
+    store = open_store(f"sqlite:///{tmp_path / 'swe.db'}")
+    config = TrainConfig(tasks=f"swe-bench:{instance}", eval_tasks=f"swe-bench:{instance}",
+                         eval_group_size=2, policy=f"transformers:{tiny}?max_new_tokens=8&temperature=1.0",
+                         iterations=1, group_size=2, max_turns=1, reward="outcome", estimator="gigpo",
+                         zero_variance="keep", lr=1e-3, lora_rank=4, concurrency=2, run_id="swe",
+                         out=tmp_path / "ckpt")
+    result = train(store, config)
+    for run_id in (iteration_run("swe", 0), eval_run("swe", 0), eval_run("swe", 1)):
+        trajs = list(store.iter_trajectories(run_id=run_id))
+        assert len(trajs) == 2 and len({t.group_id for t in trajs}) == 1, run_id
+        assert {t.task_id for t in trajs} == {instance}
+        assert all(t.reward == 0.0 for t in trajs), [(t.id, t.reward, t.metadata.get("swebench")) for t in trajs]
+        assert all(t.metadata["swebench"]["status"] for t in trajs)  # graded by the harness
+        assert all(turn.tokens is not None for t in trajs for turn in t.turns)  # what the update reads
+    assert result.iterations[0]["success_rate"] == 0.0 and result.iterations[0]["rewarded"] == 2
+    assert [e["after_iterations"] for e in result.evaluations] == [0, 1]
+    assert (tmp_path / "ckpt" / "it000" / "DONE").exists()
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["--policy", "vllm:/nowhere"], 2, "updates a transformers policy"),
     (["--group-size", "1"], 2, "--group-size must be at least 2"),
@@ -146,6 +175,8 @@ def test_kill_9_resumes_after_the_last_finished_iteration(tiny, docker_client, t
     (["--kl-coef", "0.1", "--lora-rank", "0"], 2, "--kl-coef needs --lora-rank"),
     (["--tasks", "nope.jsonl"], 2, "no such task file"),
     (["--task", "no-such-task"], 2, "no task no-such-task"),
+    (["--tasks", "swe-bench:no-such-instance"], 2, "no bundled SWE-bench instance no-such-instance"),
+    (["--trainer", "verl", "--out", "recipe", "--tasks", "swe-bench"], 2, "--trainer verl: SWE-bench tasks"),
 ])
 def test_bad_flags_are_one_line_and_write_nothing(tmp_path, args, code, message):
     db = tmp_path / "never.db"

@@ -165,7 +165,8 @@ def solve(inst: Instance, image: str | AgentImage, policy: Any, store: Any, run_
         limits=Limits(max_turns=cfg.max_turns, max_seconds=cfg.agent_timeout),
         sandbox=SandboxConfig(workdir=agent.workdir, user=agent.user, env=dict(agent.env),
                               network=False, wall_clock_s=cfg.agent_timeout + 600),
-        resume=False, end_run=False, lease=False)  # the eval run (and its lease) is the harness's
+        resume=False, end_run=False, lease=False,  # the eval run (and its lease) is the harness's
+        concurrency=max(1, getattr(cfg, "group_size", 1)))  # members at once: one batch for a local model
     summary = run([agent_task(inst, agent.image, agent.workdir)], policy, store,
                   group_size=getattr(cfg, "group_size", 1), sandbox_factory=sandbox_factory,
                   run_id=run_id, options=options, finalize=_take_patch(inst, agent.workdir))

@@ -102,7 +102,11 @@ def resume_key(instance_id: str, patch: str | None, spec: TestSpec) -> str:
 
 
 class Harness:
-    def __init__(self, config: EvalConfig, on_progress: Callable[[InstanceResult], None] | None = None):
+    """`policy` and `store`, when given, are used instead of making them from the config: a
+    training loop rolls out the very policy it updates and writes to its own store."""
+
+    def __init__(self, config: EvalConfig, on_progress: Callable[[InstanceResult], None] | None = None,
+                 *, policy: Any = None, store: Any = None):
         from agentrm.errors import InputError
 
         self.cfg = config
@@ -113,8 +117,8 @@ class Harness:
         self.on_progress = on_progress
         self.table = load_specs(config.specs)
         self.repos = RepoSource(config.repos)
-        self.store = None
-        self.policy = None
+        self.store = store
+        self.policy = policy
         self.sandbox_factory: Any = None  # agent mode: a warm pool, when asked for
         self.tracker = retention.Tracker()
         self.builds: images.BuildLog | None = None
@@ -147,10 +151,11 @@ class Harness:
             self.cfg.cache_level, self.cfg.clean,
             {i.instance_id: len(models) for i in instances})
         self.builds = images.BuildLog(root / "image_builds", self.cfg.force_rebuild)
-        if self.cfg.db:
+        if self.store is None and self.cfg.db:
             from agentrm.traces import open_store
 
             self.store = open_store(self.cfg.db)
+        if self.store is not None:
             self.store.begin_run({"kind": "swe-bench", **config}, run_id=run_id, kind="eval")
         if self.cfg.agent:
             self._start_agent(run_id)
@@ -181,7 +186,8 @@ class Harness:
     def _start_agent(self, run_id: str) -> None:
         from agentrm.rollout.policies import make_policy
 
-        self.policy = make_policy(self.cfg.policy)
+        if self.policy is None:
+            self.policy = make_policy(self.cfg.policy)
         if self.cfg.warm_pool > 0:
             from agentrm.evals.swebench.warm_pool import WarmPool
 
@@ -281,5 +287,6 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str) + "\n"
 
 
-def evaluate(config: EvalConfig, on_progress: Callable[[InstanceResult], None] | None = None) -> EvalRun:
-    return Harness(config, on_progress).run()
+def evaluate(config: EvalConfig, on_progress: Callable[[InstanceResult], None] | None = None, *,
+             policy: Any = None, store: Any = None) -> EvalRun:
+    return Harness(config, on_progress, policy=policy, store=store).run()
