@@ -29,7 +29,9 @@ def client() -> docker.DockerClient:
     with _lock:
         if _client is None:
             try:
-                c = docker.from_env(timeout=120)
+                # one connection per concurrent rollout: docker-py's default pool of 10 drops
+                # (and logs) a connection per request beyond that
+                c = docker.from_env(timeout=120, max_pool_size=64)
                 c.ping()
             except DockerException as exc:
                 raise PrerequisiteError(
