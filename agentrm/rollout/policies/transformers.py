@@ -33,7 +33,6 @@ class _Request:
     ids: list[int]
     tools: Sequence[dict[str, Any]]
     budget: int
-    arrived: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     new_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
@@ -47,8 +46,9 @@ class TransformersPolicy:
     is tool_call (default) or bash_block (mini-swe-agent's one fenced block per reply).
 
     Calls from concurrent rollouts (`--concurrency`) are decoded together, up to `max_batch`
-    rows per `generate` (left-padded): on a CPU one decoding step of 8 rows costs about twice
-    one row's, so a group's rollouts share the model instead of queueing for it."""
+    rows per `generate`, their common prefix (system prompt and tools) prefilled once: on a
+    CPU one decoding step of 8 rows costs about twice one row's, so a group's rollouts share
+    the model instead of queueing for it. `checkpoint` applies an `agentrm train` iteration."""
 
     def __init__(self, model: str | None = None, *, device: str | None = None,
                  max_new_tokens: int = 256, temperature: float = 0.7, top_p: float = 1.0,
