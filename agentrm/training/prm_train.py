@@ -4,13 +4,15 @@ Step labels (one per turn) come from
   progress — stored `progress` scores: V(h_{t+1}), the share of K prover continuations from the
              state after turn t that end verified (Monte-Carlo branch rollouts out of sandbox
              snapshots); turn t is good when that share ≥ `min_share` (0.5 by default;
-             Math-Shepherd's "hard" label is any success, `min_share` just above 0);
+             Math-Shepherd's "hard" label is any success, `min_share` just above 0), or with
+             `soft_labels` the share itself is the target (Math-Shepherd's "soft" estimate);
   FILE     — ProcessBench-shaped first-error labels (steps before it good, it bad, rest unused);
   outcome  — every turn gets the trajectory's verified outcome (an ORM-style baseline).
 
 Rows are kept in TRL's stepwise-supervision shape {prompt, completions, labels} (written to
-`stepwise.jsonl`). TRL 1.x no longer ships its PRMTrainer, so the loop here trains with TRL's
-label convention — cross-entropy only at each step's separator token, −100 elsewhere — on the
+`stepwise.jsonl`; soft labels are numbers in [0, 1] there). TRL 1.x no longer ships its
+PRMTrainer, so the loop here trains with TRL's label convention — cross-entropy only at each
+step's separator token, −100 elsewhere (against p and 1 − p for a soft label p) — on the
 very token layout `agentrm score --style token-cls` reads (prm_format.StepFormatter), so train
 and score cannot drift apart. The result is a backbone plus a Qwen2.5-Math-PRM-style head
 (`score.0` → ReLU → `score.2`); a Qwen2 backbone is saved as `Qwen2ForProcessRewardModel`,
@@ -49,6 +51,7 @@ class PRMTrainConfig:
     freeze_backbone: bool = False  # train the head only, on hidden states computed once
     lora_rank: int = 0  # > 0: LoRA adapters of this rank on every projection (peft), merged at save
     lora_alpha: float | None = None  # LoRA scale numerator; None = 2 × rank
+    soft_labels: bool = False  # progress: the branch share itself is the target, not share ≥ min_share
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,24 +64,30 @@ class PRMTrainConfig:
                              "(drop --freeze-backbone)")
 
 
-def labels_from_progress(scores: Sequence[Score], min_share: float) -> dict[str, list[bool | None]]:
-    """Turn t's label from the stored progress row's V(h_{t+1}) (details.value_after.value)."""
-    by_traj: dict[str, dict[int, bool | None]] = {}
+Label = bool | float  # a hard step label, or a soft one: the probability that the step is good
+
+
+def labels_from_progress(scores: Sequence[Score], min_share: float, soft: bool = False
+                         ) -> dict[str, list[Label | None]]:
+    """Turn t's label from the stored progress row's V(h_{t+1}) (details.value_after.value):
+    share ≥ min_share, or (soft) the share itself."""
+    by_traj: dict[str, dict[int, Label | None]] = {}
     for s in scores:
         if s.scorer != "progress" or s.level != ScoreLevel.TURN or s.turn_index is None:
             continue
         after = (s.details or {}).get("value_after") or {}
         share = after.get("value")
-        by_traj.setdefault(s.trajectory_id, {})[s.turn_index] = None if share is None else share >= min_share
+        label = None if share is None else float(share) if soft else share >= min_share
+        by_traj.setdefault(s.trajectory_id, {})[s.turn_index] = label
     return {tid: [turns.get(i) for i in range(max(turns) + 1)] for tid, turns in by_traj.items()}
 
 
-def labels_from_outcome(trajs: Sequence[Trajectory], threshold: float) -> dict[str, list[bool | None]]:
+def labels_from_outcome(trajs: Sequence[Trajectory], threshold: float) -> dict[str, list[Label | None]]:
     return {t.id: [t.reward >= threshold] * len(t.turns) for t in trajs if t.reward is not None}
 
 
-def labels_from_first_error(first: dict[str, int], trajs: Sequence[Trajectory]) -> dict[str, list[bool | None]]:
-    out = {}
+def labels_from_first_error(first: dict[str, int], trajs: Sequence[Trajectory]) -> dict[str, list[Label | None]]:
+    out: dict[str, list[Label | None]] = {}
     for t in trajs:
         if t.id in first:
             k = first[t.id]
@@ -88,9 +97,9 @@ def labels_from_first_error(first: dict[str, int], trajs: Sequence[Trajectory]) 
 
 
 def step_labels(trajs: Sequence[Trajectory], scores: Sequence[Score], cfg: PRMTrainConfig
-                ) -> dict[str, list[bool | None]]:
+                ) -> dict[str, list[Label | None]]:
     if cfg.labels == "progress":
-        got = labels_from_progress(scores, cfg.min_share)
+        got = labels_from_progress(scores, cfg.min_share, cfg.soft_labels)
         if not got:
             raise InputError("--labels progress: no stored progress scores for these trajectories "
                              "(run `agentrm score --run RUN -s progress` first)")
@@ -108,16 +117,16 @@ def _prefix(traj: Trajectory, k: int) -> Trajectory:
     return replace(traj, turns=traj.turns[:k], tail=list(tail))
 
 
-def labelled(traj: Trajectory, labels: list[bool | None]) -> tuple[Trajectory, list[bool]] | None:
+def labelled(traj: Trajectory, labels: Sequence[Label | None]) -> tuple[Trajectory, list[Label]] | None:
     """The trajectory cut at its first unlabelled turn, with the labels of what is left."""
     labels = list(labels[:len(traj.turns)]) + [None] * (len(traj.turns) - len(labels))
     keep = labels.index(None) if None in labels else len(labels)
     if keep == 0:
         return None
-    return _prefix(traj, keep), [bool(v) for v in labels[:keep]]
+    return _prefix(traj, keep), [v if isinstance(v, float) else bool(v) for v in labels[:keep]]
 
 
-def stepwise_rows(items: Sequence[tuple[Trajectory, list[bool]]]) -> list[dict[str, Any]]:
+def stepwise_rows(items: Sequence[tuple[Trajectory, list[Label]]]) -> list[dict[str, Any]]:
     """TRL's stepwise-supervision rows: prompt (the task context), completions (steps), labels."""
     from agentrm.verifiers.prm_format import context_text, step_texts
 
@@ -132,25 +141,26 @@ def prm_config(base: str, max_length: int) -> Any:
     return PRMConfig(model=base, style="token-cls", max_length=max_length).resolved()
 
 
-def encode(items: Sequence[tuple[Trajectory, list[bool]]], tokenizer: Any, sep_id: int, cfg: Any
-           ) -> list[tuple[list[int], list[int]]]:
-    """(input ids, per-token labels): the step label at each separator, IGNORE elsewhere."""
+def encode(items: Sequence[tuple[Trajectory, list[Label]]], tokenizer: Any, sep_id: int, cfg: Any
+           ) -> list[tuple[list[int], list[float]]]:
+    """(input ids, per-token targets): the step label (1/0, or a soft p) at each separator,
+    IGNORE elsewhere."""
     from agentrm.verifiers.prm_format import StepFormatter, Template
 
     fmt = StepFormatter(tokenizer, Template(cfg.template, cfg.system, cfg.step_format), sep_id, cfg.max_length)
     out = []
     for traj, labels in items:
         enc = fmt.encode(traj)
-        target = [IGNORE] * len(enc.ids)
+        target = [float(IGNORE)] * len(enc.ids)
         for pos, label in zip(enc.read_at, labels, strict=True):
             if pos is not None:
-                target[pos] = int(label)
+                target[pos] = float(label)
         if any(v != IGNORE for v in target):
             out.append((enc.ids, target))
     return out
 
 
-def train_prm(items: Sequence[tuple[Trajectory, list[bool]]], out_dir: Path, cfg: PRMTrainConfig,
+def train_prm(items: Sequence[tuple[Trajectory, list[Label]]], out_dir: Path, cfg: PRMTrainConfig,
               on_step: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
     """Train on (trajectory, step labels) pairs; save a token-cls checkpoint in `out_dir`."""
     if not items:
@@ -170,7 +180,7 @@ def train_prm(items: Sequence[tuple[Trajectory, list[bool]]], out_dir: Path, cfg
     (out_dir / "stepwise.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     steps = sum(len(r["labels"]) for r in rows)
     summary = {"trajectories": len(rows), "steps": steps,
-               "good_steps": sum(sum(r["labels"]) for r in rows), "losses": losses,
+               "good_steps": sum(v >= cfg.min_share for r in rows for v in r["labels"]), "losses": losses,
                "config": asdict(cfg), "model": str(out_dir)}
     (out_dir / "training.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -231,7 +241,19 @@ def _batches(data: list, size: int, rng: random.Random) -> list[list]:
     return [[data[i] for i in order[k:k + size]] for k in range(0, len(order), size)]
 
 
-def train_loop(model: _PRM, data: list[tuple[list[int], list[int]]], cfg: PRMTrainConfig, pad_id: int,
+def soft_cross_entropy(logits: Any, target: Any) -> Any:
+    """Mean cross-entropy at the labelled positions (target ≠ IGNORE) against p = target:
+    −[p·log q_good + (1 − p)·log q_bad]. For p ∈ {0, 1} it is TRL's hard-label loss
+    (F.cross_entropy with ignore_index); a soft p keeps how sure the branch estimate is."""
+    import torch
+
+    keep = target != IGNORE
+    logp = torch.log_softmax(logits[keep], dim=-1)
+    p = target[keep]
+    return -(p * logp[:, 1] + (1 - p) * logp[:, 0]).mean()
+
+
+def train_loop(model: _PRM, data: list[tuple[list[int], list[float]]], cfg: PRMTrainConfig, pad_id: int,
                on_step: Callable[[int, int, float], None] | None = None) -> list[float]:
     """AdamW over cross-entropy at the separator tokens; returns the mean loss of each epoch."""
     import torch
@@ -249,10 +271,8 @@ def train_loop(model: _PRM, data: list[tuple[list[int], list[int]]], cfg: PRMTra
             width = max(len(ids) for ids, _ in batch)
             ids = torch.tensor([x + [pad_id] * (width - len(x)) for x, _ in batch])
             mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch])
-            target = torch.tensor([y + [IGNORE] * (width - len(y)) for _, y in batch])
-            logits = model.logits(ids, mask)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 2), target.reshape(-1),
-                                                     ignore_index=IGNORE)
+            target = torch.tensor([y + [float(IGNORE)] * (width - len(y)) for _, y in batch])
+            loss = soft_cross_entropy(model.logits(ids, mask), target)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -265,13 +285,13 @@ def train_loop(model: _PRM, data: list[tuple[list[int], list[int]]], cfg: PRMTra
     return losses
 
 
-def head_loop(model: _PRM, data: list[tuple[list[int], list[int]]], cfg: PRMTrainConfig, pad_id: int,
+def head_loop(model: _PRM, data: list[tuple[list[int], list[float]]], cfg: PRMTrainConfig, pad_id: int,
               on_step: Callable[[int, int, float], None] | None = None) -> list[float]:
     """Frozen backbone: one no-grad pass per trajectory collects the hidden states at the
     separators, then `epochs` full-batch AdamW steps fit the head on them (cheap on a CPU)."""
     import torch
 
-    feats, labels = [], []
+    feats, labels = [], []  # hidden states at the separators, their (soft) labels
     with torch.no_grad():
         for i, (ids, target) in enumerate(data):
             hidden = model.backbone(input_ids=torch.tensor([ids])).last_hidden_state[0]
@@ -280,11 +300,11 @@ def head_loop(model: _PRM, data: list[tuple[list[int], list[int]]], cfg: PRMTrai
             labels.extend(target[k] for k in at)
             if on_step is not None:
                 on_step(i + 1, len(data) + cfg.epochs, float("nan"))
-    x, y = torch.cat(feats), torch.tensor(labels)
+    x, y = torch.cat(feats), torch.tensor(labels, dtype=torch.float32)
     opt = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr)
     losses = []
     for e in range(cfg.epochs):
-        loss = torch.nn.functional.cross_entropy(model.head(x), y)
+        loss = soft_cross_entropy(model.head(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()

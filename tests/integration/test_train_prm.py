@@ -4,6 +4,7 @@ token-cls PRM that `agentrm score --style token-cls` loads (transformers, and vL
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -59,6 +60,69 @@ def test_labels_rows_and_encoding():
     row = stepwise_rows([(cut, y)])[0]
     assert set(row) == {"id", "prompt", "completions", "labels"} and len(row["completions"]) == 2
     assert labelled(trajs[0], [None, True]) is None
+
+
+def test_soft_labels_keep_the_branch_share():
+    """soft: V(h_{t+1}) itself is the label (Math-Shepherd's soft estimate), through the cut and
+    into the stepwise rows; hard labels stay booleans (TRL's shape)."""
+    from agentrm.training.prm_train import step_labels
+
+    trajs = _trajs(2)
+    soft = labels_from_progress(progress_rows(trajs), min_share=0.5, soft=True)
+    assert soft["t0"] == [0.75 if good(turn) else 0.25 for turn in trajs[0].turns]
+    assert all(type(v) is float for v in soft["t0"])
+    cfg = PRMTrainConfig(soft_labels=True)
+    assert step_labels(trajs, progress_rows(trajs), cfg) == soft
+    cut, y = labelled(trajs[0], [*soft["t0"][:3], None])
+    assert len(cut.turns) == 3 and y == soft["t0"][:3]
+    assert stepwise_rows([(cut, y)])[0]["labels"] == soft["t0"][:3]
+    hard = labels_from_progress(progress_rows(trajs), min_share=0.5)
+    _, y = labelled(trajs[0], hard["t0"])
+    assert all(type(v) is bool for v in y)
+
+
+def test_soft_cross_entropy_against_torch_and_by_hand():
+    torch = pytest.importorskip("torch")
+    import math
+
+    from agentrm.training.prm_train import soft_cross_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 2, generator=gen)
+    hard = torch.randint(0, 2, (3, 7), generator=gen)
+    hard[0, :3] = IGNORE
+    hard[2, 5:] = IGNORE
+    want = torch.nn.functional.cross_entropy(logits.reshape(-1, 2), hard.reshape(-1), ignore_index=IGNORE)
+    assert float(soft_cross_entropy(logits, hard.float())) == pytest.approx(float(want), rel=1e-6)
+    soft = torch.rand(3, 7, generator=gen)
+    soft[1, 2:] = IGNORE
+    total, n = 0.0, 0
+    for b in range(3):
+        for k in range(7):
+            p = float(soft[b, k])
+            if p == IGNORE:
+                continue
+            l0, l1 = float(logits[b, k, 0]), float(logits[b, k, 1])
+            q1 = math.exp(l1) / (math.exp(l0) + math.exp(l1))
+            total -= p * math.log(q1) + (1 - p) * math.log(1 - q1)
+            n += 1
+    assert float(soft_cross_entropy(logits, soft)) == pytest.approx(total / n, rel=1e-5)
+
+
+@pytest.mark.model
+def test_soft_labels_train_a_calibrated_head(tmp_path):
+    """Trained on shares 0.75 / 0.25, the head predicts about those shares (the loss's minimum
+    is q = p); trained on the same steps' hard labels it is pushed towards 1 / 0."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    means = {}
+    for soft in (True, False):
+        _, _, auc, scores = _train_tiny(tmp_path / str(soft), epochs=300, head_lr=1e-2, freeze_backbone=True,
+                                        soft_labels=soft, with_scores=True)
+        assert auc > 0.9
+        means[soft] = [sum(v) / len(v) for v in scores]  # mean score of the good, of the bad steps
+    assert means[True][0] == pytest.approx(0.75, abs=0.08) and means[True][1] == pytest.approx(0.25, abs=0.08)
+    assert means[False][0] > 0.9 and means[False][1] < 0.1
 
 
 @pytest.mark.model
@@ -277,9 +341,10 @@ def test_lora_trains_adapters_and_saves_merged_weights(tmp_path):
     assert learned_auc > 0.9
 
 
-def _train_tiny(tmp_path, **config):
+def _train_tiny(tmp_path, with_scores=False, **config):
     """Train a tiny PRM on the fixture's progress labels: (base weights, trained weights, AUC of
-    the trained PRM's turn scores against the labels). The loss must at least halve."""
+    the trained PRM's turn scores against the labels[, the scores of the good and of the bad
+    steps]). The loss must at least halve (hard labels) or fall (soft: its floor is above 0)."""
     from safetensors.torch import load_file
 
     from agentrm.training.prm_train import train_prm
@@ -288,16 +353,21 @@ def _train_tiny(tmp_path, **config):
 
     base = build_tiny_prm(tmp_path / "base", "token-cls", seed=2)
     trajs = _trajs()
-    labels = labels_from_progress(progress_rows(trajs), 0.5)
+    labels = labels_from_progress(progress_rows(trajs), 0.5, soft=config.get("soft_labels", False))
     out = tmp_path / "prm"
     summary = train_prm([labelled(t, labels[t.id]) for t in trajs], out,
                         PRMTrainConfig(base=str(base), **config))
-    assert summary["losses"][-1] < 0.5 * summary["losses"][0]
+    floor = 0.0 if not config.get("soft_labels") else 0.75 * -math.log(0.75) - 0.25 * math.log(0.25)
+    assert summary["losses"][-1] - floor < 0.5 * (summary["losses"][0] - floor)
     rows = make_scorer(model=str(out), style="token-cls").score(trajs)
     scored = {(r.trajectory_id, r.turn_index): r.value for r in rows if r.turn_index is not None}
     ys = [int(good(turn)) for t in trajs for turn in t.turns]
-    auc = roc_auc([scored[(t.id, k)] for t in trajs for k in range(4)], ys)
-    return load_file(str(base / "model.safetensors")), load_file(str(out / "model.safetensors")), auc
+    ss = [scored[(t.id, k)] for t in trajs for k in range(4)]
+    auc = roc_auc(ss, ys)
+    weights = load_file(str(base / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    if with_scores:
+        return *weights, auc, ([s for s, y in zip(ss, ys, strict=True) if y], [s for s, y in zip(ss, ys, strict=True) if not y])
+    return *weights, auc
 
 
 def test_lora_config_is_checked_up_front():
