@@ -69,17 +69,25 @@ def _commands(messages) -> list[str]:
 class BuiltinSolver:
     """Markov policy: reveal the answer (or idle, or guess), then submit — right with p 0.75 once
     the answer was on screen, mostly wrong before. Memoryless, so it also serves as the prover
-    that continues branches from any prefix."""
+    that continues branches from any prefix. `tasks`: more answer tasks whose metadata names the
+    command that reveals the answer and the wrong answers (the generated prm_* tasks)."""
 
     name = "bench:builtin"
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, tasks=()):
         self.rng = random.Random(seed)
+        self.table = {json.dumps(t.instruction)[1:-1]: (t.metadata["reveal"], t.answer, t.metadata["wrong"])
+                      for t in tasks if "reveal" in (t.metadata or {})}
+
+    def _task(self, text: str) -> tuple[str | None, tuple]:
+        for key, entry in self.table.items():
+            if key in text:
+                return None, entry
+        tid = next(t for t in BUILTIN if _key(t) in text)
+        return tid, BUILTIN[tid]
 
     def act(self, messages, tools) -> PolicyOutput:
-        text = json.dumps(messages[:2])
-        tid = next(t for t, (cmd, *_) in BUILTIN.items() if _key(t) in text)
-        cmd, right, wrong = BUILTIN[tid]
+        tid, (cmd, right, wrong) = self._task(json.dumps(messages[:2]))
         done = _commands(messages)
         seen = cmd in done
         steps = sum(m.get("role") == "assistant" for m in messages)
@@ -151,6 +159,137 @@ class SweSolver:
         return _act("submit", {}, "The issue is fixed.")
 
 
+# ------------------------------------------------------------------------------ PRM training tasks
+
+WORDS = ["amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor", "iris", "juniper",
+         "kelp", "lotus", "maple", "nectar", "onyx", "pebble", "quartz", "raven", "sage", "tundra"]
+
+
+def _heredoc(path: str, lines: list[str]) -> str:
+    return f"cat > {path} <<'EOF'\n" + "\n".join(lines) + "\nEOF"
+
+
+def _numeric_wrong(answer: int, rng: random.Random) -> list[str]:
+    return [str(v) for v in dict.fromkeys([answer + 1, answer - 1, answer + rng.choice([7, 10, 12])])]
+
+
+# each family: (rng, tag) → (instruction, setup, reveal command, answer, wrong answers, verifier mode)
+
+def _count_words(rng: random.Random, tag: str) -> tuple:
+    f = f"/workspace/{rng.choice(WORDS)}-{tag}.txt"
+    lines = [" ".join(rng.choices(WORDS, k=rng.randint(3, 9))) for _ in range(rng.randint(8, 30))]
+    n = sum(len(x.split()) for x in lines)
+    return (f"How many words does {f} contain? Submit just the number.", _heredoc(f, lines),
+            f"wc -w {f}", str(n), _numeric_wrong(n, rng), "numeric")
+
+
+def _count_level(rng: random.Random, tag: str) -> tuple:
+    f, level = f"/workspace/{rng.choice(WORDS)}-{tag}.log", rng.choice(["WARN", "DEBUG", "FATAL"])
+    lines = [f"{i:03d} {rng.choice(['INFO', 'WARN', 'DEBUG', 'FATAL', 'INFO'])} job {i}"
+             for i in range(1, rng.randint(30, 80))]
+    n = sum(level in x for x in lines)
+    return (f"How many lines of {f} have the level {level}? Submit just the number.", _heredoc(f, lines),
+            f"grep -c {level} {f}", str(n), _numeric_wrong(n, rng), "numeric")
+
+
+def _count_ext(rng: random.Random, tag: str) -> tuple:
+    d, ext = f"/workspace/{rng.choice(WORDS)}-{tag}", rng.choice(["md", "sh", "cfg", "js"])
+    files = [f"{sub}/{rng.choice(WORDS)}{i}.{rng.choice(['md', 'sh', 'cfg', 'js', 'txt'])}"
+             for i, sub in enumerate(rng.choices(["a", "b", "a/c"], k=rng.randint(6, 14)))]
+    n = sum(f.endswith("." + ext) for f in files)
+    setup = f"mkdir -p {d}/a/c {d}/b && cd {d}\ntouch " + " ".join(files)
+    return (f"How many files with names ending in .{ext} are under {d} (including subdirectories)? "
+            "Submit just the number.", setup, f"find {d} -name '*.{ext}' | wc -l", str(n),
+            _numeric_wrong(n, rng), "numeric")
+
+
+def _by_size(largest: bool):
+    def family(rng: random.Random, tag: str) -> tuple:
+        d = f"/workspace/{rng.choice(WORDS)}-{tag}"
+        n = rng.randint(3, 6)
+        names, sizes = [f"{w}.dat" for w in rng.sample(WORDS, n)], rng.sample(range(300, 9000, 50), n)
+        setup = f"mkdir -p {d} && cd {d}\n" + "\n".join(
+            f"head -c {size} /dev/zero > {name}" for name, size in zip(names, sizes, strict=True))
+        pick = (max if largest else min)(range(n), key=lambda i: sizes[i])
+        return (f"Which file in {d} is the {'largest' if largest else 'smallest'} (in bytes)? Submit just its "
+                "file name.", setup, f"ls {'-lS' if largest else '-lSr'} {d}", names[pick],
+                [x for i, x in enumerate(names) if i != pick][:3], "exact")
+    return family
+
+
+def _extreme(largest: bool):
+    def family(rng: random.Random, tag: str) -> tuple:
+        f = f"/workspace/{rng.choice(WORDS)}-{tag}.txt"
+        values = rng.sample(range(10, 999), rng.randint(15, 40))
+        n = max(values) if largest else min(values)
+        return (f"{f} has one integer per line. What is the {'largest' if largest else 'smallest'} of them? "
+                "Submit just the number.", _heredoc(f, [str(v) for v in values]),
+                f"sort -n {f} | {'tail' if largest else 'head'} -1", str(n), _numeric_wrong(n, rng), "numeric")
+    return family
+
+
+def _file_bytes(rng: random.Random, tag: str) -> tuple:
+    f, n = f"/workspace/{rng.choice(WORDS)}-{tag}.bin", rng.randint(200, 20000)
+    return (f"How many bytes does {f} have? Submit just the number.", f"head -c {n} /dev/zero > {f}",
+            f"wc -c {f}", str(n), _numeric_wrong(n, rng), "numeric")
+
+
+def _line_word(rng: random.Random, tag: str) -> tuple:
+    f = f"/workspace/{rng.choice(WORDS)}-{tag}.txt"
+    lines = [rng.choice(WORDS) for _ in range(rng.randint(10, 25))]
+    k = rng.randint(2, len(lines))
+    near = lines[k - 2:k - 1] + lines[k:k + 1] + rng.sample(WORDS, 3)
+    wrong = [x for x in dict.fromkeys(near) if x != lines[k - 1]]
+    return (f"What is the word on line {k} of {f}? Submit just the word.", _heredoc(f, lines),
+            f"sed -n '{k}p' {f}", lines[k - 1], wrong[:3], "exact")
+
+
+def _count_dirs(rng: random.Random, tag: str) -> tuple:
+    d = f"/workspace/{rng.choice(WORDS)}-{tag}"
+    subs = sorted({"/".join(rng.sample(WORDS, rng.randint(1, 2))) for _ in range(rng.randint(2, 6))})
+    n = len({"/".join(s.split("/")[:i]) for s in subs for i in (1, 2) if len(s.split("/")) >= i})
+    return (f"How many directories are inside {d}, at any depth (not counting {d} itself)? "
+            "Submit just the number.", f"mkdir -p {d} && cd {d} && mkdir -p " + " ".join(subs),
+            f"find {d} -mindepth 1 -type d | wc -l", str(n), _numeric_wrong(n, rng), "numeric")
+
+
+def _distinct_lines(rng: random.Random, tag: str) -> tuple:
+    f = f"/workspace/{rng.choice(WORDS)}-{tag}.txt"
+    lines = rng.choices(WORDS[:rng.randint(5, 15)], k=rng.randint(15, 40))
+    n = len(set(lines))
+    return (f"How many distinct lines does {f} have? Submit just the number.", _heredoc(f, lines),
+            f"sort -u {f} | wc -l", str(n), _numeric_wrong(n, rng), "numeric")
+
+
+def _csv_price(rng: random.Random, tag: str) -> tuple:
+    f, items = f"/workspace/{rng.choice(WORDS)}-{tag}.csv", rng.sample(WORDS, rng.randint(5, 10))
+    prices = {i: rng.randint(3, 500) for i in items}
+    item = rng.choice(items)
+    return (f"{f} lists items and prices. What is the price of {item}? Submit just the number.",
+            _heredoc(f, ["item,price"] + [f"{i},{p}" for i, p in prices.items()]),
+            f"grep '^{item},' {f}", str(prices[item]), _numeric_wrong(prices[item], rng), "numeric")
+
+
+PRM_FAMILIES = {"count-words": _count_words, "count-level": _count_level, "count-ext": _count_ext,
+                "largest": _by_size(True), "smallest": _by_size(False), "max-value": _extreme(True),
+                "min-value": _extreme(False), "file-bytes": _file_bytes, "line-word": _line_word,
+                "count-dirs": _count_dirs, "distinct-lines": _distinct_lines, "csv-price": _csv_price}
+
+
+def prm_tasks(split: str, per_family: int, seed: int) -> list[dict]:
+    """Generated answer tasks for PRM training (`split` train) and recipe choices (`val`): many
+    distinct files and answers, so a PRM cannot memorise them. None of the held-out builtin tasks'
+    kinds (counting lines, finding a file by content, a JSON value, a sum) is among the families."""
+    rng, rows = random.Random(f"{split}-{seed}"), []
+    for family, make in PRM_FAMILIES.items():
+        for k in range(per_family):
+            instruction, setup, reveal, answer, wrong, mode = make(rng, f"{split}{k}")
+            rows.append({"id": f"prm-{split}-{family}-{k}", "instruction": instruction, "setup": setup,
+                         "answer": answer, "verifier": {"kind": "answer", "mode": mode},
+                         "metadata": {"category": family, "reveal": reveal, "wrong": wrong}})
+    return rows
+
+
 # ------------------------------------------------------------------------------ stages
 
 def rollouts(store, url: str, args) -> None:
@@ -175,8 +314,12 @@ def swe_runs(store, url: str, run_ids: list[str], instances: list[str] | None, s
         for k, run_id in enumerate(pending):
             policies.make_policy = lambda spec=None, _s=seed + k, **kw: (
                 SweSolver(_s) if spec == "bench:swe" else real(spec, **kw))
+            # instance images kept between runs: after the harness removed them, this process
+            # still took them for existing (the image builder's in-process cache) and every
+            # later run ended in sandbox_error
             Harness(EvalConfig(agent=True, policy="bench:swe", run_id=run_id, db=url, max_turns=6,
-                               max_workers=2, run_dir="runs/vq-swe", instance_ids=instances)).run()
+                               max_workers=2, run_dir="runs/vq-swe", instance_ids=instances,
+                               cache_level="instance")).run()
     finally:
         policies.make_policy = real
 
@@ -198,6 +341,37 @@ def training_rollouts(store, url: str, train_groups: set[str], args) -> list[str
     swe_runs(store, url, swe, sorted(g for g in train_groups if g not in BUILTIN), args.seed + 100)
     return runs + swe
 
+
+PRM_TASKS = Path(__file__).with_name("tasks")
+
+
+def write_prm_tasks() -> None:
+    """bench/tasks/prm_train.jsonl (4 instances per family) and prm_val.jsonl (1 per family)."""
+    for split_name, per_family in (("train", 4), ("val", 1)):
+        rows = prm_tasks(split_name, per_family, seed=0)
+        (PRM_TASKS / f"prm_{split_name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def load_prm_tasks(split_name: str) -> list:
+    from agentrm.tasks import load_tasks
+
+    return load_tasks(PRM_TASKS / f"prm_{split_name}.jsonl")
+
+
+def prm_rollouts(store, args) -> tuple[list, list]:
+    """Rollouts of the generated tasks (`--prm-group` per task): training data for the PRM
+    (prm_train) and a validation set for recipe choices (prm_val); never in the held-out set."""
+    from agentrm.rollout.runner import run_rollouts
+
+    if not args.prm_group:
+        return [], []
+    out = []
+    for split_name in ("train", "val"):
+        tasks, run_id = load_prm_tasks(split_name), f"vq-prm-{split_name}"
+        run_rollouts(tasks, BuiltinSolver(args.seed + 20, tasks), store, run_id=run_id,
+                     group_size=args.prm_group, max_turns=5, concurrency=2)
+        out.append([t for t in store.iter_trajectories(run_id=run_id) if t.reward is not None])
+    return out[0], out[1]
 
 def split(trajs) -> tuple[set[str], set[str]]:
     """Half of each kind's tasks (sorted, alternating) for training; the other half held out.
@@ -228,9 +402,11 @@ def score(store, trajs, scorer, label: str) -> None:
 
 
 def variant(args) -> str:
-    """The trained PRM's tag (its directory and scorer name): how its backbone was trained."""
+    """The trained PRM's tag (its directory and scorer name): how its backbone was trained, on
+    what (-p: the generated tasks, G rollouts each) and with which labels (-soft: branch shares)."""
     how = f"lora{args.lora_rank}" if args.lora_rank else "full" if args.full_finetune else "head"
-    return f"{how}-k{args.branches}-n{args.train_group}"
+    tasks = f"-p{args.prm_group}" if args.prm_group else ""
+    return f"{how}-k{args.branches}-n{args.train_group}{tasks}{'-soft' if args.soft_labels else ''}"
 
 
 def train(store, trajs, train_groups, args) -> Path:
@@ -248,19 +424,21 @@ def train(store, trajs, train_groups, args) -> Path:
         return out
     chosen = [t for t in trajs if t.task_id in train_groups and t.reward is not None]
     builtin = [t for t in chosen if _kind(t) == "builtin"]
-    prover = ProgressScorer(branches=args.branches, prover_policy=BuiltinSolver(args.seed + 2),
+    prover_tasks = load_prm_tasks("train") if args.prm_group else []
+    prover = ProgressScorer(branches=args.branches, prover_policy=BuiltinSolver(args.seed + 2, prover_tasks),
                             branch_turns=4, cache=str(Path(args.out) / f"progress-cache-k{args.branches}.json"))
     score(store, builtin, prover, f"Monte-Carlo branch values (K={args.branches})")
     chash = prover.config_hash()
     scores = [s for s in store.get_scores([t.id for t in builtin], scorer="progress") if s.config_hash == chash]
-    labels = labels_from_progress(scores, 0.5) | labels_from_outcome([t for t in chosen if _kind(t) == "swe"], 1.0)
+    labels = (labels_from_progress(scores, 0.5, soft=args.soft_labels)
+              | labels_from_outcome([t for t in chosen if _kind(t) == "swe"], 1.0))
     items = [got for t in chosen if t.id in labels and (got := labelled(t, labels[t.id]))]
     t0 = time.time()
     head_only = not (args.full_finetune or args.lora_rank)
     epochs = args.epochs or (300 if head_only else 3)
     cfg = PRMTrainConfig(base="smollm2", labels="progress", epochs=epochs, lr=2e-4 if args.lora_rank else 2e-5,
                          head_lr=1e-3, batch_size=2, max_length=1024, freeze_backbone=head_only,
-                         lora_rank=args.lora_rank)
+                         lora_rank=args.lora_rank, soft_labels=args.soft_labels)
     summary = train_prm(items, out, cfg)
     print(f"  trained PRM {variant(args)} on {summary['trajectories']} trajectories / {summary['steps']} steps "
           f"({summary['good_steps']} good) in {time.time() - t0:.0f}s; loss {summary['losses'][0]:.3f} → "
@@ -287,8 +465,21 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=0, help="hybrid folds (0: leave one task out)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--stop-after", choices=["rollouts", "train", "score"], default=None)
+    ap.add_argument("--prm-group", type=int, default=0,
+                    help="rollouts of each generated task (bench/tasks/prm_*.jsonl) for PRM training and "
+                         "validation (0: none)")
+    ap.add_argument("--soft-labels", action="store_true", help="train on branch shares, not share ≥ 0.5")
+    ap.add_argument("--prm-aggregate", default="mean", choices=["mean", "min", "last", "max"],
+                    help="the trained PRM's trajectory value from its step scores (choose on prm_val)")
+    ap.add_argument("--judge-aggregate", default="mean", choices=["mean", "min", "last", "max"])
+    ap.add_argument("--no-info-gain", action="store_true", help="skip the information-gain scorer (slow)")
+    ap.add_argument("--no-val-judge", action="store_true", help="validation: the trained PRM only")
+    ap.add_argument("--write-prm-tasks", action="store_true", help="write bench/tasks/prm_*.jsonl and exit")
+    ap.add_argument("--stop-after", choices=["rollouts", "train", "val", "score"], default=None)
     args = ap.parse_args()
+    if args.write_prm_tasks:
+        write_prm_tasks()
+        return
 
     import torch
 
@@ -313,7 +504,13 @@ def main() -> None:
     if extra:
         print(f"training rollouts: {len(extra_trajs)} more on the training tasks "
               f"({sum(t.reward >= 1 for t in extra_trajs)} successes) in {time.time() - t0:.0f}s", flush=True)
-    prm_dir = train(store, trajs + extra_trajs, train_groups, args)
+    t0 = time.time()
+    prm_train, prm_val = prm_rollouts(store, args)
+    if prm_train:
+        print(f"generated tasks: {len(prm_train)} training / {len(prm_val)} validation rollouts "
+              f"({sum(t.reward >= 1 for t in prm_train)} / {sum(t.reward >= 1 for t in prm_val)} successes) "
+              f"in {time.time() - t0:.0f}s", flush=True)
+    prm_dir = train(store, trajs + extra_trajs + prm_train, train_groups | {t.task_id for t in prm_train}, args)
     if args.stop_after == "train":
         return
     test = [t for t in trajs if t.task_id in test_groups]
@@ -321,12 +518,54 @@ def main() -> None:
 
     judge = make_prm(model="smollm2", style="judge", name="judge", aggregate="mean")
     trained = make_prm(model=str(prm_dir), style="token-cls", name=f"prm-{variant(args)}", aggregate="mean")
+    if prm_val:
+        validate(store, prm_val, judge, trained, args)
+    if args.stop_after == "val":
+        return
     score(store, test, judge, "SmolLM2 judge")
     score(store, test, trained, "trained PRM")
-    score(store, [t for t in test if _kind(t) == "builtin"], make_scorer("info-gain"), "information gain")
+    if not args.no_info_gain:
+        score(store, [t for t in test if _kind(t) == "builtin"], make_scorer("info-gain"), "information gain")
     if args.stop_after == "score":
         return
     report(store, test, trained, judge, args)
+
+
+AGGREGATES = ("mean", "min", "last", "max")
+
+
+def validate(store, val, judge, trained, args) -> None:
+    """The validation tasks (prm_val: generated, never trained on, not held out): each scorer's
+    AUC / within-group AUC per step aggregate. Recipe choices (--prm-aggregate, --judge-aggregate,
+    which variant) are made here, never on the held-out set."""
+    from agentrm.evaluation.verifier_eval import EvalConfig, evaluate
+
+    score(store, val, trained, "validation: trained PRM")
+    if not args.no_val_judge:
+        score(store, val, judge, "validation: SmolLM2 judge")
+    ids = {t.id for t in val}
+    rows = [s for s in store.get_scores(list(ids)) if s.level.value == "turn"]  # step scores only
+    names = [trained.name] + ([] if args.no_val_judge else ["judge"])
+    out = {}
+    print(f"\n[validation] {len(val)} trajectories of {len({t.task_id for t in val})} generated tasks "
+          f"({sum(t.reward >= 1 for t in val)} successes)")
+    print(f"{'scorer':<34}{'AUC':>8}{'gAUC':>8}{'BoN@4':>8}")
+    for name in names:
+        for how in AGGREGATES:
+            res = evaluate(val, rows, EvalConfig(scorers=[name], ns=[4], group_by="task", hybrid=None,
+                                                 aggregate={name: how}))["scorers"][0]
+            out[f"{name}/{how}"] = res
+            print(f"{name + '/' + how:<34}{_f(res['auc'])}{_f(res['group_auc'])}"
+                  f"{_f(res['best_of_n'][0]['accuracy'] if res['best_of_n'] else None)}")
+    (Path(args.out) / f"validation-{variant(args)}.json").write_text(json.dumps(out, indent=2, default=str))
+
+
+def aggregated(scores, name: str, how: str) -> list:
+    """`name`'s rows with its trajectory rows dropped when another step aggregate is asked for
+    (the evaluation then aggregates the step rows)."""
+    if how == "mean":
+        return list(scores)
+    return [s for s in scores if not (s.scorer == name and s.level.value == "trajectory")]
 
 
 def report(store, test, trained, judge, args) -> None:
@@ -337,7 +576,9 @@ def report(store, test, trained, judge, args) -> None:
     from agentrm.types import Score, ScoreLevel
     from agentrm.verifiers.registry import make_scorer
 
-    scores = store.get_scores([t.id for t in test])
+    scores = aggregated(aggregated(store.get_scores([t.id for t in test]), trained.name, args.prm_aggregate),
+                        "judge", args.judge_aggregate)
+    how = {trained.name: args.prm_aggregate, "judge": args.judge_aggregate}
     # a pattern baseline (always compare against one): more turns = looked before answering
     turns = [Score("turns", t.id, float(len(t.turns)), ScoreLevel.TRAJECTORY, config_hash="bench") for t in test]
     print(f"\nheld-out: {len(test)} trajectories of {len({t.task_id for t in test})} tasks "
@@ -345,13 +586,14 @@ def report(store, test, trained, judge, args) -> None:
     out: dict[str, Any] = {}
     for name, subset, scorers in [
         ("all", test, ["judge", trained.name]),
-        ("builtin", [t for t in test if _kind(t) == "builtin"], ["judge", trained.name, "info-gain"]),
+        ("builtin", [t for t in test if _kind(t) == "builtin"],
+         ["judge", trained.name] + ([] if args.no_info_gain else ["info-gain"])),
         ("swe", [t for t in test if _kind(t) == "swe"], ["tests", "judge", trained.name]),
     ]:
         ids = {t.id for t in subset}
         res = evaluate(subset, [s for s in scores if s.trajectory_id in ids],
                        EvalConfig(scorers=scorers, ns=list(range(1, 9)), group_by="task",
-                                  folds=args.folds or len({t.task_id for t in subset})))
+                                  folds=args.folds or len({t.task_id for t in subset}), aggregate=how))
         base = evaluate(subset, [s for s in turns if s.trajectory_id in ids],
                         EvalConfig(scorers=["turns"], ns=list(range(1, 9)), group_by="task", hybrid=None,
                                    folds=2))
