@@ -3,6 +3,8 @@
     python bench/verifier_quality.py [--db sqlite:///runs/vq.db] [--group-size 6] [--swe-group 4]
                                      [--branches 2] [--epochs 0] [--audit 4] [--folds 0]
                                      [--train-group 18] [--train-swe-runs 4] [--lora-rank 8]
+                                     [--prm-group 4] [--soft-labels] [--prm-aggregate last]
+                                     [--judge-aggregate max] [--no-info-gain] [--stop-after STAGE]
 
 Labelled set: the 8 builtin tasks (rollouts in Docker, outcome = the runtime's own check) and the
 8 bundled SWE-bench instances (agent mode in Docker, outcome = the tests verifier), both rolled
@@ -15,7 +17,12 @@ verifier runs outside the sandbox, so branches cannot be graded in place).
 More PRM training data comes from extra rollouts of the training tasks only (--train-group,
 --train-swe-runs); --lora-rank trains LoRA adapters instead of the head alone. Each PRM variant
 has its own directory and scorer name (prm-head-k2-n0, prm-lora8-k4-n18, …), so variants
-share one store. A number-of-turns baseline is reported next to the scorers.
+share one store. --prm-group G adds G rollouts of each generated task (bench/tasks/prm_train.jsonl:
+12 families of shell questions, none of the held-out tasks' kinds, each instance its own file and
+answer, so a PRM cannot memorise answers) to the PRM's training data, and G rollouts of
+prm_val.jsonl as a validation set: the step aggregate of the PRM and of the judge
+(--prm-aggregate, --judge-aggregate) is chosen there, never on the held-out tasks.
+--soft-labels trains on the branch share itself (Math-Shepherd's soft estimate). A number-of-turns baseline is reported next to the scorers.
 Scorers: tests (SWE) / the builtin check — they ARE the labels, AUC 1 by construction —, the
 SmolLM2 judge PRM, the trained PRM (SmolLM2 backbone), information gain (SmolLM2, builtin:
 needs a ground-truth answer) and the learned hybrid. Every stage is resumable from the store.
