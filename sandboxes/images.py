@@ -85,12 +85,10 @@ def image_labels(tag: str) -> dict[str, str]:
 
 
 def _image_exists(tag: str) -> bool:
-    if tag in _labels_cache:
-        return True
-    try:
-        image_labels(tag)
-    except ImageNotFound:
-        return False
+    """Asks the engine every time: an image removed since (a SWE-bench run's retention, `docker
+    rmi`) must be built again, not taken for present from the label cache."""
+    _labels_cache.pop(tag, None)
+    image_labels(tag)
     return tag in _labels_cache
 
 

@@ -64,6 +64,19 @@ def test_tags_hash_content_and_concurrent_callers_build_once(base, fresh_tags, m
     assert other != tags[0] and other.startswith("agentrm/test:")
 
 
+def test_an_image_removed_since_is_built_again(base, fresh_tags, docker_client):
+    """A SWE-bench run's retention (or `docker rmi`) removes images this process built; the
+    next build of the same recipe must build it again, not take it for present from the
+    per-process label cache (every later SWE-bench agent run in the process failed to start)."""
+    dockerfile = f"FROM {{base}}\nRUN echo {uuid.uuid4().hex} > /etc/marker\n"
+    tag = build_image(dockerfile, name="agentrm/test")
+    fresh_tags.append(tag)
+    assert images.image_labels(tag)  # cached now
+    docker_client.images.remove(tag, force=True)
+    assert build_image(dockerfile, name="agentrm/test") == tag
+    assert docker_client.images.get(tag).tags == [tag]
+
+
 def test_built_workspace_content_appears_in_sandboxes(base, fresh_tags, tmp_path):
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "main.py").write_text("print('from the image')\n")
