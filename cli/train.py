@@ -176,6 +176,10 @@ def prm(
     lora_rank: Annotated[int, Opt("--lora-rank", help="LoRA adapters of this rank on the backbone's "
                                                       "projections (0: train every weight); merged at "
                                                       "save.")] = 0,
+    soft_labels: Annotated[bool, Opt("--soft-labels", help="--labels progress/mc: the share of a step's "
+                                                           "branches that succeed is its target "
+                                                           "(Math-Shepherd's soft label), not share ≥ "
+                                                           "--min-share.")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -187,7 +191,7 @@ def prm(
     source = "progress" if labels == "mc" else labels
     cfg = PRMTrainConfig(base=base, labels=source, min_share=min_share, epochs=epochs, lr=lr,
                          head_lr=head_lr, batch_size=batch_size, max_length=max_length, seed=seed,
-                         freeze_backbone=freeze_backbone, lora_rank=lora_rank)
+                         freeze_backbone=freeze_backbone, lora_rank=lora_rank, soft_labels=soft_labels)
     store, trajs, scores = load_run(db, run)
     if labels == "mc":
         scores = _branch_values(store, trajs, branches, prover) + list(scores)

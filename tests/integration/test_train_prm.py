@@ -191,9 +191,11 @@ def test_train_prm_cli_with_lora(cli, db, tmp_path):
     assert res.returncode == 2 and "--lora-rank" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     out = tmp_path / "prm"
     res = cli("train", "prm", "--db", db, "--run", "r1", "--base", str(base), "-o", str(out),
-              "--lora-rank", "4", "--epochs", "4", "--lr", "3e-3", "--head-lr", "3e-3", "--json")
+              "--lora-rank", "4", "--epochs", "4", "--lr", "3e-3", "--head-lr", "3e-3", "--soft-labels",
+              "--json")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
+    assert summary["config"]["soft_labels"] is True
     assert summary["losses"][-1] < summary["losses"][0]
     from safetensors import safe_open
 
