@@ -262,7 +262,8 @@ class Trainer:
                             policy=self.config.policy, instance_ids=[t.id for t in tasks],
                             group_size=group_size, max_turns=self.config.max_turns,
                             max_workers=self.config.concurrency, run_id=run_id,
-                            run_dir=str(self.out / "swe-bench"))
+                            run_dir=str(self.out / "swe-bench"),
+                            cache_level="instance")  # every iteration needs the same images again
         evaluate(config, policy=self.policy, store=self.store)
 
     def _score(self, run_id: str) -> None:
