@@ -3,7 +3,12 @@ common prefix it prefills once; pure functions, no model."""
 
 from __future__ import annotations
 
-from agentrm.rollout.policies.transformers import MAX_PADDING, _Request, common_prefix_of, pick_batch
+from agentrm.rollout.policies.transformers import (
+    MAX_PADDING,
+    _Request,
+    common_prefix_of,
+    pick_batch,
+)
 
 
 def req(n: int, budget: int = 48) -> _Request:
