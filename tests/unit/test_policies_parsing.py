@@ -78,6 +78,17 @@ def test_text_messages_put_tools_in_system_and_results_in_user_turns():
     assert all(set(m) == {"role", "content"} for m in out)
 
 
+def test_tool_instructions_show_the_call_shape_without_a_worked_call():
+    """The system prompt's call format names no tool and no arguments a model could copy (a
+    small model otherwise repeats the example instead of choosing a tool)."""
+    system = to_text_messages([{"role": "user", "content": "task"}], TOOL_SCHEMAS)[0]["content"]
+    tools_block, after = system.split("</tools>")
+    (shape,) = [line for line in after.splitlines() if "<tool_call>" in line]
+    assert all(f'"{t["function"]["name"]}"' not in shape for t in TOOL_SCHEMAS)
+    assert calls_of(shape) == [] or not calls_of(shape)[0].valid
+    assert all(f'"name": "{t["function"]["name"]}"' in tools_block for t in TOOL_SCHEMAS)
+
+
 def test_parse_spec_and_bad_specs(tmp_path):
     assert parse_spec("transformers:smollm2?temperature=0.2&max_new_tokens=8&seed=none") == (
         "transformers", "smollm2", {"temperature": 0.2, "max_new_tokens": 8, "seed": None})
