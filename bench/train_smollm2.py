@@ -4,14 +4,18 @@ under the tools' grammar, reward "outcome + 0.2*submitted", LoRA updates with ve
 loss. Training tasks: "Submit the word W as your answer." for four words
 (bench/tasks/say_train.jsonl); held-out: the same instruction with four other words
 (bench/tasks/say_heldout.jsonl), evaluated before training and every --eval-every iterations.
+`--tasks read`: "Submit the word written in the file /workspace/note.txt as your answer." with
+four words in training (bench/tasks/read_train.jsonl) and four others held out
+(read_heldout.jsonl); the instruction is the same for all, so only reading the file (a tool
+call, then `submit`) solves it: a multi-turn task, where GiGPO's step term can differ from GRPO.
 
 Every (estimator, seed) is one training run in one store (default runs/train-smollm2/):
 rerunning the bench resumes unfinished runs and reuses finished ones, so a long sweep can be
 cut and continued. Runs go seed by seed, both estimators per seed, so a cut sweep still
 compares them on the same seeds.
 
-    python bench/train_smollm2.py [--seeds 3] [--estimators gigpo,grpo] [--iterations 6]
-        [--concurrency 16] [--json]
+    python bench/train_smollm2.py [--tasks say|read] [--seeds 3] [--estimators gigpo,grpo]
+        [--iterations 6] [--concurrency 16] [--json]
 """
 
 from __future__ import annotations
@@ -34,14 +38,20 @@ from agentrm.training.loop import TrainConfig, eval_run, train  # noqa: E402
 POLICY = "transformers:smollm2?constrain=true&max_new_tokens=48&temperature=1.0"
 
 
+# task files (training, held out), turn limit and run-id prefix of each bench
+BENCHES = {"say": ("say_train.jsonl", "say_heldout.jsonl", 2, "smol"),
+           "read": ("read_train.jsonl", "read_heldout.jsonl", 3, "read")}
+
+
 def config(args: argparse.Namespace, estimator: str, seed: int, out: Path) -> TrainConfig:
-    return TrainConfig(tasks=str(ROOT / "bench/tasks/say_train.jsonl"),
-                       eval_tasks=str(ROOT / "bench/tasks/say_heldout.jsonl"), policy=POLICY,
+    train_file, heldout_file, max_turns, prefix = BENCHES[args.tasks]
+    return TrainConfig(tasks=str(ROOT / "bench/tasks" / train_file),
+                       eval_tasks=str(ROOT / "bench/tasks" / heldout_file), policy=POLICY,
                        reward="outcome + 0.2*submitted", estimator=estimator,
                        iterations=args.iterations, group_size=args.group_size,
-                       eval_group_size=args.group_size, max_turns=2, lr=5e-4, lora_rank=16,
+                       eval_group_size=args.group_size, max_turns=max_turns, lr=5e-4, lora_rank=16,
                        eval_every=args.eval_every, seed=seed, concurrency=args.concurrency,
-                       run_id=f"smol-{estimator}-s{seed}", out=out / f"ckpt-{estimator}-s{seed}")
+                       run_id=f"{prefix}-{estimator}-s{seed}", out=out / f"ckpt-{estimator}-s{seed}")
 
 
 def submitted_share(store: Any, run_id: str) -> float:
@@ -70,6 +80,7 @@ def one(store: Any, args: argparse.Namespace, estimator: str, seed: int, out: Pa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", choices=sorted(BENCHES), default="say")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--estimators", default="gigpo,grpo", help="Comma-separated.")
     parser.add_argument("--iterations", type=int, default=6)
@@ -77,9 +88,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16,
                         help="Rollouts at a time (their model calls are decoded as one batch).")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs/train-smollm2")
+    parser.add_argument("--out", type=Path, help="Default: runs/train-smollm2 (say), runs/train-read.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    args.out = args.out or ROOT / ("runs/train-smollm2" if args.tasks == "say" else "runs/train-read")
     args.out.mkdir(parents=True, exist_ok=True)
     store = open_store(f"sqlite:///{args.out}/store.db")
     results = []
