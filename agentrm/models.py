@@ -189,3 +189,32 @@ def apply_checkpoint(model: Any, checkpoint: str | os.PathLike) -> Any:
 
     model.load_state_dict(torch.load(path, map_location=model.device))
     return model.eval()
+
+
+def merged_weights(model: Any) -> list[tuple[str, Any]]:
+    """The model's weights under the base model's parameter names, each LoRA adapter's delta
+    added to its layer's weight (on CPU, copies): what an inference engine loads to sample from
+    the trained policy. The model itself is left untouched (no merge/unmerge round trip, whose
+    rounding would drift the base weights a little every iteration)."""
+    import torch
+
+    deltas: dict[str, Any] = {}
+    for name, module in model.named_modules():
+        get_delta = getattr(module, "get_delta_weight", None)
+        adapters = getattr(module, "active_adapters", None)
+        if get_delta is not None and adapters and hasattr(module, "base_layer"):
+            with torch.no_grad():
+                deltas[name] = sum(get_delta(a) for a in adapters if a in getattr(module, "lora_A", {}))
+    out = []
+    for key, value in model.state_dict().items():
+        if "lora_" in key:
+            continue
+        layer, _, leaf = key.rpartition(".")
+        tensor = value.detach().to("cpu", copy=True)
+        if layer.endswith(".base_layer"):
+            layer = layer[: -len(".base_layer")]
+            if leaf == "weight" and layer in deltas and not isinstance(deltas[layer], int):
+                tensor += deltas[layer].detach().to("cpu", tensor.dtype)
+        name = f"{layer}.{leaf}" if layer else leaf
+        out.append((name.removeprefix("base_model.model."), tensor))
+    return out

@@ -49,6 +49,20 @@ class Policy(Protocol):
 
 
 @runtime_checkable
+class TrainablePolicy(Policy, Protocol):
+    """A policy `agentrm train` updates: it hands out the model the optimiser steps, and after
+    each step (or a loaded checkpoint) `sync` makes sampling use those weights."""
+
+    def trainable(self, wrap: Any = None) -> tuple[Any, Any]:
+        """(model, tokenizer) to optimise in place; `wrap` (LoRA adapters) is applied once."""
+        ...
+
+    def sync(self) -> None:
+        """Sample from the trainable model's current weights from the next `act` on."""
+        ...
+
+
+@runtime_checkable
 class Sandbox(Protocol):
     """An isolated machine to run an agent's commands in. Use it as a context manager."""
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from agentrm.config import option
 from agentrm.errors import InputError, NotFoundError
+from agentrm.protocols import TrainablePolicy
 from agentrm.types import Trajectory
 
 log = logging.getLogger("agentrm.training.loop")
@@ -49,8 +50,10 @@ class TrainConfig:
                                       factory=list, metavar="ID")
     eval_every: int = option(1, "Evaluate the held-out tasks after every N iterations.")
     eval_group_size: int = option(4, "Rollouts per held-out task.")
-    policy: str = option(DEFAULT_POLICY, "transformers:PATH_OR_ID policy (options after ?k=v&…); "
-                         "it is updated in this process.", metavar="SPEC")
+    policy: str = option(DEFAULT_POLICY, "transformers:PATH_OR_ID or vllm:PATH_OR_ID policy (options "
+                         "after ?k=v&…); its weights are updated in this process (vLLM: a "
+                         "transformers copy is trained and loaded into the engine after each update).",
+                         metavar="SPEC")
     iterations: int = option(3, "Training iterations (a rerun with more continues).")
     group_size: int = option(4, "Rollouts per task per iteration (one GiGPO group).")
     max_turns: int = option(4, "Turns per rollout before `turn_limit`.")
@@ -85,9 +88,9 @@ class TrainConfig:
             raise InputError("--kl-coef needs --lora-rank > 0 (the reference is the model without adapters)")
         if self.zero_variance not in ("auto", "drop", "keep", "keep-step"):
             raise InputError(f"--zero-variance {self.zero_variance!r}: use auto, drop, keep or keep-step")
-        if not self.policy.startswith("transformers:"):
-            raise InputError(f"--policy {self.policy}: agentrm train updates a transformers policy in "
-                             "this process (transformers:PATH_OR_ID)")
+        if not self.policy.startswith(("transformers:", "vllm:")):
+            raise InputError(f"--policy {self.policy}: agentrm train samples with transformers:PATH_OR_ID "
+                             "or vllm:PATH_OR_ID and updates the weights in this process")
         from agentrm.advantages import AdvantageConfig
         from agentrm.rewards.combine import parse_spec
 
@@ -160,7 +163,7 @@ class Trainer:
         self.train_id = config.run_id or f"train-{time.strftime('%Y%m%d-%H%M%S')}"
         self.out = Path(config.out) if config.out else Path("runs") / "train" / self.train_id
         self.tasks, self.eval_tasks = config.selected()
-        self.policy: Any = None
+        self.policy: TrainablePolicy | Any = None
         self.model: Any = None
         self.tokenizer: Any = None
         self.optimizer: Any = None
@@ -202,11 +205,15 @@ class Trainer:
 
         spec, device = self.config.policy, self.config.device
         self.policy = make_policy(spec, **({"device": device} if device and "device=" not in spec else {}))
+        if not isinstance(self.policy, TrainablePolicy):
+            raise InputError(f"--policy {spec}: this policy cannot be trained in this process")
         checkpoint = self._checkpoint(resume_from - 1) if resume_from else None
         wrap = _lora(self.config.lora_rank, checkpoint) if self.config.lora_rank else None
         self.model, self.tokenizer = self.policy.trainable(wrap)
         if checkpoint is not None and not self.config.lora_rank:
             self.model.load_state_dict(torch.load(checkpoint / "model.pt", map_location="cpu"))
+        if checkpoint is not None:
+            self.policy.sync()
         for name, p in self.model.named_parameters():  # LoRA: the adapters only
             p.requires_grad_(not self.config.lora_rank or "lora_" in name)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -315,7 +322,12 @@ class Trainer:
                         batch.metadata["retokenized_rows"])
         config = UpdateConfig(clip_ratio=self.config.clip_ratio, kl_coef=self.config.kl_coef,
                               minibatches=self.config.minibatches, epochs=self.config.epochs)
-        return policy_update(self.model, self.optimizer, batch.rows, config, seed=self.config.seed + k)
+        stats = policy_update(self.model, self.optimizer, batch.rows, config, seed=self.config.seed + k)
+        if stats.get("rows"):
+            started = time.monotonic()
+            self.policy.sync()  # vLLM: load the new weights into the engine
+            stats["sync_s"] = time.monotonic() - started
+        return stats
 
     def _evaluate(self, after: int, on_rollout: Callable[[Any], None] | None = None) -> dict[str, Any]:
         run_id = eval_run(self.train_id, after)

@@ -94,6 +94,63 @@ def test_two_iterations_follow_the_advantages(tiny, tmp_path, monkeypatch):
     assert store.get_run("tl")["kind"] == "train"
 
 
+@pytest.mark.vllm
+def test_vllm_policy_samples_from_the_updated_weights(tiny, tmp_path, monkeypatch, vllm_module):
+    """`--policy vllm:…`: vLLM samples, the update runs on a transformers copy, and after the
+    update the engine's log-probs are the trained checkpoint's (an independent forward pass of
+    base + saved adapter), not the base model's."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from vllm import SamplingParams
+
+    from agentrm.training.loop import TrainConfig, Trainer, iteration_run
+    from agentrm.types import full_prompts
+    from agentrm.verifiers import registry
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
+    monkeypatch.setitem(registry.SCORERS, "token-parity",
+                        registry.Entry("agentrm.testing:make_token_parity_scorer", (), "test reward"))
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    engine = "dtype=float32&max_model_len=2048&gpu_memory_utilization=0.05&seed=0"
+    config = TrainConfig(tasks=str(task_file(tmp_path / "tasks.jsonl")),
+                         policy=f"vllm:{tiny}?max_new_tokens=12&temperature=1.0&{engine}",
+                         iterations=1, group_size=4, max_turns=2, reward="token-parity",
+                         estimator="grpo", lr=5e-2, lora_rank=4, run_id="tv", out=tmp_path / "ckpt")
+    trainer = Trainer(store, config, lambda c: DirSandbox(tmp_path / "ws" / uuid.uuid4().hex), None)
+    try:
+        result = trainer.run()
+        update = result.iterations[0]["update"]
+        assert update["rows"] > 0 and update["sync_s"] >= 0, update
+
+        trajs = list(store.iter_trajectories(run_id=iteration_run("tv", 0)))
+        turn = next(tr.turns[-1] for tr in trajs if tr.turns[-1].tokens and tr.turns[-1].logprobs)
+        prompt = full_prompts(next(tr for tr in trajs if tr.turns[-1] is turn).turns)[-1]
+        response = turn.tokens.completion_ids
+        assert prompt and response
+        ids = list(prompt) + list(response)
+
+        def forward(model) -> list[float]:
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([ids])).logits[0, len(prompt) - 1:-1]
+            return torch.log_softmax(logits, -1)[torch.arange(len(response)), torch.tensor(response)].tolist()
+
+        base = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
+        before = forward(base)
+        assert turn.logprobs == pytest.approx(before, abs=2e-3)  # vLLM sampled from the base
+        trained = forward(PeftModel.from_pretrained(base, str(tmp_path / "ckpt" / "it000" / "adapter")).eval())
+        assert max(abs(a - b) for a, b in zip(trained, before, strict=True)) > 1e-2  # the update moved it
+
+        llm = trainer.policy._llm
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
+        out = trainer.policy._thread.submit(
+            lambda: llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)[0]).result()
+        engine_now = [float(out.prompt_logprobs[i][t].logprob) for i, t in enumerate(ids) if i >= len(prompt)]
+        assert engine_now == pytest.approx(trained, abs=2e-3)
+    finally:
+        trainer.policy.close()
+
+
 def agentrm(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "agentrm.cli.main", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -168,7 +225,7 @@ def test_swe_bench_instances_train_through_the_harness(tiny, docker_client, tmp_
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--policy", "vllm:/nowhere"], 2, "updates a transformers policy"),
+    (["--policy", "openai:gpt-4o"], 2, "agentrm train samples with transformers:PATH_OR_ID or vllm:"),
     (["--group-size", "1"], 2, "--group-size must be at least 2"),
     (["--estimator", "nope"], 2, "unknown estimator"),
     (["--reward", "outcome +"], 2, "--combine"),

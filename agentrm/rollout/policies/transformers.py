@@ -106,6 +106,9 @@ class TransformersPolicy:
                 self._constraint = None
             return self._model, self._tokenizer
 
+    def sync(self) -> None:
+        """Nothing to do: `act` samples from the very model the trainer updates in place."""
+
     def act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
         if self._model is None:
             with self._lock:

@@ -45,6 +45,7 @@ class VLLMPolicy:
         self.engine_kwargs = {"max_model_len": max_model_len,
                               "gpu_memory_utilization": gpu_memory_utilization, **engine_kwargs}
         self._llm = None
+        self._trainable: tuple[Any, Any] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-engine")
 
     def _engine(self):
@@ -77,6 +78,37 @@ class VLLMPolicy:
 
     def act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
         return self._thread.submit(self._act, messages, tools).result()
+
+    def trainable(self, wrap: Any = None) -> tuple[Any, Any]:
+        """(model, tokenizer) for `agentrm train`: a transformers copy of the engine's model
+        (float32; CUDA when present) that the trainer updates; `sync` loads its weights into
+        the engine, which keeps sampling with vLLM's speed."""
+        if self._trainable is None:
+            import torch
+
+            from agentrm.models import load_causal_lm
+
+            model, tokenizer = load_causal_lm(self.model_ref, dtype=torch.float32)
+            self._trainable = (wrap(model) if wrap is not None else model), tokenizer
+        return self._trainable
+
+    def sync(self) -> None:
+        """Load the trained weights (LoRA deltas added) into the engine in place and drop its
+        prefix cache, whose keys and values the old weights computed."""
+        if self._trainable is None:
+            raise RuntimeError("sync() before trainable(): there is no trained model")
+        from agentrm.models import merged_weights
+
+        weights = merged_weights(self._trainable[0])
+        self._thread.submit(self._load_weights, weights).result()
+
+    def _load_weights(self, weights: list[tuple[str, Any]]) -> None:
+        llm = self._engine()
+        # The worker's in-place reload takes checkpoint names (it fuses qkv / gate_up itself) and
+        # redoes the backend's post-load processing (the CPU backend repacks linear weights).
+        llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights),
+                                                     "is_checkpoint_format": True})
+        llm.reset_prefix_cache()
 
     def _act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
         llm = self._engine()
