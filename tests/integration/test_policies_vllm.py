@@ -103,6 +103,43 @@ def test_inprocess_constrained_decoding_gives_tool_calls(engine):
         assert calls and all(call_error(c) is None for c in calls)
 
 
+def test_inprocess_concurrent_calls_are_one_batch(engine, tiny):
+    """Calls queued while the engine is busy go to vLLM as one `generate` of all of them, each
+    answer the one for its own conversation (its prompt ids and log-probs of its own tokens)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    conversations = [[*MESSAGES[:1], {"role": "user", "content": f"Count the lines of file {i}."}]
+                     for i in range(4)]
+    llm = engine._thread.submit(engine._engine).result()
+    batches: list[int] = []
+    real_generate = llm.generate
+
+    def counting_generate(prompts, *args, **kwargs):
+        batches.append(len(prompts))
+        return real_generate(prompts, *args, **kwargs)
+
+    release = threading.Event()
+    engine._thread.submit(release.wait)  # the engine thread is busy until the four have queued
+    llm.generate = counting_generate
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(engine.act, c, TOOL_SCHEMAS) for c in conversations]
+            while len(engine._pending) < 4:
+                threading.Event().wait(0.01)
+            release.set()
+            outs = [f.result(timeout=300) for f in futures]
+    finally:
+        release.set()
+        del llm.generate
+    assert batches == [4]
+    tok = engine._thread.submit(llm.get_tokenizer).result()
+    for conversation, out in zip(conversations, outs, strict=True):
+        prompt = prompt_ids(tok, render_prompt(tok, conversation, TOOL_SCHEMAS))
+        assert out.tokens.prompt_ids == prompt
+        assert out.completion_tokens == len(out.logprobs) > 0
+
+
 def _check_group(store, run_id, summary):
     assert len(summary.trajectories) == 2
     trajs = list(store.iter_trajectories(run_id=run_id))

