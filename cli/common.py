@@ -182,13 +182,15 @@ class LogProgress:
 
         self.every, self.clock = every, time.monotonic
         self.tasks: dict[int, dict[str, Any]] = {}
+        self.next_key = 0
         self.lock, self.stopped = threading.Lock(), threading.Event()
         self.thread: Any = None
 
     def add_task(self, description: str, total: float | None = None, completed: float = 0,
                  **_: Any) -> int:
         with self.lock:
-            key = len(self.tasks)
+            key = self.next_key
+            self.next_key += 1
             self.tasks[key] = {"description": description, "total": total, "completed": completed,
                                "start": self.clock()}
         return key
@@ -208,6 +210,10 @@ class LogProgress:
 
     def advance(self, task: int, advance: float = 1) -> None:
         self.update(task, advance=advance)
+
+    def remove_task(self, task: int) -> None:
+        with self.lock:
+            self.tasks.pop(task, None)
 
     def _print(self) -> None:
         with self.lock:

@@ -66,10 +66,12 @@ def _train(values: dict) -> None:
         task = bar.add_task("starting", total=None)
 
         def on_event(event: TrainEvent) -> None:
+            nonlocal task
             where = "eval after " if event.stage == "eval" else "iteration "
             label = f"{where}{event.iteration}: {event.stage}"
-            if event.seconds is None:
-                bar.update(task, description=label, completed=0, total=None)
+            if event.seconds is None:  # a new stage: a new bar (a total of None keeps the old one)
+                bar.remove_task(task)
+                task = bar.add_task(label, total=None)
             else:
                 err_console.print(f"{label} {event.seconds:.1f} s", markup=False, highlight=False)
 

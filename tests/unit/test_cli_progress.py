@@ -30,3 +30,15 @@ def test_log_progress_prints_lines_on_a_timer_and_at_the_end(capsys):
 
 def test_progress_is_plain_when_stderr_is_not_a_terminal():
     assert isinstance(common.progress(), common.LogProgress)  # pytest captures stderr
+
+
+def test_a_removed_task_is_not_printed_and_new_keys_do_not_reuse_old_ones(capsys):
+    bar = common.LogProgress(every=3600)
+    first = bar.add_task("rollout", total=16)
+    kept = bar.add_task("kept", total=2)
+    bar.remove_task(first)
+    update = bar.add_task("update")  # a stage without a total: no "0/16" left from the rollout
+    assert len({first, kept, update}) == 3
+    bar._print()
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in err] == ["kept: 0/2", "update: 0"]
