@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import typer
 from rich.markup import escape
 
 from agentrm.errors import AgentrmError
+
+# Standard output is for results (tables, --json); vLLM logs to it unless told otherwise.
+os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 
 app = typer.Typer(
     name="agentrm",

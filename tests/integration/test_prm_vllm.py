@@ -8,6 +8,7 @@ first engine, ~12 s for each further one in the same process), with the engine c
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,12 +49,18 @@ def vllm_run(vllm_module, tmp_path_factory):
     (root / "run.py").write_text(SCRIPT)
     db = f"sqlite:///{root / 'store.db'}"
     # the CPU KV cache sized explicitly (GiB), not from whatever memory is free at start-up
-    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_LOGGING_LEVEL="WARNING",
+    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0",
                VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
+    env.pop("VLLM_LOGGING_STREAM", None)  # vLLM's own default (stdout) unless agentrm changes it
     proc = subprocess.run([sys.executable, str(root / "run.py"), str(root / "trajs.jsonl"), db,
                            *(f"{s}={m}" for s, m in models.items())],
                           capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    decoder, out, documents = json.JSONDecoder(), proc.stdout.strip(), 0
+    while out:  # stdout is the three --json documents and nothing else (vLLM logs go to stderr)
+        _, end = decoder.raw_decode(out)
+        out, documents = out[end:].strip(), documents + 1
+    assert documents == len(models) and "INFO" in proc.stderr
     return models, open_store(db).get_scores(scorer="prm")
 
 
