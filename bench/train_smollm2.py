@@ -11,7 +11,7 @@ call, then `submit`) solves it: a multi-turn task, where GiGPO's step term can d
 
 Every (estimator, seed) is one training run in one store (default runs/train-smollm2/):
 rerunning the bench resumes unfinished runs and reuses finished ones, so a long sweep can be
-cut and continued. Runs go seed by seed, both estimators per seed, so a cut sweep still
+cut and continued. The held-out curves of all runs go to OUT/heldout.png. Runs go seed by seed, both estimators per seed, so a cut sweep still
 compares them on the same seeds.
 
     python bench/train_smollm2.py [--tasks say|read] [--seeds 3] [--estimators gigpo,grpo]
@@ -78,6 +78,26 @@ def one(store: Any, args: argparse.Namespace, estimator: str, seed: int, out: Pa
             "wall_s_this_call": time.monotonic() - started}
 
 
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    """Held-out success by iterations trained, one line per (estimator, seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        style = "-" if r["estimator"] == "gigpo" else "--"
+        ax.plot([e["after"] for e in r["evaluations"]], [e["success"] for e in r["evaluations"]],
+                style, marker="o", color=f"C{r['seed']}", label=f"{r['estimator']} seed {r['seed']}")
+    ax.set(xlabel="iterations trained", ylabel="held-out success rate", ylim=(-0.02, 1.02),
+           title="SmolLM2-135M, held-out tasks")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", choices=sorted(BENCHES), default="say")
@@ -106,6 +126,7 @@ def main() -> None:
                 print(f"{estimator:6} seed {seed}  held-out success/submitted by iteration  {ev}", flush=True)
                 print(f"{'':6} per iteration: rollout {s['rollout']:.0f} s, score {s['score']:.0f} s, "
                       f"update {s['update']:.0f} s; held-out evaluation {r['eval_s']:.0f} s", flush=True)
+    plot(results, args.out / "heldout.png")
     if args.json:
         print(json.dumps(results, indent=2))
         return
