@@ -67,8 +67,8 @@ def _train(values: dict) -> None:
 
         def on_event(event: TrainEvent) -> None:
             nonlocal task
-            where = "eval after " if event.stage == "eval" else "iteration "
-            label = f"{where}{event.iteration}: {event.stage}"
+            label = (f"held-out eval after {event.iteration} iterations" if event.stage == "eval"
+                     else f"iteration {event.iteration}: {event.stage}")
             if event.seconds is None:  # a new stage: a new bar (a total of None keeps the old one)
                 bar.remove_task(task)
                 task = bar.add_task(label, total=None)
