@@ -117,8 +117,12 @@ class VLLMPolicy:
         limit = self.engine_kwargs["max_model_len"]
         ready: list[tuple[_Call, list[int]]] = []
         for call in calls:
-            ids = prompt_ids(tokenizer, render_prompt(tokenizer, call.messages, call.tools,
-                                                      self.tools_mode, self.action_format))
+            try:
+                ids = prompt_ids(tokenizer, render_prompt(tokenizer, call.messages, call.tools,
+                                                          self.tools_mode, self.action_format))
+            except Exception as exc:  # noqa: BLE001 - one bad conversation fails only its call
+                call.done.set_exception(exc)
+                continue
             if len(ids) + 1 > limit:
                 call.done.set_exception(ContextLimitExceeded(
                     f"prompt of {len(ids)} tokens exceeds max_model_len {limit}"))
@@ -131,6 +135,7 @@ class VLLMPolicy:
                                          [call.tools for call, _ in ready])
         except Exception as exc:  # noqa: BLE001 - engine errors are model errors
             error = ModelError(f"{self.name}: generation failed: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
             for call, _ in ready:
                 call.done.set_exception(error)
             return
