@@ -33,7 +33,7 @@ def otel(enabled: bool) -> None:
 
         telemetry.setup()
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, emoji=False)  # user text such as `openai:x:` stays text
 
 
 def db_url(value: str | None) -> str:
@@ -105,7 +105,7 @@ def print_table(table: Table, out: Console | None = None) -> None:
     if width <= out.width:
         Console.print(out, table, crop=False)
         return
-    wide = Console(width=width, file=out.file, force_terminal=out.is_terminal,
+    wide = Console(width=width, file=out.file, force_terminal=out.is_terminal, emoji=False,
                    color_system=out.color_system if out.color_system else None, no_color=out.no_color)
     wide.print(table, crop=False)
 
@@ -121,7 +121,7 @@ class TableConsole(Console):
         super().print(*objects, **kwargs)
 
 
-console = TableConsole()
+console = TableConsole(emoji=False)
 
 
 def _fold_option_names() -> None:

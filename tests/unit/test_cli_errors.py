@@ -31,6 +31,11 @@ def test_usage_errors_are_one_line_exit_2(cli, args, says):
     assert says in line and "--help" in line
 
 
+def test_user_text_in_an_error_is_neither_markup_nor_emoji(cli, tmp_path):
+    line = one_line_error(cli("train", "--policy", "openai:x:[b]y[/b]", "--db", f"sqlite:///{tmp_path}/n.db"))
+    assert "--policy openai:x:[b]y[/b]: agentrm train samples with" in line
+
+
 def test_non_utf8_trace_files_are_one_line(cli, tmp_path):
     db = f"sqlite:///{tmp_path}/s.db"
     jsonl = tmp_path / "bad.jsonl"
