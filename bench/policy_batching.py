@@ -55,12 +55,17 @@ def round_trip(policy: TransformersPolicy, rows: int) -> tuple[float, int]:
     return time.perf_counter() - started, sum(tokens)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc: str | None) -> argparse.Namespace:
+    """--rows, --repeat, --max-new-tokens (shared with bench/policy_vllm.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=8, help="Concurrent rollouts.")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__)
     policies = {name: TransformersPolicy("smollm2", constrain=True, temperature=1.0, seed=0,
                                          max_new_tokens=args.max_new_tokens, max_batch=batch)
                 for name, batch in (("one at a time", 1), ("batched", args.rows))}

@@ -11,7 +11,6 @@ second turn with a tool output of their own, as a group of rollouts does.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -23,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB, not a share of the free memory
 
-from policy_batching import conversation, round_trip  # noqa: E402
+from policy_batching import arguments, conversation, round_trip  # noqa: E402
 
 from agentrm.rollout.policies import make_policy  # noqa: E402
 from agentrm.rollout.tools import TOOL_SCHEMAS  # noqa: E402
@@ -41,11 +40,7 @@ class OneAtATime:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=8, help="Concurrent rollouts.")
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
-    args = parser.parse_args()
+    args = arguments(__doc__)
     options = f"constrain=true&temperature=1.0&max_new_tokens={args.max_new_tokens}"
     vllm = make_policy(f"vllm:smollm2?{options}&dtype=float32&max_model_len=4096&seed=0")
     local = make_policy(f"transformers:smollm2?{options}&max_batch={args.rows}&seed=0")
