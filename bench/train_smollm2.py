@@ -11,8 +11,8 @@ call, then `submit`) solves it: a multi-turn task, where GiGPO's step term can d
 
 Every (estimator, seed) is one training run in one store (default runs/train-smollm2/):
 rerunning the bench resumes unfinished runs and reuses finished ones, so a long sweep can be
-cut and continued. The held-out curves of all runs go to OUT/heldout.png. Runs go seed by seed, both estimators per seed, so a cut sweep still
-compares them on the same seeds.
+cut and continued. Runs go seed by seed, both estimators per seed, so a cut sweep still
+compares them on the same seeds. The held-out curves of all runs go to OUT/heldout.png.
 
     python bench/train_smollm2.py [--tasks say|read] [--seeds 3] [--estimators gigpo,grpo]
         [--iterations 6] [--concurrency 16] [--json]
