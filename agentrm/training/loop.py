@@ -192,11 +192,27 @@ class Trainer:
             stored = None
         if stored is not None:
             changed = [k for k in FIXED if k in stored and stored[k] != resolved[k]]
+            if changed and not self._rolled_out():
+                # nothing ran under the old settings (e.g. a typo in --policy's path failed at
+                # load): the run id is taken over by these settings rather than lost
+                self.store.annotate_run(self.train_id, **{k: v for k, v in resolved.items()
+                                                          if k != "run_id"})  # run_id: unchanged
+                changed = []
             if changed:
                 raise InputError(f"--run-id {self.train_id} was started with other settings "
                                  f"({', '.join('--' + k.replace('_', '-') for k in changed)}): "
                                  "resume with the same ones or pick another --run-id")
         self.store.begin_run(resolved, run_id=self.train_id, kind="train")
+
+    def _rolled_out(self) -> bool:
+        """Whether any rollout (held-out or training) of this run was started."""
+        for run_id in (eval_run(self.train_id, 0), iteration_run(self.train_id, 0)):
+            try:
+                self.store.get_run(run_id)
+                return True
+            except NotFoundError:
+                pass
+        return False
 
     def _load_policy(self, resume_from: int) -> None:
         import torch

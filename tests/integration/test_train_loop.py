@@ -250,3 +250,25 @@ def test_report_of_an_unknown_run_is_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "agentrm.cli.main", "train", "report", "nope", "--db",
                           f"sqlite:///{db}"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 4 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_a_run_that_never_rolled_out_takes_corrected_settings(tmp_path):
+    """A typo in --policy fails at load, after the run id is recorded: the rerun with the right
+    policy reuses the id. Once anything was rolled out, other settings are still refused."""
+    from agentrm.errors import InputError
+    from agentrm.training.loop import TrainConfig, Trainer, iteration_run
+
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    tasks = str(task_file(tmp_path / "tasks.jsonl"))
+
+    def begin(policy: str) -> None:
+        Trainer(store, TrainConfig(tasks=tasks, policy=policy, run_id="r", out=tmp_path / "ckpt"),
+                None, None)._begin()
+
+    begin("transformers:/nowhere")
+    begin("transformers:smollm2")
+    assert store.get_run("r")["config"]["policy"] == "transformers:smollm2"
+    store.begin_run({}, run_id=iteration_run("r", 0), kind="train-rollout")
+    with pytest.raises(InputError, match="other settings"):
+        begin("transformers:/elsewhere")
+    assert store.get_run("r")["config"]["policy"] == "transformers:smollm2"
